@@ -1,0 +1,56 @@
+# Two commands: `make run` sets up and runs the server, `make test` sets up and runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Extras installed by `make run`: g4f is the no-key fallback backend, macro the GUI messenger.
+EXTRAS ?= g4f
+
+.PHONY: run test lint typecheck pytest node-test system-deps
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed-run-$(subst $(comma),-,$(EXTRAS)): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+comma := ,
+
+config.json: | $(VENV)/.installed-run-$(subst $(comma),-,$(EXTRAS))
+	$(BIN)/discord-auto-reply init --config $@
+
+run: $(VENV)/.installed-run-$(subst $(comma),-,$(EXTRAS)) config.json
+	$(BIN)/discord-auto-reply serve --config config.json --reply-config reply_config.py
+
+# Xvfb and xclip for the GUI macro test; Node 20+ for the plugin tests.
+system-deps:
+	@missing=""; \
+	command -v Xvfb >/dev/null || missing="$$missing xvfb"; \
+	command -v xclip >/dev/null || missing="$$missing xclip"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	if [ -n "$$missing" ]; then \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check server tests bench
+	$(BIN)/ruff format --check server tests bench
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy server
+
+pytest: $(VENV)/.installed-test system-deps
+	$(BIN)/pytest
+
+node-test: $(VENV)/.installed-test system-deps
+	PYTHON="$(abspath $(BIN)/python)" node --experimental-websocket --test tests/plugin/
+
+test: lint typecheck pytest node-test

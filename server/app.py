@@ -1,0 +1,140 @@
+"""Wiring: build the rules, LLM backends, messenger, relay and gateway; start and stop them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import Server
+
+from server import protocol
+from server.config import ConfigError, Settings
+from server.gateway import Gateway
+from server.llm.chain import BackendChain, build_backend_chain
+from server.memory import InMemoryStore
+from server.messengers.base import Messenger
+from server.messengers.macro import MacroMessenger
+from server.messengers.plugin import PluginMessenger
+from server.messengers.rest import RestMessenger
+from server.relay import Relay
+from server.rules import RuleSet
+from server.rules_file import RulesWatcher
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_settings(settings: Settings, *, allow_remote: bool) -> None:
+    """Refuse unsafe or incomplete settings before anything starts; `ConfigError` says why."""
+    if not settings.WEBSOCKET_SECRET:
+        raise ConfigError(
+            "WEBSOCKET_SECRET is empty: the plugin must authenticate. "
+            "Run `discord-auto-reply init` or set the WEBSOCKET_SECRET environment variable"
+        )
+    if not is_loopback(settings.WEBSOCKET_HOST) and not allow_remote:
+        raise ConfigError(
+            f"WEBSOCKET_HOST {settings.WEBSOCKET_HOST!r} is not a loopback address; "
+            "pass --allow-remote to listen on it anyway"
+        )
+    if settings.messenger_name() == "rest" and not settings.DISCORD_AUTHORIZATION:
+        raise ConfigError("MESSENGER is 'rest' but DISCORD_AUTHORIZATION is empty")
+
+
+def build_messenger(settings: Settings, gateway: Gateway) -> Messenger:
+    """The messenger MESSENGER names (after resolving "auto")."""
+    name = settings.messenger_name()
+    if name == "rest":
+        return RestMessenger(settings.DISCORD_AUTHORIZATION, settings.DISCORD_API_BASE)
+    if name == "macro":
+        return MacroMessenger()
+    return PluginMessenger(gateway, timeout=settings.SEND_TIMEOUT_SECONDS)
+
+
+def describe_backends(settings: Settings, chain: BackendChain) -> str:
+    """One line naming each backend that will be tried (no keys)."""
+    described = []
+    for name in chain.names:
+        if name == "openai":
+            where = urlsplit(settings.OPENAI_BASE_URL).netloc or "api.openai.com"
+            described.append(f"openai ({settings.OPENAI_MODEL} at {where})")
+        else:
+            described.append(name)
+    return ", ".join(described) or "none (only FALLBACK_MESSAGE can be sent)"
+
+
+class App:
+    """The running relay server."""
+
+    def __init__(self, settings: Settings, reply_config: Path, *, allow_remote: bool = False):
+        check_settings(settings, allow_remote=allow_remote)
+        self.settings = settings
+        self.rules_watcher = RulesWatcher(reply_config, self._rules_changed)
+        self.llm = build_backend_chain(settings)
+        self.gateway = Gateway(
+            secret=settings.WEBSOCKET_SECRET,
+            allowed_origins=settings.ALLOWED_ORIGINS,
+            accept=self._accept,
+            watch_list=self.rules_watcher.current.watch_list,
+            messenger_name=settings.messenger_name(),
+            hello_timeout=settings.HELLO_TIMEOUT_SECONDS,
+        )
+        self.messenger = build_messenger(settings, self.gateway)
+        self.relay = Relay(
+            settings=settings,
+            rules=lambda: self.rules_watcher.current,
+            llm=self.llm,
+            messenger=self.messenger,
+            memory=InMemoryStore(),
+        )
+        self._server: Server | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+
+    def _accept(self, message: protocol.IncomingMessage) -> None:
+        self.relay.accept(message)
+
+    def _rules_changed(self, rules: RuleSet) -> None:
+        self.gateway.broadcast(protocol.watch(rules.watch_list()))
+
+    async def start(self) -> int:
+        """Listen and start watching the rules file; returns the bound port."""
+        settings = self.settings
+        self._server = await self.gateway.start(settings.WEBSOCKET_HOST, settings.WEBSOCKET_PORT)
+        port = int(self._server.sockets[0].getsockname()[1])
+        self._watch_task = asyncio.create_task(self.rules_watcher.run(), name="rules watcher")
+        if not is_loopback(settings.WEBSOCKET_HOST):
+            log.warning("listening on a non-loopback address: other machines can reach the relay")
+        log.info("listening on ws://%s:%d", settings.WEBSOCKET_HOST, port)
+        log.info("LLM backends: %s", describe_backends(settings, self.llm))
+        log.info("messenger: %s", self.messenger.name)
+        log.info(
+            "watching %d pair(s) from %s",
+            len(self.rules_watcher.current.rules),
+            self.rules_watcher.path,
+        )
+        return port
+
+    async def stop(self) -> None:
+        """Stop listening, then stop the workers and close every client."""
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        await self.relay.aclose()
+        await self.messenger.aclose()
+        await self.llm.aclose()

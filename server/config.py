@@ -1,0 +1,140 @@
+"""`config.json`: the server's settings, validated with pydantic, overridable by environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from server.memory import MAX_MEMORY_LENGTH
+
+DEFAULT_ORIGINS = (
+    "https://discord.com",
+    "https://ptb.discord.com",
+    "https://canary.discord.com",
+)
+
+BackendName = Literal["openai", "g4f"]
+DEFAULT_BACKENDS: tuple[BackendName, ...] = ("openai", "g4f")
+MessengerName = Literal["auto", "rest", "plugin", "macro"]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+# Settings that hold secrets: never logged, never echoed back in errors.
+SECRET_KEYS = ("OPENAI_API_KEY", "DISCORD_AUTHORIZATION", "WEBSOCKET_SECRET")
+
+
+class ConfigError(Exception):
+    """A setting is missing, unknown or of the wrong type; the text names the key and its source."""
+
+
+class Settings(BaseModel):
+    """Every key of `config.json`; see README.md for what each one does."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    OPENAI_API_KEY: str = ""
+    OPENAI_BASE_URL: str = ""
+    OPENAI_MODEL: str = "gpt-4o-mini"
+    G4F_MODEL: str = ""
+    LLM_BACKENDS: list[BackendName] = Field(default_factory=lambda: list(DEFAULT_BACKENDS))
+    LLM_TIMEOUT_SECONDS: PositiveFloat = 60.0
+    LLM_MAX_RETRIES: Annotated[int, Field(ge=0, le=10)] = 2
+    DISCORD_AUTHORIZATION: str = ""
+    DISCORD_API_BASE: str = "https://discord.com/api/v9"
+    WEBSOCKET_HOST: str = "127.0.0.1"
+    WEBSOCKET_PORT: Annotated[int, Field(ge=0, le=65535)] = 8765
+    WEBSOCKET_SECRET: str = ""
+    ALLOWED_ORIGINS: list[str] = Field(default_factory=lambda: list(DEFAULT_ORIGINS))
+    MESSENGER: MessengerName = "auto"
+    MEMORY_LENGTH: Annotated[int, Field(ge=0, le=MAX_MEMORY_LENGTH)] = 3
+    MAX_TOKENS: Annotated[int, Field(gt=0)] = 500
+    REPLY_PREFIX: str = "[auto-reply] "
+    FALLBACK_MESSAGE: str = ""
+    TYPING_INTERVAL_SECONDS: PositiveFloat = 8.0
+    HELLO_TIMEOUT_SECONDS: PositiveFloat = 5.0
+    SEND_TIMEOUT_SECONDS: PositiveFloat = 30.0
+
+    def messenger_name(self) -> Literal["rest", "plugin", "macro"]:
+        """Resolve `MESSENGER: "auto"`: REST when a token is set, else the plugin."""
+        if self.MESSENGER != "auto":
+            return self.MESSENGER
+        return "rest" if self.DISCORD_AUTHORIZATION else "plugin"
+
+    def secret_values(self) -> list[str]:
+        """The non-empty secret values, for log redaction."""
+        return [value for key in SECRET_KEYS if (value := getattr(self, key))]
+
+
+def load_settings(path: Path, env: Mapping[str, str] = os.environ) -> Settings:
+    """Read `path` (missing file = all defaults) and apply environment overrides.
+
+    Raises `ConfigError` naming the key and the file (or environment variable) at fault.
+    """
+    values: dict[str, object] = {}
+    if path.exists():
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: must hold a JSON object of settings")
+        values.update(raw)
+        _validate(values, source=str(path))
+    from_env = {key: _parse_env(key, env[key]) for key in Settings.model_fields if key in env}
+    for key, value in from_env.items():
+        _validate({**values, key: value}, source=f"environment variable {key}", only=key)
+    return _validate({**values, **from_env}, source=str(path))
+
+
+def write_initial_config(path: Path) -> None:
+    """Write `path` with every default and a fresh random `WEBSOCKET_SECRET`; never overwrite."""
+    settings = Settings(WEBSOCKET_SECRET=secrets.token_urlsafe(32))
+    text = json.dumps(settings.model_dump(), indent=2) + "\n"
+    try:
+        with path.open("x", encoding="utf-8") as file:
+            os.chmod(path, 0o600)
+            file.write(text)
+    except FileExistsError as exc:
+        raise ConfigError(f"{path} already exists; not overwriting it") from exc
+
+
+def _parse_env(key: str, text: str) -> object:
+    """Environment values are strings: JSON-decode them for keys that hold numbers or lists."""
+    if Settings.model_fields[key].annotation in (str, MessengerName):
+        return text
+    try:
+        value: object = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return value
+
+
+def _validate(values: dict[str, object], *, source: str, only: str | None = None) -> Settings:
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = [
+            _describe(error)
+            for error in exc.errors()
+            if only is None or (error["loc"] and error["loc"][0] == only)
+        ]
+        raise ConfigError(f"{source}: " + "; ".join(problems or [str(exc)])) from None
+
+
+def _describe(error: Mapping[str, object]) -> str:
+    loc = error.get("loc")
+    key = ".".join(str(part) for part in loc) if isinstance(loc, tuple) and loc else "?"
+    if error.get("type") == "extra_forbidden":
+        return f"unknown key {key!r}"
+    message = str(error.get("msg", "invalid value"))
+    top = str(loc[0]) if isinstance(loc, tuple) and loc else ""
+    if top in SECRET_KEYS:
+        return f"{key}: {message}"
+    return f"{key}: {message} (got {error.get('input')!r})"

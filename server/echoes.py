@@ -1,0 +1,47 @@
+"""Recognising the relay's own replies when Discord echoes them back as the owner's messages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class _Sent:
+    nonce: str
+    channel: str
+    content: str
+    at: float
+
+
+class EchoTracker:
+    """Remembers what the relay sent for `ttl` seconds; each sent part matches one echo."""
+
+    def __init__(self, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._sent: list[_Sent] = []
+
+    def expect(self, nonce: str, channel: str, content: str) -> None:
+        """Note a part the relay is about to send."""
+        self._forget_old()
+        self._sent.append(_Sent(nonce, channel, content, self._clock()))
+
+    def is_echo(self, channel: str, content: str, nonce: str | None) -> bool:
+        """True (once) if this owner message is the echo of a part the relay sent.
+
+        Matches by nonce where the event echoes ours, else by channel and text.
+        """
+        self._forget_old()
+        for index, sent in enumerate(self._sent):
+            if (nonce is not None and nonce == sent.nonce) or (
+                channel == sent.channel and content.strip() == sent.content.strip()
+            ):
+                del self._sent[index]
+                return True
+        return False
+
+    def _forget_old(self) -> None:
+        horizon = self._clock() - self._ttl
+        self._sent = [sent for sent in self._sent if sent.at >= horizon]

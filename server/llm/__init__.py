@@ -1,0 +1,1 @@
+"""LLM backends: one module per backend, all behind the `LLMBackend` protocol in `base`."""

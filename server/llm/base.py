@@ -1,0 +1,44 @@
+"""The interface every LLM backend implements, and the values passed through it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One chat turn as sent to a model."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Per-request knobs; `None` means "use the backend's own default"."""
+
+    max_tokens: int
+    model: str | None = None
+    temperature: float | None = None
+
+
+class LLMError(Exception):
+    """A backend could not produce a reply. The message says why and never holds a secret."""
+
+
+class LLMBackend(Protocol):
+    """Something that turns a chat into the next assistant message."""
+
+    name: str
+
+    async def complete(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> str:
+        """Return the reply text (non-empty), or raise `LLMError`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; the backend is not used afterwards."""
+        ...

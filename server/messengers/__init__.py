@@ -1,0 +1,1 @@
+"""Messengers: the ways a reply reaches Discord (REST, the plugin, a GUI macro)."""

@@ -1,0 +1,138 @@
+"""Websocket protocol v1: the frames the plugin and the server exchange (see README.md).
+
+Parsing is pure: text in, a typed frame or a `ProtocolError` out. Ids are strings.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+CLOSE_BAD_SECRET = 4001
+CLOSE_NO_HELLO = 4002
+
+
+class ProtocolError(Exception):
+    """A frame that is not valid JSON or not a valid v1 frame; the text says what is wrong."""
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, populate_by_name=True)
+
+
+class Hello(_Frame):
+    """First frame of a connection: authenticates the client."""
+
+    type: Literal["hello"]
+    secret: str = ""
+    client: str = ""
+    version: str = ""
+    self_id: str | None = None
+
+
+class Author(_Frame):
+    """The author of a forwarded message."""
+
+    id: str
+    username: str = ""
+    bot: bool = False
+
+
+class IncomingMessage(_Frame):
+    """A Discord message forwarded by the plugin."""
+
+    type: Literal["message"]
+    id: str = Field(min_length=1)
+    channel: str = Field(min_length=1)
+    guild: str | None = None
+    author: Author
+    content: str
+    timestamp: str = ""
+    is_self: bool = Field(default=False, alias="self")
+    nonce: str | None = None
+
+
+class Sent(_Frame):
+    """The plugin's answer to a `send` frame."""
+
+    type: Literal["sent"]
+    nonce: str
+    ok: bool
+    error: str | None = None
+
+
+ClientFrame = Annotated[Hello | IncomingMessage | Sent, Field(discriminator="type")]
+_client_frame: TypeAdapter[Hello | IncomingMessage | Sent] = TypeAdapter(ClientFrame)
+
+
+def parse_client_frame(text: str | bytes) -> Hello | IncomingMessage | Sent:
+    """Parse one frame from the plugin, or raise `ProtocolError` saying what is wrong."""
+    if isinstance(text, bytes):
+        raise ProtocolError("binary frames are not part of protocol v1; send JSON text")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"not valid JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("a frame must be a JSON object")
+    kind = data.get("type")
+    if kind not in ("hello", "message", "sent"):
+        raise ProtocolError(f"unknown frame type {kind!r}")
+    try:
+        return _client_frame.validate_python(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'][1:]) or kind}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ProtocolError(f"invalid {kind} frame: {problems}") from None
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """Serialise a server frame."""
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def welcome(server_version: str, watch: list[dict[str, str]], messenger: str) -> dict[str, Any]:
+    """The answer to a good hello."""
+    return {
+        "type": "welcome",
+        "server_version": server_version,
+        "protocol": PROTOCOL_VERSION,
+        "watch": watch,
+        "messenger": messenger,
+    }
+
+
+def watch(patterns: list[dict[str, str]]) -> dict[str, Any]:
+    """Sent whenever the rules change."""
+    return {"type": "watch", "watch": patterns}
+
+
+def ack(message_id: str) -> dict[str, Any]:
+    """The server accepted (or deliberately ignored) a message; the client may forget it."""
+    return {"type": "ack", "id": message_id}
+
+
+def error(text: str) -> dict[str, Any]:
+    """A frame was malformed or unknown; the connection stays open."""
+    return {"type": "error", "error": text}
+
+
+def send(nonce: str, channel: str, content: str, reply_to: str | None) -> dict[str, Any]:
+    """Ask the plugin to post a message through Discord's own client."""
+    return {
+        "type": "send",
+        "nonce": nonce,
+        "channel": channel,
+        "content": content,
+        "reply_to": reply_to,
+    }
+
+
+def typing(channel: str) -> dict[str, Any]:
+    """Ask the plugin to show the typing indicator."""
+    return {"type": "typing", "channel": channel}

@@ -1,0 +1,142 @@
+"""Allow-list rules from `reply_config.py`: which (user, channel) pairs get replies, and how."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from server.memory import MAX_MEMORY_LENGTH
+
+WILDCARD = "*"
+_SNOWFLAKE = re.compile(r"^[0-9]{1,25}$")
+
+
+class RulesError(Exception):
+    """`reply_config.py` does not describe valid rules; the text names the file and the entry."""
+
+
+def _as_id(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and (value == WILDCARD or _SNOWFLAKE.match(value.strip())):
+        return value.strip()
+    raise ValueError(f'must be a Discord id (digits) or "*", got {value!r}')
+
+
+DiscordIdOrWildcard = Annotated[str, BeforeValidator(_as_id)]
+
+
+class _RuleEntry(BaseModel):
+    """One REPLY_TO entry in its dict form; tuples are converted to this."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user: DiscordIdOrWildcard
+    channel: DiscordIdOrWildcard
+    persona: str | None = None
+    model: str | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, Field(gt=0)] | None = None
+    memory_length: Annotated[int, Field(ge=0, le=MAX_MEMORY_LENGTH)] | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One allow-listed pattern and its optional per-rule settings (None = the global default)."""
+
+    user: str
+    channel: str
+    persona: str | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    memory_length: int | None = None
+
+    def matches(self, user_id: str, channel_id: str) -> bool:
+        """True if this rule covers `user_id` writing in `channel_id`."""
+        return self.user in (WILDCARD, user_id) and self.channel in (WILDCARD, channel_id)
+
+    @property
+    def specificity(self) -> int:
+        """2 for an exact pair, 1 for a user anywhere, 0 for anyone in a channel."""
+        return (self.user != WILDCARD) * 2 - (self.channel == WILDCARD)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """The whole of `reply_config.py`: the default system prompt and the rules."""
+
+    context_message: str
+    rules: tuple[Rule, ...]
+
+    def match(self, user_id: str, channel_id: str) -> Rule | None:
+        """The most specific rule covering the pair, or None if it is not allow-listed."""
+        candidates = [rule for rule in self.rules if rule.matches(user_id, channel_id)]
+        return max(candidates, key=lambda rule: rule.specificity, default=None)
+
+    def watches_channel(self, channel_id: str) -> bool:
+        """True if any rule can match a message in `channel_id`."""
+        return any(rule.channel in (WILDCARD, channel_id) for rule in self.rules)
+
+    def watch_list(self) -> list[dict[str, str]]:
+        """The patterns sent to the plugin, which filters on them before forwarding."""
+        return [{"user": rule.user, "channel": rule.channel} for rule in self.rules]
+
+    def system_prompt(self, rule: Rule) -> str:
+        """The rule's persona, else CONTEXT_MESSAGE."""
+        return rule.persona if rule.persona is not None else self.context_message
+
+
+EMPTY_RULES = RuleSet(context_message="", rules=())
+
+
+def parse_rules(namespace: Mapping[str, object], source: str) -> RuleSet:
+    """Build a RuleSet from the globals of an executed `reply_config.py`.
+
+    Accepts the original form (`REPLY_TO = [("USER_ID", "CHANNEL_ID"), ...]`) plus
+    `(user, channel, {options})` tuples and dicts with `user`, `channel` and options.
+    """
+    context = namespace.get("CONTEXT_MESSAGE", "")
+    if not isinstance(context, str):
+        raise RulesError(f"{source}: CONTEXT_MESSAGE must be a string")
+    entries = namespace.get("REPLY_TO", [])
+    if not isinstance(entries, Sequence) or isinstance(entries, str):
+        raise RulesError(f"{source}: REPLY_TO must be a list of (user, channel) pairs")
+    rules = tuple(
+        _parse_entry(entry, f"{source}: REPLY_TO[{index}]") for index, entry in enumerate(entries)
+    )
+    return RuleSet(context_message=context, rules=rules)
+
+
+def _parse_entry(entry: object, where: str) -> Rule:
+    if isinstance(entry, tuple | list):
+        if len(entry) not in (2, 3) or (len(entry) == 3 and not isinstance(entry[2], dict)):
+            raise RulesError(f"{where}: expected (user, channel) or (user, channel, {{options}})")
+        fields: dict[str, object] = {"user": entry[0], "channel": entry[1]}
+        if len(entry) == 3:
+            fields.update(entry[2])
+    elif isinstance(entry, dict):
+        fields = dict(entry)
+    else:
+        raise RulesError(f"{where}: expected a (user, channel) tuple or a dict, got {entry!r}")
+    try:
+        parsed = _RuleEntry.model_validate(fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'entry'}: {_short(error['msg'])}"
+            for error in exc.errors()
+        )
+        raise RulesError(f"{where}: {problems}") from None
+    if parsed.user == WILDCARD and parsed.channel == WILDCARD:
+        raise RulesError(
+            f'{where}: ("*", "*") would answer everyone everywhere; name a user or a channel'
+        )
+    return Rule(**parsed.model_dump())
+
+
+def _short(message: str) -> str:
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,137 @@
+"""A running relay server and a real websocket client that speaks protocol v1 like the plugin."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from server.app import App
+from server.config import Settings
+
+SECRET = "test-websocket-secret-0123456789"
+
+
+@dataclass
+class RunningApp:
+    app: App
+    url: str
+
+
+@asynccontextmanager
+async def running_app(tmp_path: Path, rules: str, **overrides: Any) -> AsyncIterator[RunningApp]:
+    """Start the real App on a free loopback port with `rules` as reply_config.py."""
+    reply_config = tmp_path / "reply_config.py"
+    reply_config.write_text(rules, encoding="utf-8")
+    values: dict[str, Any] = {
+        "WEBSOCKET_PORT": 0,
+        "WEBSOCKET_SECRET": SECRET,
+        "TYPING_INTERVAL_SECONDS": 0.05,
+        "LLM_MAX_RETRIES": 0,
+        "LLM_BACKENDS": ["openai"],
+    }
+    values.update(overrides)
+    app = App(Settings(**values), reply_config)
+    port = await app.start()
+    try:
+        yield RunningApp(app, f"ws://127.0.0.1:{port}")
+    finally:
+        await app.stop()
+
+
+class PluginClient:
+    """A websocket client doing what the plugin does; `send` frames can be answered for it."""
+
+    def __init__(self, connection: ClientConnection, welcome: dict[str, Any]) -> None:
+        self.connection = connection
+        self.welcome = welcome
+        self.frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.sends: list[dict[str, Any]] = []
+        self.typing: list[str] = []
+        self.answer_sends = True
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(cls, url: str, secret: str = SECRET) -> PluginClient:
+        connection = await connect(url)
+        await connection.send(
+            json.dumps(
+                {
+                    "type": "hello",
+                    "secret": secret,
+                    "client": "test",
+                    "version": "1",
+                    "self_id": "9",
+                }
+            )
+        )
+        welcome = json.loads(await asyncio.wait_for(connection.recv(), 5))
+        assert welcome["type"] == "welcome", welcome
+        return cls(connection, welcome)
+
+    async def _read(self) -> None:
+        async for text in self.connection:
+            frame = json.loads(text)
+            if frame["type"] == "send":
+                self.sends.append(frame)
+                if self.answer_sends:
+                    await self.connection.send(
+                        json.dumps({"type": "sent", "nonce": frame["nonce"], "ok": True})
+                    )
+            elif frame["type"] == "typing":
+                self.typing.append(frame["channel"])
+            else:
+                await self.frames.put(frame)
+
+    async def next_frame(self, timeout: float = 5.0) -> dict[str, Any]:
+        return await asyncio.wait_for(self.frames.get(), timeout)
+
+    async def send_raw(self, text: str | bytes) -> None:
+        await self.connection.send(text)
+
+    async def message(
+        self,
+        message_id: str,
+        user: str,
+        channel: str,
+        content: str,
+        *,
+        guild: str | None = None,
+        is_self: bool = False,
+        bot: bool = False,
+        nonce: str | None = None,
+    ) -> None:
+        """Forward a message and wait for its ack."""
+        frame = {
+            "type": "message",
+            "id": message_id,
+            "channel": channel,
+            "guild": guild,
+            "author": {"id": user, "username": f"user{user}", "bot": bot},
+            "content": content,
+            "timestamp": "2026-11-22T10:00:00.000000+00:00",
+            "self": is_self,
+            "nonce": nonce,
+        }
+        await self.connection.send(json.dumps(frame))
+        ack = await self.next_frame()
+        assert ack == {"type": "ack", "id": message_id}, ack
+
+    async def wait_for_sends(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.sends) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} send frames, got {self.sends}")
+            await asyncio.sleep(0.01)
+        return self.sends[:count]
+
+    async def close(self) -> None:
+        await self.connection.close()
+        self._reader.cancel()

@@ -1,0 +1,130 @@
+"""config.json loading: defaults, file and environment sources, errors that name the culprit."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from server.config import ConfigError, Settings, load_settings, write_initial_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(path: Path, values: object) -> Path:
+    path.write_text(json.dumps(values), encoding="utf-8")
+    return path
+
+
+def test_missing_file_gives_defaults(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path / "absent.json", env={})
+    assert settings == Settings()
+    assert settings.WEBSOCKET_HOST == "127.0.0.1"
+    assert settings.REPLY_PREFIX == "[auto-reply] "
+    assert settings.ALLOWED_ORIGINS == [
+        "https://discord.com",
+        "https://ptb.discord.com",
+        "https://canary.discord.com",
+    ]
+
+
+def test_example_file_matches_the_defaults() -> None:
+    example = json.loads((ROOT / "config.example.json").read_text(encoding="utf-8"))
+    assert example == Settings().model_dump()
+
+
+def test_file_values_are_used(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.json", {"WEBSOCKET_PORT": 9000, "LLM_BACKENDS": ["g4f"]})
+    settings = load_settings(path, env={})
+    assert settings.WEBSOCKET_PORT == 9000
+    assert settings.LLM_BACKENDS == ["g4f"]
+
+
+def test_durations_are_floats_and_ints_are_accepted_for_them(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.json", {"TYPING_INTERVAL_SECONDS": 0.02, "LLM_TIMEOUT_SECONDS": 3})
+    settings = load_settings(path, env={})
+    assert settings.TYPING_INTERVAL_SECONDS == 0.02
+    assert settings.LLM_TIMEOUT_SECONDS == 3.0
+
+
+def test_wrong_type_names_the_key_and_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.json", {"WEBSOCKET_PORT": "eighty"})
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert str(path) in str(caught.value)
+    assert "WEBSOCKET_PORT" in str(caught.value)
+
+
+def test_unknown_key_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.json", {"OPENAI_MODLE": "gpt-4o"})
+    with pytest.raises(ConfigError, match=r"unknown key 'OPENAI_MODLE'"):
+        load_settings(path, env={})
+
+
+def test_bad_enum_value_names_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.json", {"MESSENGER": "carrier-pigeon"})
+    with pytest.raises(ConfigError, match="MESSENGER"):
+        load_settings(path, env={})
+
+
+def test_invalid_json_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text('{\n  "WEBSOCKET_PORT": 1,\n}', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"c\.json: not valid JSON \(line 3"):
+        load_settings(path, env={})
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.json", {"WEBSOCKET_PORT": 9000, "OPENAI_API_KEY": "from-file"})
+    env = {
+        "WEBSOCKET_PORT": "9100",
+        "OPENAI_API_KEY": "12345",  # numeric-looking text stays a string for string keys
+        "LLM_BACKENDS": '["g4f"]',
+        "MESSENGER": "plugin",
+        "TYPING_INTERVAL_SECONDS": "0.5",
+        "UNRELATED": "ignored",
+    }
+    settings = load_settings(path, env=env)
+    assert settings.WEBSOCKET_PORT == 9100
+    assert settings.OPENAI_API_KEY == "12345"
+    assert settings.LLM_BACKENDS == ["g4f"]
+    assert settings.MESSENGER == "plugin"
+    assert settings.TYPING_INTERVAL_SECONDS == 0.5
+
+
+def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="environment variable MAX_TOKENS"):
+        load_settings(tmp_path / "absent.json", env={"MAX_TOKENS": "lots"})
+
+
+def test_errors_never_echo_a_secret(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.json", {"DISCORD_AUTHORIZATION": ["mfa.secret-token-value"]})
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert "DISCORD_AUTHORIZATION" in str(caught.value)
+    assert "secret-token-value" not in str(caught.value)
+
+
+def test_init_writes_a_private_file_with_a_random_secret(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    write_initial_config(first)
+    write_initial_config(second)
+    a, b = load_settings(first, env={}), load_settings(second, env={})
+    assert len(a.WEBSOCKET_SECRET) >= 32
+    assert a.WEBSOCKET_SECRET != b.WEBSOCKET_SECRET
+    assert stat.S_IMODE(first.stat().st_mode) == 0o600
+
+
+def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.json", {"WEBSOCKET_SECRET": "keep-me"})
+    with pytest.raises(ConfigError, match="already exists"):
+        write_initial_config(path)
+    assert load_settings(path, env={}).WEBSOCKET_SECRET == "keep-me"
+
+
+def test_messenger_auto_resolves_by_token() -> None:
+    assert Settings().messenger_name() == "plugin"
+    assert Settings(DISCORD_AUTHORIZATION="t").messenger_name() == "rest"
+    assert Settings(DISCORD_AUTHORIZATION="t", MESSENGER="macro").messenger_name() == "macro"

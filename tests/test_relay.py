@@ -1,0 +1,357 @@
+"""The whole path over real sockets: plugin frame in, LLM request, Discord request out."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from server.config import Settings
+from server.echoes import EchoTracker
+from server.llm.chain import BackendChain
+from server.llm.openai_backend import OpenAIBackend
+from server.memory import InMemoryStore
+from server.messengers.rest import RestMessenger
+from server.protocol import Author, IncomingMessage
+from server.relay import Relay
+from server.rules import parse_rules
+from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.openai_api import FakeOpenAI
+from tests.relay_harness import PluginClient, running_app
+
+RULES = (
+    'CONTEXT_MESSAGE = "You are Sam\'s stand-in."\n'
+    'REPLY_TO = [("111", "222"), ("112", "223"), ("*", "333"),\n'
+    '            ("113", "224", {"persona": "Talk like a pirate.", "max_tokens": 42,'
+    ' "model": "pirate-1", "memory_length": 0})]\n'
+)
+
+
+def rest_settings(fake_discord: FakeDiscord, fake_openai: FakeOpenAI, **extra: Any) -> Any:
+    return {
+        "MESSENGER": "rest",
+        "DISCORD_AUTHORIZATION": FakeDiscord.TOKEN,
+        "DISCORD_API_BASE": fake_discord.base_url,
+        "OPENAI_BASE_URL": fake_openai.base_url,
+        "OPENAI_API_KEY": FakeOpenAI.API_KEY,
+        **extra,
+    }
+
+
+def user_texts(request: dict[str, Any]) -> list[str]:
+    return [m["content"] for m in request["messages"] if m["role"] == "user"]
+
+
+async def test_whole_path_frame_in_discord_post_out(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    async with running_app(tmp_path, RULES, **rest_settings(fake_discord, fake_openai)) as running:
+        client = await PluginClient.connect(running.url)
+        assert client.welcome["messenger"] == "rest"
+        await client.message("1001", "111", "222", "are you around tonight?")
+        [posted] = await fake_discord.wait_for_messages(1)
+
+        [request] = fake_openai.requests
+        assert request["messages"][0] == {"role": "system", "content": "You are Sam's stand-in."}
+        assert request["messages"][-1] == {"role": "user", "content": "are you around tonight?"}
+        assert request["max_tokens"] == 500
+        assert posted["channel_id"] == "222"
+        assert posted["content"] == "[auto-reply] echo: are you around tonight? [turns=1]"
+        assert posted["allowed_mentions"] == {"parse": [], "replied_user": False}
+        assert posted["enforce_nonce"] is True
+        assert 0 < len(posted["nonce"]) <= 25
+        assert posted.get("message_reference") is None  # DMs get plain messages
+        assert "222" in fake_discord.typing
+        await client.close()
+
+
+async def test_guild_messages_are_answered_as_replies_and_rule_settings_apply(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    async with running_app(tmp_path, RULES, **rest_settings(fake_discord, fake_openai)) as running:
+        client = await PluginClient.connect(running.url)
+        await client.message("2001", "113", "224", "ahoy", guild="900")
+        await client.message("2002", "113", "224", "again", guild="900")
+        first, second = await fake_discord.wait_for_messages(2)
+        assert first["message_reference"]["message_id"] == "2001"
+        assert second["message_reference"]["message_id"] == "2002"
+        request = fake_openai.requests[1]
+        assert request["model"] == "pirate-1"
+        assert request["max_tokens"] == 42
+        assert request["messages"][0]["content"] == "Talk like a pirate."
+        assert user_texts(request) == ["again"]  # memory_length 0 for this rule
+        await client.close()
+
+
+async def test_ignored_messages_are_acked_but_never_answered(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    async with running_app(tmp_path, RULES, **rest_settings(fake_discord, fake_openai)) as running:
+        client = await PluginClient.connect(running.url)
+        await client.message("3001", "999", "222", "not allow-listed")
+        await client.message("3002", "111", "222", "a bot", bot=True)
+        await client.message("3003", "111", "222", "   ")  # sticker or attachment only
+        await client.message("3004", "9", "222", "the owner", is_self=True)
+        await client.message("3005", "111", "222", "real one")
+        await client.message("3005", "111", "222", "real one")  # the plugin re-sent its buffer
+        await fake_discord.wait_for_messages(1)
+        await running.app.relay.drain()
+        assert len(fake_openai.requests) == 1
+        assert len(fake_discord.messages) == 1
+        await client.close()
+
+
+async def test_memory_is_per_pair_and_rolls(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    settings = rest_settings(fake_discord, fake_openai, MEMORY_LENGTH=2)
+    async with running_app(tmp_path, RULES, **settings) as running:
+        client = await PluginClient.connect(running.url)
+        for index, text in enumerate(["my name is Ann", "I like tea", "and cake", "who am I?"]):
+            await client.message(f"40{index}", "111", "222", text)
+        await client.message("4100", "112", "223", "hello from Bob")
+        await fake_discord.wait_for_messages(5)
+        await running.app.relay.drain()
+
+        ann = next(r for r in fake_openai.requests if "who am I?" in user_texts(r))
+        # Two remembered interactions (user + reply each), then the new message.
+        assert [m["role"] for m in ann["messages"]] == [
+            "system",
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+        ]
+        assert user_texts(ann) == ["I like tea", "and cake", "who am I?"]
+        assert ann["messages"][2]["content"] == "echo: I like tea [turns=3]"  # no prefix kept
+        bob = next(r for r in fake_openai.requests if "hello from Bob" in user_texts(r))
+        assert user_texts(bob) == ["hello from Bob"]
+        assert not any("Ann" in m["content"] for m in bob["messages"])
+        await client.close()
+
+
+async def test_two_pairs_are_answered_concurrently(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.delay = 1.0
+    async with running_app(tmp_path, RULES, **rest_settings(fake_discord, fake_openai)) as running:
+        client = await PluginClient.connect(running.url)
+        started = time.monotonic()
+        await client.message("5001", "111", "222", "first pair")
+        await client.message("5002", "112", "223", "second pair")
+        await fake_discord.wait_for_messages(2, timeout=5)
+        elapsed = time.monotonic() - started
+        assert 1.0 <= elapsed < 1.7, elapsed
+        await client.close()
+
+
+async def test_one_pair_is_answered_in_order_one_reply_at_a_time(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.delay = 0.15
+    async with running_app(tmp_path, RULES, **rest_settings(fake_discord, fake_openai)) as running:
+        client = await PluginClient.connect(running.url)
+        for index in range(4):
+            await client.message(f"600{index}", "111", "222", f"message {index}")
+        posted = await fake_discord.wait_for_messages(4)
+        assert [p["content"] for p in posted] == [
+            f"[auto-reply] echo: message {index} [turns={2 * index + 1}]" for index in range(4)
+        ]
+        # Each request saw the previous reply: replies were produced one at a time.
+        assert [len(r["messages"]) for r in fake_openai.requests] == [2, 4, 6, 8]
+        await client.close()
+
+
+async def test_long_replies_are_split_under_discords_limit(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    paragraph = "word " * 300  # 1500 characters
+    fake_openai.reply_fn = lambda messages: "\n\n".join([paragraph.strip()] * 3)
+    settings = rest_settings(fake_discord, fake_openai, MAX_TOKENS=2000)
+    async with running_app(tmp_path, RULES, **settings) as running:
+        client = await PluginClient.connect(running.url)
+        await client.message("7001", "111", "222", "tell me a long story")
+        posted = await fake_discord.wait_for_messages(3)
+        assert all(len(p["content"]) <= 2000 for p in posted)
+        assert all(p["content"].startswith("[auto-reply] ") for p in posted)
+        assert len({p["nonce"] for p in posted}) == 3
+        await running.app.relay.drain()
+        assert len(fake_discord.messages) == 3
+        await client.close()
+
+
+async def test_a_429_is_waited_out_with_nothing_lost_or_duplicated(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    fake_discord.fail_next(429, 1, retry_after=0.2)
+    async with running_app(tmp_path, RULES, **rest_settings(fake_discord, fake_openai)) as running:
+        client = await PluginClient.connect(running.url)
+        await client.message("8001", "111", "222", "one")
+        await client.message("8002", "111", "222", "two")
+        posted = await fake_discord.wait_for_messages(2)
+        await running.app.relay.drain()
+        statuses = [r.status for r in fake_discord.requests if r.path.endswith("/messages")]
+        assert statuses == [429, 200, 200]
+        assert [p["content"] for p in posted] == [
+            "[auto-reply] echo: one [turns=1]",
+            "[auto-reply] echo: two [turns=3]",
+        ]
+        await client.close()
+
+
+async def test_llm_outage_sends_the_fallback_message_and_the_server_keeps_going(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.fail_next(500, 1)
+    settings = rest_settings(fake_discord, fake_openai, FALLBACK_MESSAGE="Away, back soon.")
+    async with running_app(tmp_path, RULES, **settings) as running:
+        client = await PluginClient.connect(running.url)
+        await client.message("9001", "111", "222", "hello?")
+        await client.message("9002", "111", "222", "still there?")
+        first, second = await fake_discord.wait_for_messages(2)
+        assert first["content"] == "[auto-reply] Away, back soon."
+        assert second["content"].startswith("[auto-reply] echo: still there?")
+        await client.close()
+
+
+async def test_llm_outage_without_fallback_sends_nothing(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.fail_next(503, 1)
+    async with running_app(tmp_path, RULES, **rest_settings(fake_discord, fake_openai)) as running:
+        client = await PluginClient.connect(running.url)
+        await client.message("9101", "111", "222", "hello?")
+        await running.app.relay.drain()
+        assert fake_discord.messages == []
+        await client.close()
+
+
+async def test_backends_are_tried_in_order(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    broken = FakeOpenAI()
+    await broken.start()
+    broken.fail_next(500, 10)
+    settings = Settings(REPLY_PREFIX="", TYPING_INTERVAL_SECONDS=0.05)
+    chain = BackendChain(
+        [
+            OpenAIBackend(
+                api_key=FakeOpenAI.API_KEY, base_url=broken.base_url, model="a", max_retries=0
+            ),
+            OpenAIBackend(
+                api_key=FakeOpenAI.API_KEY, base_url=fake_openai.base_url, model="b", max_retries=0
+            ),
+        ]
+    )
+    messenger = RestMessenger(FakeDiscord.TOKEN, fake_discord.base_url)
+    relay = Relay(
+        settings=settings,
+        rules=lambda: parse_rules({"REPLY_TO": [("1", "2")]}, "rules"),
+        llm=chain,
+        messenger=messenger,
+        memory=InMemoryStore(),
+    )
+    try:
+        relay.accept(message("1", "1", "2", "anyone?"))
+        await relay.drain()
+        assert [p["content"] for p in fake_discord.messages] == ["echo: anyone? [turns=1]"]
+        assert len(broken.requests) == 1 and fake_openai.requests[0]["model"] == "b"
+    finally:
+        await chain.aclose()
+        await messenger.aclose()
+        await broken.stop()
+
+
+async def test_own_echoes_are_not_remembered_but_manual_replies_are(
+    fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    settings = Settings(TYPING_INTERVAL_SECONDS=0.05)
+    backend = OpenAIBackend(api_key=FakeOpenAI.API_KEY, base_url=fake_openai.base_url, model="m")
+    messenger = RestMessenger(FakeDiscord.TOKEN, fake_discord.base_url)
+    memory = InMemoryStore()
+    relay = Relay(
+        settings=settings,
+        rules=lambda: parse_rules({"REPLY_TO": [("1", "2")]}, "rules"),
+        llm=backend,
+        messenger=messenger,
+        memory=memory,
+        echoes=EchoTracker(),
+    )
+    try:
+        relay.accept(message("10", "1", "2", "ping"))
+        await relay.drain()
+        [posted] = fake_discord.messages
+        # Discord echoes our reply back as the owner's message, with our nonce.
+        relay.accept(
+            message("11", "9", "2", posted["content"], is_self=True, nonce=posted["nonce"])
+        )
+        relay.accept(message("12", "9", "2", "typed by hand", is_self=True))
+        await relay.drain()
+        turns = await memory.recent(("1", "2"), 10)
+        assert [(t.role, t.content) for t in turns] == [
+            ("user", "ping"),
+            ("assistant", "echo: ping [turns=1]"),
+            ("assistant", "typed by hand"),
+        ]
+    finally:
+        await backend.aclose()
+        await messenger.aclose()
+
+
+async def test_plugin_messenger_sends_through_the_connected_plugin(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    settings = {
+        "OPENAI_BASE_URL": fake_openai.base_url,
+        "OPENAI_API_KEY": FakeOpenAI.API_KEY,
+        "MESSENGER": "plugin",
+    }
+    async with running_app(tmp_path, RULES, **settings) as running:
+        client = await PluginClient.connect(running.url)
+        await client.message("11001", "111", "222", "via the client please", guild="77")
+        [send] = await client.wait_for_sends(1)
+        assert send["channel"] == "222"
+        assert send["content"] == "[auto-reply] echo: via the client please [turns=1]"
+        assert send["reply_to"] == "11001"
+        assert "222" in client.typing
+        await running.app.relay.drain()
+        await client.close()
+
+
+async def test_plugin_messenger_reports_a_failed_send(
+    tmp_path: Path, fake_openai: FakeOpenAI, caplog: Any
+) -> None:
+    settings = {
+        "OPENAI_BASE_URL": fake_openai.base_url,
+        "OPENAI_API_KEY": FakeOpenAI.API_KEY,
+        "SEND_TIMEOUT_SECONDS": 0.3,
+    }
+    async with running_app(tmp_path, RULES, **settings) as running:
+        client = await PluginClient.connect(running.url)
+        client.answer_sends = False
+        await client.message("12001", "111", "222", "hello")
+        await client.wait_for_sends(1)
+        await running.app.relay.drain()
+        assert "no answer from the plugin within 0.3 s" in caplog.text
+        await client.close()
+
+
+def message(
+    message_id: str,
+    user: str,
+    channel: str,
+    content: str,
+    *,
+    is_self: bool = False,
+    nonce: str | None = None,
+) -> IncomingMessage:
+    return IncomingMessage(
+        type="message",
+        id=message_id,
+        channel=channel,
+        author=Author(id=user),
+        content=content,
+        is_self=is_self,
+        nonce=nonce,
+    )
