@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Extras installed by `make run`: g4f is the no-key fallback backend, macro the GUI messenger.
 EXTRAS ?= g4f
 
-.PHONY: run test lint typecheck pytest node-test system-deps
+.PHONY: run test lint typecheck pytest node-test system-deps bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,3 +54,7 @@ node-test: $(VENV)/.installed-test system-deps
 	PYTHON="$(abspath $(BIN)/python)" node --experimental-websocket --test tests/plugin/
 
 test: lint typecheck pytest node-test
+
+# Benchmarks are run by hand; figures are quoted in README.md.
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench.relay_bench
