@@ -28,12 +28,13 @@ config.json: | $(VENV)/.installed-run-$(subst $(comma),-,$(EXTRAS))
 run: $(VENV)/.installed-run-$(subst $(comma),-,$(EXTRAS)) config.json
 	$(BIN)/discord-auto-reply serve --config config.json --reply-config reply_config.py
 
-# Xvfb and xclip for the GUI macro test; Node 20+ for the plugin tests.
+# Xvfb, xclip and Tk for the GUI macro test (a real window); Node 20+ for the plugin tests.
 system-deps:
 	@missing=""; \
 	command -v Xvfb >/dev/null || missing="$$missing xvfb"; \
 	command -v xclip >/dev/null || missing="$$missing xclip"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
+	$(PYTHON) -c "import tkinter" 2>/dev/null || missing="$$missing python3-tk"; \
 	if [ -n "$$missing" ]; then \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
 	  echo "installing Debian packages:$$missing"; \
