@@ -113,6 +113,11 @@ def _init(args: argparse.Namespace) -> int:
 
 def _plugin_install(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    if not settings.WEBSOCKET_SECRET:
+        raise ConfigError(
+            f"{args.config}: WEBSOCKET_SECRET is empty; run `discord-auto-reply init` first "
+            "so the plugin and the server share a secret"
+        )
     directory = args.dir or default_plugin_dir()
     path = install_plugin(
         directory,

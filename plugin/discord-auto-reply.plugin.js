@@ -1,0 +1,605 @@
+/**
+ * @name DiscordAutoReply
+ * @version 0.1.0
+ * @description Forwards messages from the chats you allow-listed to your local discord-auto-reply server, and posts the replies it asks for. Needs the server running on this computer.
+ * @author discord-auto-reply contributors
+ * @source https://github.com/discord-auto-reply/discord-auto-reply
+ */
+
+"use strict";
+
+// The installer (`discord-auto-reply plugin install`) rewrites this one line with JSON values.
+const DEFAULT_SETTINGS = { host: "127.0.0.1", port: 8765, secret: "", enabled: true }; // @install-defaults
+// The same line as shipped, never rewritten: tells installed values from factory ones.
+const FACTORY_SETTINGS = { host: "127.0.0.1", port: 8765, secret: "", enabled: true };
+
+const PLUGIN_NAME = "DiscordAutoReply";
+const PLUGIN_VERSION = "0.1.0";
+const WILDCARD = "*";
+const BUFFER_LIMIT = 200; // unacknowledged messages kept for re-sending
+const BUFFER_MAX_AGE_MS = 60 * 60 * 1000;
+const BACKOFF = { baseMs: 1000, capMs: 30000 };
+const WELCOME_TIMEOUT_MS = 10000; // handshake + hello + welcome; a silent peer is given up on
+const CLOSE_BAD_SECRET = 4001;
+const FORWARDED_TYPES = new Set([0, 19]); // DEFAULT, REPLY
+const EPHEMERAL_FLAG = 64;
+
+/**
+ * Every lookup of a Discord internal lives here: the one place to fix when Discord renames
+ * something. Each returns null when the module is missing (found modules are cached; a miss is
+ * retried next time, as Discord loads some modules late). Nothing here throws on a miss.
+ */
+const DiscordInternals = {
+    found: new Map(),
+    lookup(name, find) {
+        if (!this.found.has(name)) {
+            const module = find(BdApi.Webpack);
+            if (module == null) return null;
+            this.found.set(name, module);
+        }
+        return this.found.get(name);
+    },
+    dispatcher() {
+        return this.lookup("dispatcher", (Webpack) => {
+            const found = Webpack.getModule(Webpack.Filters.byKeys("dispatch", "subscribe", "register"), { searchExports: true });
+            const viaStore = this.userStore()?._dispatcher;
+            return [found, viaStore].find(isDispatcher) ?? null;
+        });
+    },
+    userStore() {
+        return this.lookup("UserStore", (Webpack) => Webpack.getStore("UserStore") ?? null);
+    },
+    currentUserId() {
+        const id = this.userStore()?.getCurrentUser?.()?.id;
+        return id == null ? null : String(id);
+    },
+    messageActions() {
+        return this.lookup("messageActions", (Webpack) => {
+            const found = Webpack.getModule(Webpack.Filters.byKeys("sendMessage", "editMessage"));
+            return typeof found?.sendMessage === "function" ? found : null;
+        });
+    },
+    typingActions() {
+        return this.lookup("typingActions", (Webpack) => {
+            const found = Webpack.getModule(Webpack.Filters.byKeys("startTyping", "stopTyping"));
+            return typeof found?.startTyping === "function" ? found : null;
+        });
+    },
+    /** Show "you are typing" in a channel: the typing module, else the local Flux action it dispatches. */
+    startTyping(channelId) {
+        const typing = this.typingActions();
+        if (typing) return typing.startTyping(channelId), true;
+        const dispatcher = this.dispatcher();
+        if (dispatcher) return dispatcher.dispatch({ type: "TYPING_START_LOCAL", channelId }), true;
+        return false;
+    },
+};
+
+function isDispatcher(candidate) {
+    return typeof candidate?.subscribe === "function" && typeof candidate?.unsubscribe === "function" && typeof candidate?.dispatch === "function";
+}
+
+/* ---------- Pure decisions: no sockets, no Discord ---------- */
+
+/**
+ * The protocol `message` frame for a Flux MESSAGE_CREATE action, or null for one that must not
+ * be forwarded (optimistic local echo, no author, webhook, system type, ephemeral).
+ */
+function messageFrame(action, selfId) {
+    const message = action?.message;
+    if (!message || action.optimistic || !message.author || message.author.id == null) return null;
+    if (message.webhook_id) return null;
+    if (!FORWARDED_TYPES.has(message.type ?? 0)) return null;
+    if ((Number(message.flags) & EPHEMERAL_FLAG) !== 0) return null;
+    const channel = message.channel_id ?? action.channelId;
+    if (message.id == null || channel == null) return null;
+    const guild = message.guild_id ?? action.guildId ?? null;
+    const authorId = String(message.author.id);
+    return {
+        type: "message",
+        id: String(message.id),
+        channel: String(channel),
+        guild: guild == null ? null : String(guild),
+        author: {
+            id: authorId,
+            username: String(message.author.username ?? ""),
+            bot: Boolean(message.author.bot),
+        },
+        content: typeof message.content === "string" ? message.content : "",
+        timestamp: message.timestamp == null ? "" : String(message.timestamp),
+        self: selfId != null && authorId === selfId,
+        nonce: message.nonce == null ? null : String(message.nonce),
+    };
+}
+
+/**
+ * True if the server's watch list allows forwarding this frame: a rule matching the author and
+ * channel, or for the owner's own messages any rule whose channel matches.
+ */
+function isWatched(watch, frame) {
+    return watch.some((rule) => {
+        const channelMatches = rule.channel === WILDCARD || rule.channel === frame.channel;
+        if (!channelMatches) return false;
+        return frame.self || rule.user === WILDCARD || rule.user === frame.author.id;
+    });
+}
+
+/** Keep only well-formed {user, channel} string pairs from a server `watch` list. */
+function watchList(value) {
+    if (!Array.isArray(value)) return [];
+    return value
+        .filter((rule) => rule && typeof rule.user === "string" && typeof rule.channel === "string")
+        .map((rule) => ({ user: rule.user, channel: rule.channel }));
+}
+
+/** Delay before reconnect attempt `attempt` (0-based): capped exponential, with equal jitter. */
+function backoffDelay(attempt, { baseMs, capMs }, random = Math.random) {
+    const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 30));
+    return Math.round(ceiling / 2 + random() * (ceiling / 2));
+}
+
+/**
+ * Forwarded messages waiting for the server's `ack`, oldest first; bounded in count and age.
+ * The caller sends what `pending()` returns after each `welcome`, and calls `ack(id)` per ack.
+ */
+class Outbox {
+    constructor({ limit = BUFFER_LIMIT, maxAgeMs = BUFFER_MAX_AGE_MS, now = Date.now } = {}) {
+        this.limit = limit;
+        this.maxAgeMs = maxAgeMs;
+        this.now = now;
+        this.entries = new Map(); // id -> {frame, at}, in insertion order
+    }
+
+    /** Add a frame; returns the number of old frames dropped to stay within the bounds. */
+    add(frame) {
+        if (this.entries.has(frame.id)) return 0;
+        this.entries.set(frame.id, { frame, at: this.now() });
+        let dropped = this.expire();
+        for (const id of this.entries.keys()) {
+            if (this.entries.size <= this.limit) break;
+            this.entries.delete(id);
+            dropped += 1;
+        }
+        return dropped;
+    }
+
+    ack(id) {
+        return this.entries.delete(id);
+    }
+
+    /** Drop frames older than maxAgeMs; returns how many. */
+    expire() {
+        const oldest = this.now() - this.maxAgeMs;
+        let dropped = 0;
+        for (const [id, entry] of this.entries) {
+            if (entry.at >= oldest) break;
+            this.entries.delete(id);
+            dropped += 1;
+        }
+        return dropped;
+    }
+
+    /** The frames still unacknowledged, oldest first. */
+    pending() {
+        this.expire();
+        return [...this.entries.values()].map((entry) => entry.frame);
+    }
+
+    /** Drop frames the predicate rejects (e.g. no longer watched); returns how many. */
+    retain(predicate) {
+        let dropped = 0;
+        for (const [id, entry] of this.entries) {
+            if (predicate(entry.frame)) continue;
+            this.entries.delete(id);
+            dropped += 1;
+        }
+        return dropped;
+    }
+
+    get size() {
+        return this.entries.size;
+    }
+}
+
+/** The `sendMessage` arguments for a server `send` frame: ping nobody, reply when asked. */
+function sendMessageArgs(frame, guildId) {
+    const message = { content: frame.content, tts: false, invalidEmojis: [], validNonShortcutEmojis: [] };
+    const options = { allowedMentions: { parse: [], replied_user: false } };
+    // The server's nonce lets it recognise the echo of its own reply, where the client keeps it.
+    if (frame.nonce) options.nonce = String(frame.nonce);
+    if (frame.reply_to) {
+        options.messageReference = { channel_id: frame.channel, message_id: frame.reply_to };
+        if (guildId) options.messageReference.guild_id = guildId;
+    }
+    return [frame.channel, message, undefined, options];
+}
+
+/**
+ * The settings to use: saved values over the defaults, except where the installer has written a
+ * new default since the defaults seen at the last start (or the factory ones, the first time), so
+ * re-running `plugin install` after a new secret wins over the old saved secret.
+ */
+function startupSettings(stored, defaults, lastDefaults) {
+    const seen = lastDefaults && typeof lastDefaults === "object" ? lastDefaults : FACTORY_SETTINGS;
+    const settings = { ...(stored && typeof stored === "object" ? stored : {}) };
+    for (const key of Object.keys(defaults)) {
+        if (seen[key] !== defaults[key]) settings[key] = defaults[key];
+    }
+    return normalizeSettings(settings);
+}
+
+/** The websocket URL for the settings; an IPv6 address gets its brackets. */
+function serverUrl({ host, port }) {
+    const bracketed = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+    return `ws://${bracketed}:${port}`;
+}
+
+function normalizeSettings(stored) {
+    const settings = { ...DEFAULT_SETTINGS, ...(stored && typeof stored === "object" ? stored : {}) };
+    const port = Number(settings.port);
+    return {
+        host: String(settings.host || DEFAULT_SETTINGS.host).trim(),
+        port: Number.isInteger(port) && port > 0 && port < 65536 ? port : DEFAULT_SETTINGS.port,
+        secret: String(settings.secret ?? ""),
+        enabled: settings.enabled !== false,
+    };
+}
+
+/* ---------- The plugin: Flux in, websocket out, replies back into Discord ---------- */
+
+const STATUS_TEXT = {
+    disabled: "disabled",
+    connecting: "connecting",
+    connected: "connected",
+    reconnecting: "reconnecting",
+    "bad secret": "bad secret: copy WEBSOCKET_SECRET from config.json",
+};
+
+module.exports = class DiscordAutoReply {
+    /** BetterDiscord passes the meta header; tests may pass `{backoff: {baseMs, capMs}, welcomeTimeoutMs}`. */
+    constructor(meta, options = {}) {
+        this.meta = meta ?? { name: PLUGIN_NAME, version: PLUGIN_VERSION };
+        this.api = new BdApi(this.meta.name ?? PLUGIN_NAME);
+        this.backoff = { ...BACKOFF, ...(options.backoff ?? {}) };
+        this.welcomeTimeoutMs = options.welcomeTimeoutMs ?? WELCOME_TIMEOUT_MS;
+        this.welcomeTimer = null;
+        this.outbox = new Outbox(options.outbox);
+        this.watch = null; // null until the server first tells us; then the allow-list
+        this.status = "disabled";
+        this.socket = null;
+        this.welcomed = false;
+        this.attempt = 0;
+        this.retryTimer = null;
+        this.running = false;
+        this.dispatcher = null;
+        this.statusElement = null;
+        this.recentIds = new Set();
+        this.guildOfChannel = new Map();
+        this.warned = new Set();
+        this.onMessageCreate = this.onMessageCreate.bind(this);
+    }
+
+    start() {
+        this.running = true;
+        this.toldUnreachable = false;
+        const { Data } = this.api;
+        this.settings = startupSettings(Data.load("settings"), DEFAULT_SETTINGS, Data.load("installedDefaults"));
+        Data.save("settings", this.settings);
+        Data.save("installedDefaults", DEFAULT_SETTINGS);
+        const saved = this.api.Data.load("watch");
+        this.watch = Array.isArray(saved) ? watchList(saved) : null;
+        this.dispatcher = DiscordInternals.dispatcher();
+        if (this.dispatcher) {
+            this.dispatcher.subscribe("MESSAGE_CREATE", this.onMessageCreate);
+        } else {
+            this.toast("Discord's message dispatcher was not found; no messages can be forwarded", "error");
+        }
+        if (!DiscordInternals.userStore()) {
+            this.toast("Discord's UserStore was not found; your own messages cannot be recognised, so nothing is forwarded", "error");
+        }
+        if (!DiscordInternals.messageActions()) {
+            this.toast("Discord's message-sending module was not found; in-client sending is off", "warning");
+        }
+        this.connect();
+    }
+
+    stop() {
+        this.running = false;
+        if (this.dispatcher) this.dispatcher.unsubscribe("MESSAGE_CREATE", this.onMessageCreate);
+        this.dispatcher = null;
+        this.disconnect();
+        this.setStatus("disabled");
+    }
+
+    /* ----- Discord -> server ----- */
+
+    onMessageCreate(action) {
+        try {
+            this.forward(action);
+        } catch (error) {
+            this.warnOnce("forward", "could not handle a MESSAGE_CREATE event", error);
+        }
+    }
+
+    forward(action) {
+        if (action?.optimistic) return;
+        const selfId = DiscordInternals.currentUserId();
+        if (selfId == null) {
+            this.warnOnce("self", "your user id is unknown (UserStore missing?), so your own messages cannot be told apart; forwarding nothing");
+            return;
+        }
+        const frame = messageFrame(action, selfId);
+        if (!frame || this.recentIds.has(frame.id)) return;
+        if (this.watch !== null && !isWatched(this.watch, frame)) return;
+        this.remember(frame);
+        const dropped = this.outbox.add(frame);
+        if (dropped) this.warnOnce("overflow", `buffer full or stale: dropped ${dropped} unacknowledged message(s)`);
+        if (this.welcomed) this.send(frame);
+        this.renderStatus();
+    }
+
+    remember(frame) {
+        this.recentIds.add(frame.id);
+        if (this.recentIds.size > 1000) this.recentIds.delete(this.recentIds.values().next().value);
+        if (frame.guild) this.guildOfChannel.set(frame.channel, frame.guild);
+    }
+
+    /** After a welcome: forget what is no longer watched, then send the rest in order. */
+    flush() {
+        if (this.watch !== null) this.outbox.retain((frame) => isWatched(this.watch, frame));
+        for (const frame of this.outbox.pending()) this.send(frame);
+    }
+
+    /* ----- the websocket ----- */
+
+    connect() {
+        clearTimeout(this.retryTimer);
+        this.retryTimer = null;
+        if (!this.running || !this.settings.enabled) return this.setStatus("disabled");
+        if (this.socket) return;
+        const url = serverUrl(this.settings);
+        let socket;
+        try {
+            socket = new WebSocket(url);
+        } catch (error) {
+            this.warnOnce("url", `cannot connect to ${url}: ${error?.message ?? error}`);
+            return this.scheduleReconnect();
+        }
+        this.socket = socket;
+        this.welcomed = false;
+        if (this.status !== "reconnecting") this.setStatus("connecting");
+        let ended = false;
+        const end = (code) => {
+            if (ended) return;
+            ended = true;
+            this.onSocketEnded(socket, code);
+        };
+        const giveUp = () => {
+            end(null);
+            try {
+                socket.close();
+            } catch {
+                // already closing
+            }
+        };
+        this.welcomeTimer = setTimeout(() => {
+            this.warnOnce("silent", `no welcome from ${serverUrl(this.settings)} within ${this.welcomeTimeoutMs} ms; is that the auto-reply server?`);
+            giveUp();
+        }, this.welcomeTimeoutMs);
+        socket.onopen = () => {
+            this.send({
+                type: "hello",
+                secret: this.settings.secret,
+                client: PLUGIN_NAME,
+                version: PLUGIN_VERSION,
+                self_id: DiscordInternals.currentUserId(),
+            });
+        };
+        socket.onmessage = (event) => this.onFrame(socket, event.data);
+        // A refused connection may fire only `error` (Node 20): treat either as the end, once.
+        socket.onerror = giveUp;
+        socket.onclose = (event) => end(event.code);
+    }
+
+    disconnect() {
+        clearTimeout(this.retryTimer);
+        clearTimeout(this.welcomeTimer);
+        this.retryTimer = null;
+        const socket = this.socket;
+        this.socket = null;
+        this.welcomed = false;
+        if (!socket) return;
+        socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
+        try {
+            socket.close(1000, "plugin stopped");
+        } catch {
+            // closing a socket that never opened may throw; it is gone either way
+        }
+    }
+
+    onSocketEnded(socket, code) {
+        if (socket !== this.socket) return;
+        clearTimeout(this.welcomeTimer);
+        const wasWelcomed = this.welcomed;
+        this.socket = null;
+        this.welcomed = false;
+        if (!this.running || !this.settings.enabled) return this.setStatus("disabled");
+        if (code === CLOSE_BAD_SECRET) {
+            this.setStatus("bad secret");
+            this.toast("the server refused the secret; copy WEBSOCKET_SECRET from config.json into the plugin settings", "error");
+            return;
+        }
+        if (wasWelcomed) {
+            this.toast("lost the connection to the auto-reply server; reconnecting", "warning");
+        } else if (this.status !== "reconnecting" && !this.toldUnreachable) {
+            this.toldUnreachable = true;
+            this.toast(`the auto-reply server at ${serverUrl(this.settings)} is not reachable; retrying in the background`, "warning");
+        }
+        this.scheduleReconnect();
+    }
+
+    scheduleReconnect() {
+        const delay = backoffDelay(this.attempt, this.backoff);
+        this.attempt += 1;
+        this.setStatus("reconnecting");
+        this.retryTimer = setTimeout(() => this.connect(), delay);
+    }
+
+    send(frame) {
+        if (this.socket?.readyState !== 1) return false;
+        this.socket.send(JSON.stringify(frame));
+        return true;
+    }
+
+    /* ----- server -> plugin ----- */
+
+    onFrame(socket, data) {
+        if (socket !== this.socket) return;
+        let frame;
+        try {
+            frame = JSON.parse(String(data));
+        } catch {
+            return this.warnOnce("json", "the server sent a frame that is not JSON");
+        }
+        if (!frame || typeof frame !== "object") return;
+        if (frame.type === "welcome") return this.onWelcome(frame);
+        if (!this.welcomed) return;
+        switch (frame.type) {
+            case "watch":
+                return this.setWatch(frame.watch);
+            case "ack":
+                this.outbox.ack(String(frame.id));
+                return this.renderStatus();
+            case "send":
+                return void this.sendToDiscord(frame);
+            case "typing":
+                return this.showTyping(frame);
+            case "error":
+                return this.api.Logger.warn(`server says: ${frame.error}`);
+            default:
+                return undefined;
+        }
+    }
+
+    onWelcome(frame) {
+        clearTimeout(this.welcomeTimer);
+        this.welcomed = true;
+        this.attempt = 0;
+        this.setWatch(frame.watch);
+        this.setStatus("connected");
+        this.toast(`connected to the auto-reply server (${this.watch.length} watched pair(s))`, "success");
+        this.flush();
+    }
+
+    setWatch(value) {
+        this.watch = watchList(value);
+        this.api.Data.save("watch", this.watch);
+        this.renderStatus();
+    }
+
+    async sendToDiscord(frame) {
+        const nonce = String(frame.nonce ?? "");
+        const actions = DiscordInternals.messageActions();
+        let error = null;
+        if (!actions) {
+            error = "Discord's message-sending module was not found in the client";
+        } else if (typeof frame.channel !== "string" || typeof frame.content !== "string") {
+            error = "send frame needs a string channel and content";
+        } else {
+            try {
+                await actions.sendMessage(...sendMessageArgs(frame, this.guildOfChannel.get(frame.channel)));
+            } catch (failure) {
+                error = `sendMessage failed: ${failure?.message ?? String(failure)}`;
+            }
+        }
+        this.send({ type: "sent", nonce, ok: error === null, error });
+    }
+
+    showTyping(frame) {
+        try {
+            if (!DiscordInternals.startTyping(String(frame.channel))) {
+                this.warnOnce("typing", "Discord's typing module was not found; no typing indicator");
+            }
+        } catch (error) {
+            this.warnOnce("typing-failed", "could not show the typing indicator", error);
+        }
+    }
+
+    /* ----- settings and status ----- */
+
+    getSettingsPanel() {
+        const panel = document.createElement("div");
+        panel.style.padding = "8px 0";
+        const field = (label, input) => {
+            const row = document.createElement("label");
+            row.style.display = "block";
+            row.style.margin = "8px 0";
+            row.textContent = label + " ";
+            row.appendChild(input);
+            panel.appendChild(row);
+        };
+        const input = (name, type, value) => {
+            const element = document.createElement("input");
+            element.name = name;
+            element.type = type;
+            if (type === "checkbox") element.checked = value;
+            else element.value = String(value);
+            element.addEventListener("change", () => {
+                this.updateSettings({ [name]: type === "checkbox" ? element.checked : element.value });
+            });
+            return element;
+        };
+        const settings = this.settings ?? normalizeSettings(this.api.Data.load("settings"));
+        field("Server host", input("host", "text", settings.host));
+        field("Server port", input("port", "number", settings.port));
+        field("Secret (WEBSOCKET_SECRET in config.json)", input("secret", "password", settings.secret));
+        field("Enabled", input("enabled", "checkbox", settings.enabled));
+        this.statusElement = document.createElement("div");
+        this.statusElement.className = "discord-auto-reply-status";
+        panel.appendChild(this.statusElement);
+        this.renderStatus();
+        return panel;
+    }
+
+    /** Save changed settings and reconnect with them. */
+    updateSettings(changes) {
+        this.settings = normalizeSettings({ ...(this.settings ?? this.api.Data.load("settings")), ...changes });
+        this.api.Data.save("settings", this.settings);
+        if (!this.running) return;
+        this.disconnect();
+        this.attempt = 0;
+        this.connect();
+    }
+
+    statusLine() {
+        const watched = this.watch === null ? "watch list not received yet" : `${this.watch.length} watched pair(s)`;
+        return `Status: ${STATUS_TEXT[this.status] ?? this.status} · ${watched} · ${this.outbox.size} unacknowledged`;
+    }
+
+    setStatus(status) {
+        if (status === this.status) return;
+        this.status = status;
+        const where = this.settings ? ` (${serverUrl(this.settings)})` : "";
+        this.api.Logger.info(`${STATUS_TEXT[status] ?? status}${where}`);
+        this.renderStatus();
+    }
+
+    renderStatus() {
+        if (this.statusElement) this.statusElement.textContent = this.statusLine();
+    }
+
+    toast(text, type = "info") {
+        BdApi.UI.showToast(`${PLUGIN_NAME}: ${text}`, { type });
+    }
+
+    /** Log a problem once per kind, so a recurring failure never floods the console. */
+    warnOnce(kind, text, error) {
+        if (this.warned.has(kind)) return;
+        this.warned.add(kind);
+        if (error === undefined) this.api.Logger.warn(text);
+        else this.api.Logger.warn(text, error);
+    }
+};
+
+// Pure parts, exposed for tests; BetterDiscord ignores static properties.
+module.exports.internals = { DiscordInternals, messageFrame, isWatched, watchList, backoffDelay, Outbox, sendMessageArgs, normalizeSettings, startupSettings, serverUrl, DEFAULT_SETTINGS };

@@ -1,0 +1,401 @@
+"use strict";
+// A fake of BetterDiscord's BdApi (v1.13 surface) over a fake webpack registry of Discord modules.
+// Module search follows BD's src/betterdiscord/webpack/{searching,filter,shared}.ts: filters run over
+// each module's exports, then its default key (A/Ay/default) or, with searchExports, every export.
+// The APIs BD 1.13 removed (Filters.byProps, findModuleByProps, BdApi.showToast, loadData/saveData)
+// are deliberately absent.
+
+const SELF = { id: "999000000000000001", username: "owner", bot: false };
+
+/** A Flux dispatcher: synchronous dispatch to subscribers by action type. */
+class FakeDispatcher {
+    constructor() {
+        this.subscribers = new Map();
+        this.dispatched = [];
+    }
+
+    subscribe(type, listener) {
+        if (!this.subscribers.has(type)) this.subscribers.set(type, new Set());
+        this.subscribers.get(type).add(listener);
+    }
+
+    unsubscribe(type, listener) {
+        this.subscribers.get(type)?.delete(listener);
+    }
+
+    register() {
+        return "dispatch-token";
+    }
+
+    isDispatching() {
+        return false;
+    }
+
+    dispatch(action) {
+        this.dispatched.push(action);
+        for (const listener of [...(this.subscribers.get(action.type) ?? [])]) listener(action);
+        return Promise.resolve();
+    }
+
+    listenerCount(type) {
+        return this.subscribers.get(type)?.size ?? 0;
+    }
+}
+
+let snowflake = 1300000000000000000n;
+function nextId() {
+    snowflake += 1n;
+    return String(snowflake);
+}
+
+/**
+ * The fake Discord client: modules in a webpack-like registry, plus helpers to play gateway events.
+ * `missing` names modules to leave out: "dispatcher", "userStore", "messageActions", "typing".
+ * With `echo` (default), sendMessage dispatches the optimistic local copy and then the gateway
+ * copy of the owner's message, as the real client does.
+ */
+function createFakeDiscord({ missing = [], echo = true } = {}) {
+    const dispatcher = new FakeDispatcher();
+    const sent = []; // sendMessage calls
+    const decoySent = [];
+    const typing = [];
+    const discord = { dispatcher, sent, decoySent, typing, self: SELF, failNextSend: null, sendDelayMs: 0 };
+
+    const userStore = {
+        _dispatchToken: "user-store-token",
+        _dispatcher: dispatcher,
+        getName: () => "UserStore",
+        getCurrentUser: () => ({ ...SELF }),
+        getUser: (id) => (id === SELF.id ? { ...SELF } : null),
+    };
+    const channelStore = {
+        _dispatchToken: "channel-store-token",
+        getName: () => "ChannelStore",
+        getChannel: (id) => ({ id, type: 0 }),
+    };
+    const messageActions = {
+        sendMessage(channelId, message, waitForChannelReady, options = {}) {
+            sent.push({ channelId, message, waitForChannelReady, options });
+            if (discord.failNextSend) {
+                const error = discord.failNextSend;
+                discord.failNextSend = null;
+                return Promise.reject(error);
+            }
+            const nonce = options.nonce ?? nextId();
+            const base = {
+                channel_id: channelId,
+                author: { ...SELF },
+                content: message.content,
+                type: options.messageReference ? 19 : 0,
+                flags: 0,
+                nonce,
+                timestamp: new Date().toISOString(),
+            };
+            if (echo) dispatcher.dispatch({ type: "MESSAGE_CREATE", channelId, message: { ...base, id: nonce, state: "SENDING" }, optimistic: true, isPushNotification: false });
+            return new Promise((resolve) => {
+                setTimeout(() => {
+                    const real = { ...base, id: nextId() };
+                    if (echo) dispatcher.dispatch({ type: "MESSAGE_CREATE", channelId, message: real, optimistic: false, isPushNotification: false });
+                    resolve({ ok: true, status: 200, body: real });
+                }, discord.sendDelayMs);
+            });
+        },
+        editMessage() {},
+        deleteMessage() {},
+        receiveMessage() {},
+        sendBotMessage() {},
+    };
+    const typingActions = {
+        startTyping(channelId) {
+            typing.push(channelId);
+        },
+        stopTyping() {},
+    };
+
+    // The registry, decoys first so that sloppy filters pick the wrong module.
+    const modules = [
+        { exports: "a string export" },
+        { exports: null },
+        { exports: { A: { get() {}, set() {}, remove() {}, clear() {} } } }, // storage: BD skips it
+        { exports: { getToken() {}, getEmail() {}, showToken() {} } }, // token module: BD skips it
+        // A different "sendMessage" (e.g. Clyde/bot messages) without editMessage.
+        { exports: { A: { sendMessage: (...args) => decoySent.push(args), sendClydeError() {} } } },
+        // An emitter with dispatch and subscribe but no register.
+        { exports: { A: { dispatch() {}, subscribe() {}, emit() {} } } },
+        { exports: { A: { startTyping: () => { throw new Error("decoy typing module"); } } } },
+        { exports: { __esModule: true, default: channelStore } },
+    ];
+    if (!missing.includes("dispatcher")) modules.push({ exports: { Z: { other: true }, h: dispatcher } }); // named export
+    if (!missing.includes("userStore")) modules.push({ exports: { A: userStore } });
+    if (!missing.includes("messageActions")) modules.push({ exports: { A: messageActions } });
+    if (!missing.includes("typing")) modules.push({ exports: { __esModule: true, default: typingActions } });
+
+    discord.registry = Object.fromEntries(modules.map((module, index) => [String(1000 + index), { id: String(1000 + index), ...module }]));
+
+    /** Play a MESSAGE_CREATE from the gateway (snake_case raw message), like the real client. */
+    discord.receive = (fields = {}) => {
+        const message = {
+            id: nextId(),
+            channel_id: "222",
+            author: { id: "111", username: "friend", global_name: "Friend", bot: false },
+            content: "hello",
+            timestamp: new Date().toISOString(),
+            type: 0,
+            flags: 0,
+            attachments: [],
+            embeds: [],
+            mentions: [],
+            ...fields,
+        };
+        dispatcher.dispatch({ type: "MESSAGE_CREATE", guildId: message.guild_id, channelId: message.channel_id, message, optimistic: false, isPushNotification: false });
+        return message;
+    };
+    return discord;
+}
+
+function shouldSkipModule(exports) {
+    if (!(typeof exports === "object" || typeof exports === "function")) return true;
+    if (!exports) return true;
+    if (ArrayBuffer.isView(exports)) return true;
+    return false;
+}
+
+function wrapFilter(filter) {
+    return (exports, module, id) => {
+        try {
+            if (exports.remove && exports.set && exports.clear && exports.get && !exports.sort) return false;
+            if (exports?.default?.remove && exports?.default?.set && exports?.default?.clear && exports?.default?.get && !exports?.default?.sort) return false;
+            if (exports.getToken || exports.getEmail || exports.showToken) return false;
+            if (exports?.default?.getToken || exports?.default?.getEmail || exports?.default?.showToken) return false;
+            return filter(exports, module, id);
+        } catch {
+            return false;
+        }
+    };
+}
+
+function getDefaultKey(module) {
+    if ("A" in module.exports) return "A";
+    if ("Ay" in module.exports) return "Ay";
+    if (module.exports.__esModule && "default" in module.exports) return "default";
+    return undefined;
+}
+
+function getMatched(module, filter, { defaultExport = true, searchExports = false, searchDefault = true, raw = false }) {
+    if (shouldSkipModule(module.exports)) return undefined;
+    if (filter(module.exports, module, module.id)) return raw ? module : module.exports;
+    if (!searchExports && !searchDefault) return undefined;
+    let defaultKey;
+    const keys = [];
+    if (searchExports) keys.push(...Object.keys(module.exports));
+    else if (searchDefault && (defaultKey = getDefaultKey(module))) keys.push(defaultKey);
+    for (const key of keys) {
+        const exported = module.exports[key];
+        if (shouldSkipModule(exported)) continue;
+        if (filter(exported, module, module.id)) {
+            if (!defaultExport && defaultKey === key) return module.exports;
+            return raw ? module : exported;
+        }
+    }
+    return undefined;
+}
+
+const filterTag = Symbol.for("BetterDiscord.Filter");
+
+function byKeysFilter(props) {
+    return Object.assign((module) => {
+        if (!module) return false;
+        if (typeof module !== "object" && typeof module !== "function") return false;
+        for (const prop of props) if (!(prop in module)) return false;
+        return true;
+    }, { [filterTag]: { props } });
+}
+
+function byStoreNameFilter(name) {
+    return (module) => Boolean(module?._dispatchToken && module?.getName?.() === name);
+}
+
+/** A fake BdApi class bound to `discord` (from createFakeDiscord); records toasts, logs and data. */
+function createFakeBdApi(discord, { document } = {}) {
+    const toasts = [];
+    const logs = [];
+    const store = new Map(); // "plugin/key" -> JSON text, as BD keeps plugins/<name>.config.json
+    const lookups = [];
+
+    const getOptions = (args) => {
+        const last = args[args.length - 1];
+        if (args.length > 1 && typeof last === "object" && last !== null && !Array.isArray(last)) return [args.slice(0, -1), args[args.length - 1]];
+        return [args, {}];
+    };
+
+    const Webpack = {
+        Filters: Object.freeze({
+            byKeys: (...keys) => byKeysFilter(keys),
+            byStoreName: (name) => byStoreNameFilter(name),
+            byStrings: (...strings) => (module) => typeof module === "function" && strings.every((s) => String(module).includes(s)),
+            combine: (...filters) => (exports, module, id) => filters.every((filter) => filter(exports, module, id)),
+            not: (filter) => (exports, module, id) => !filter(exports, module, id),
+        }),
+        getModule(filter, options = {}) {
+            if (typeof filter !== "function") throw new TypeError("BdApi.Webpack.getModule: filter must be a function");
+            lookups.push({ filter: filter[filterTag] ?? null, options });
+            const wrapped = wrapFilter(filter);
+            const all = [];
+            for (const module of Object.values(discord.registry)) {
+                const matched = getMatched(module, wrapped, options);
+                if (matched === undefined) continue;
+                if (options.first !== false) return matched;
+                all.push(matched);
+            }
+            return options.first === false ? all : undefined;
+        },
+        getByKeys(...args) {
+            const [keys, options] = getOptions(args);
+            return Webpack.getModule(byKeysFilter(keys), options);
+        },
+        getAllByKeys(...args) {
+            const [keys, options] = getOptions(args);
+            return Webpack.getModule(byKeysFilter(keys), { ...options, first: false });
+        },
+        getStore(name) {
+            return Webpack.getModule(byStoreNameFilter(name));
+        },
+    };
+    Object.freeze(Webpack);
+
+    const clone = (value) => (value === undefined ? undefined : JSON.parse(JSON.stringify(value)));
+    const makeData = (bound) => Object.freeze({
+        load: (...args) => {
+            const [plugin, key] = bound ? [bound, args[0]] : args;
+            const text = store.get(`${plugin}/${key}`);
+            return text === undefined ? undefined : JSON.parse(text);
+        },
+        save: (...args) => {
+            const [plugin, key, value] = bound ? [bound, ...args] : args;
+            store.set(`${plugin}/${key}`, JSON.stringify(value));
+        },
+        delete: (...args) => {
+            const [plugin, key] = bound ? [bound, args[0]] : args;
+            store.delete(`${plugin}/${key}`);
+        },
+    });
+    const makeLogger = (bound) => {
+        const logger = {};
+        for (const level of ["log", "info", "warn", "error", "debug"]) {
+            logger[level] = (...args) => {
+                const [plugin, rest] = bound ? [bound, args] : [args[0], args.slice(1)];
+                logs.push({ level, plugin, text: rest.map((part) => (part instanceof Error ? part.message : String(part))).join(" ") });
+            };
+        }
+        return Object.freeze(logger);
+    };
+    const UI = Object.freeze({
+        showToast(content, options = {}) {
+            toasts.push({ content: String(content), type: options.type ?? "" });
+        },
+        showNotice() {
+            return () => {};
+        },
+    });
+
+    const bounded = new Map();
+    class BdApi {
+        constructor(pluginName) {
+            if (!pluginName) return BdApi;
+            if (bounded.has(pluginName)) return bounded.get(pluginName);
+            this.Data = makeData(pluginName);
+            this.Logger = makeLogger(pluginName);
+            bounded.set(pluginName, this);
+        }
+
+        get Webpack() {
+            return Webpack;
+        }
+
+        get UI() {
+            return UI;
+        }
+    }
+    BdApi.Webpack = Webpack;
+    BdApi.UI = UI;
+    BdApi.Data = makeData(null);
+    BdApi.Logger = makeLogger(null);
+    BdApi.version = "1.13.10";
+    Object.freeze(BdApi);
+    Object.freeze(BdApi.prototype);
+
+    return {
+        BdApi,
+        toasts,
+        logs,
+        lookups,
+        document,
+        data: {
+            get: (plugin, key) => (store.has(`${plugin}/${key}`) ? JSON.parse(store.get(`${plugin}/${key}`)) : undefined),
+            set: (plugin, key, value) => store.set(`${plugin}/${key}`, JSON.stringify(clone(value))),
+        },
+    };
+}
+
+/** Just enough of the DOM for a settings panel built with createElement/appendChild/events. */
+function createFakeDocument() {
+    class FakeElement {
+        constructor(tagName) {
+            this.tagName = tagName.toUpperCase();
+            this.children = [];
+            this.style = {};
+            this.listeners = new Map();
+            this.attributes = {};
+            this.className = "";
+            this.textContent = "";
+            this.value = "";
+            this.checked = false;
+            this.name = "";
+            this.type = "";
+        }
+
+        appendChild(child) {
+            this.children.push(child);
+            return child;
+        }
+
+        append(...children) {
+            for (const child of children) this.appendChild(child);
+        }
+
+        setAttribute(name, value) {
+            this.attributes[name] = String(value);
+        }
+
+        addEventListener(type, listener) {
+            if (!this.listeners.has(type)) this.listeners.set(type, []);
+            this.listeners.get(type).push(listener);
+        }
+
+        removeEventListener(type, listener) {
+            this.listeners.set(type, (this.listeners.get(type) ?? []).filter((l) => l !== listener));
+        }
+
+        dispatchEvent(event) {
+            for (const listener of this.listeners.get(event.type) ?? []) listener({ target: this, currentTarget: this, ...event });
+            return true;
+        }
+
+        /** Depth-first search of descendants. */
+        find(predicate) {
+            for (const child of this.children) {
+                if (typeof child !== "object") continue;
+                if (predicate(child)) return child;
+                const found = child.find(predicate);
+                if (found) return found;
+            }
+            return null;
+        }
+    }
+    return {
+        createElement: (tag) => new FakeElement(tag),
+        createTextNode: (text) => Object.assign(new FakeElement("#text"), { textContent: text }),
+    };
+}
+
+module.exports = { createFakeDiscord, createFakeBdApi, createFakeDocument, FakeDispatcher, SELF };

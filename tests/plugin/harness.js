@@ -1,0 +1,235 @@
+"use strict";
+// Test harness: load the real plugin file with a fake BdApi, spy on its websocket, and run the
+// real Python server (and the fake OpenAI API) as child processes.
+
+const { spawn } = require("node:child_process");
+const crypto = require("node:crypto");
+const fs = require("node:fs");
+const net = require("node:net");
+const os = require("node:os");
+const path = require("node:path");
+const readline = require("node:readline");
+const vm = require("node:vm");
+
+const { createFakeBdApi, createFakeDiscord, createFakeDocument } = require("./fake-bdapi");
+
+const REPO = path.resolve(__dirname, "..", "..");
+const PLUGIN_PATH = path.join(REPO, "plugin", "discord-auto-reply.plugin.js");
+const PYTHON = process.env.PYTHON || (fs.existsSync(path.join(REPO, ".venv/bin/python")) ? path.join(REPO, ".venv/bin/python") : "python3");
+const META = { name: "DiscordAutoReply", version: "0.1.0", author: "test", description: "test" };
+const FAST_BACKOFF = { baseMs: 20, capMs: 100 };
+const DISCORD_ORIGIN = "https://discord.com";
+
+/**
+ * Evaluate the plugin source as BetterDiscord does (a CommonJS-style `module`), with `BdApi`,
+ * `WebSocket` and `document` as its globals; `require` is not available to it.
+ */
+function loadPlugin({ BdApi, WebSocket = globalThis.WebSocket, document, source = fs.readFileSync(PLUGIN_PATH, "utf8") }) {
+    const wrapper = vm.runInThisContext(`(function (module, exports, BdApi, WebSocket, document, require) {${source}\n})`, { filename: PLUGIN_PATH });
+    const module = { exports: {} };
+    wrapper(module, module.exports, BdApi, WebSocket, document, undefined);
+    return module.exports;
+}
+
+/**
+ * A WebSocket subclass recording every socket, frame sent and frame received. Like the socket in
+ * Discord's renderer it sends an `Origin` header (undici's `headers` extension); null sends none.
+ */
+function spyWebSocket({ origin = DISCORD_ORIGIN } = {}) {
+    const spy = { sockets: [], sent: [], received: [], dropIncoming: null };
+    spy.WebSocket = class SpyWebSocket extends globalThis.WebSocket {
+        constructor(url, protocols) {
+            super(url, origin ? { protocols, headers: { Origin: origin } } : protocols);
+            this.index = spy.sockets.length;
+            this.closeEvent = null;
+            spy.sockets.push(this);
+            this.addEventListener("message", (event) => spy.received.push({ socket: this.index, ...JSON.parse(event.data) }));
+            this.addEventListener("close", (event) => {
+                this.closeEvent = { code: event.code, reason: event.reason };
+            });
+        }
+
+        send(data) {
+            spy.sent.push({ socket: this.index, ...JSON.parse(data) });
+            super.send(data);
+        }
+
+        // Lets a test hide chosen frames from the plugin (e.g. an ack that "got lost").
+        set onmessage(handler) {
+            super.onmessage = handler && ((event) => {
+                if (spy.dropIncoming?.(JSON.parse(event.data))) return;
+                handler(event);
+            });
+        }
+
+        get onmessage() {
+            return super.onmessage;
+        }
+    };
+    spy.messages = () => spy.sent.filter((frame) => frame.type === "message");
+    return spy;
+}
+
+/** A fresh fake Discord + BdApi + spy, and a constructed (not yet started) plugin. */
+function setup({ settings, missing, echo, backoff = FAST_BACKOFF, options, origin } = {}) {
+    const discord = createFakeDiscord({ missing, echo });
+    const document = createFakeDocument();
+    const fake = createFakeBdApi(discord, { document });
+    const spy = spyWebSocket({ origin });
+    if (settings) fake.data.set(META.name, "settings", settings);
+    const Plugin = loadPlugin({ BdApi: fake.BdApi, WebSocket: spy.WebSocket, document });
+    const plugin = new Plugin(META, { backoff, ...options });
+    return { discord, fake, spy, plugin, Plugin, document };
+}
+
+async function waitFor(predicate, { timeout = 8000, interval = 10, what = "condition" } = {}) {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+        const value = await predicate();
+        if (value) return value;
+        if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+        await sleep(interval);
+    }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function freePort() {
+    const server = net.createServer();
+    await new Promise((resolve, reject) => server.listen(0, "127.0.0.1", resolve).on("error", reject));
+    const { port } = server.address();
+    await new Promise((resolve) => server.close(resolve));
+    return port;
+}
+
+/** The key the fake OpenAI API accepts: `FakeOpenAI.API_KEY` in tests/fakes/openai_api.py. */
+function fakeOpenAIKey() {
+    const source = fs.readFileSync(path.join(REPO, "tests", "fakes", "openai_api.py"), "utf8");
+    const match = source.match(/^\s*API_KEY\s*=\s*"([^"]+)"/m);
+    if (!match) throw new Error("API_KEY not found in tests/fakes/openai_api.py");
+    return match[1];
+}
+
+/** A child process whose output we keep, and which we can wait on and stop. */
+class Child {
+    constructor(args, { cwd = REPO } = {}) {
+        this.output = "";
+        this.process = spawn(PYTHON, args, { cwd, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PYTHONUNBUFFERED: "1" } });
+        this.exited = new Promise((resolve) => this.process.once("exit", (code, signal) => resolve({ code, signal })));
+        this.lines = [];
+        this.waiters = [];
+        for (const stream of [this.process.stdout, this.process.stderr]) {
+            readline.createInterface({ input: stream }).on("line", (line) => {
+                this.output += line + "\n";
+                this.lines.push(line);
+                for (const waiter of [...this.waiters]) waiter(line);
+            });
+        }
+        children.add(this);
+    }
+
+    /** Resolve with the first line (already seen or future) matching `test`. */
+    waitForLine(test, { timeout = 20000, what = String(test) } = {}) {
+        const matches = (line) => (typeof test === "string" ? line.includes(test) : test.test(line));
+        const seen = this.lines.find(matches);
+        if (seen) return Promise.resolve(seen);
+        return new Promise((resolve, reject) => {
+            const done = (error, line) => {
+                clearTimeout(timer);
+                this.waiters = this.waiters.filter((w) => w !== onLine);
+                if (error) reject(error);
+                else resolve(line);
+            };
+            const onLine = (line) => matches(line) && done(null, line);
+            const timer = setTimeout(() => done(new Error(`timed out waiting for ${what}; output so far:\n${this.output}`)), timeout);
+            this.waiters.push(onLine);
+            this.exited.then(({ code, signal }) => done(new Error(`process exited (${code ?? signal}) before ${what}; output:\n${this.output}`)));
+        });
+    }
+
+    async stop() {
+        children.delete(this);
+        if (this.process.exitCode === null && this.process.signalCode === null) {
+            this.process.kill("SIGTERM");
+            const timer = setTimeout(() => this.process.kill("SIGKILL"), 5000);
+            await this.exited;
+            clearTimeout(timer);
+        }
+    }
+}
+
+const children = new Set();
+process.on("exit", () => {
+    for (const child of children) child.process.kill("SIGKILL");
+});
+
+/** `python -m tests.fakes.openai_api`: prints its base URL when listening. */
+async function startFakeOpenAI({ delay = 0 } = {}) {
+    const child = new Child(["-m", "tests.fakes.openai_api", "--delay", String(delay)]);
+    const url = (await child.waitForLine(/^http:\/\/127\.0\.0\.1:\d+\/v1$/, { what: "the fake OpenAI URL" })).trim();
+    return { child, url, key: fakeOpenAIKey(), stop: () => child.stop() };
+}
+
+/**
+ * The real relay server: `python -m server serve --config … --reply-config …` in a temp dir.
+ * `start()` resolves once it logs `listening on ws://127.0.0.1:PORT`; it can be stopped and started
+ * again on the same port.
+ */
+class RelayServer {
+    constructor({ port, llm, rules, config = {} }) {
+        this.port = port;
+        this.secret = crypto.randomBytes(18).toString("base64url");
+        this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "dar-plugin-test-"));
+        this.configPath = path.join(this.dir, "config.json");
+        this.rulesPath = path.join(this.dir, "reply_config.py");
+        const settings = {
+            WEBSOCKET_PORT: port,
+            WEBSOCKET_SECRET: this.secret,
+            MESSENGER: "plugin",
+            LLM_BACKENDS: ["openai"],
+            OPENAI_BASE_URL: llm.url,
+            OPENAI_API_KEY: llm.key,
+            REPLY_PREFIX: "[auto-reply] ",
+            ...config,
+        };
+        fs.writeFileSync(this.configPath, JSON.stringify(settings, null, 2));
+        this.writeRules(rules);
+        this.child = null;
+    }
+
+    writeRules(rules) {
+        const pairs = rules.map(([user, channel]) => `    (${JSON.stringify(user)}, ${JSON.stringify(channel)}),`).join("\n");
+        fs.writeFileSync(this.rulesPath, `CONTEXT_MESSAGE = "You are helpful."\nREPLY_TO = [\n${pairs}\n]\n`);
+    }
+
+    get settings() {
+        return { host: "127.0.0.1", port: this.port, secret: this.secret, enabled: true };
+    }
+
+    async start() {
+        this.child = new Child(["-m", "server", "serve", "--config", this.configPath, "--reply-config", this.rulesPath, "-v"]);
+        await this.child.waitForLine(`listening on ws://127.0.0.1:${this.port}`, { what: "the relay server to listen" });
+        return this;
+    }
+
+    async stop() {
+        if (this.child) await this.child.stop();
+    }
+
+    get output() {
+        return this.child?.output ?? "";
+    }
+
+    async dispose() {
+        await this.stop();
+        fs.rmSync(this.dir, { recursive: true, force: true });
+    }
+}
+
+/** Parse "[auto-reply] echo: TEXT [turns=N]" from the fake LLM's default reply. */
+function echoedText(content) {
+    const match = /^\[auto-reply\] echo: (.*) \[turns=\d+\]$/s.exec(content);
+    return match ? match[1] : null;
+}
+
+module.exports = { REPO, PLUGIN_PATH, PYTHON, META, FAST_BACKOFF, loadPlugin, spyWebSocket, setup, waitFor, sleep, freePort, startFakeOpenAI, RelayServer, echoedText };

@@ -1,0 +1,379 @@
+"use strict";
+// The plugin without the server: its file format, its pure decisions, the Discord adapter against
+// the fake BdApi, settings, stop(), and reconnecting against a port where nothing listens.
+
+const assert = require("node:assert/strict");
+const fs = require("node:fs");
+const net = require("node:net");
+const { describe, it, afterEach } = require("node:test");
+
+const { createFakeBdApi, createFakeDiscord, SELF } = require("./fake-bdapi");
+const { PLUGIN_PATH, META, loadPlugin, setup, waitFor, sleep, freePort } = require("./harness");
+
+const source = fs.readFileSync(PLUGIN_PATH, "utf8");
+const { internals } = loadPlugin({ BdApi: createFakeBdApi(createFakeDiscord()).BdApi });
+const { messageFrame, isWatched, watchList, backoffDelay, Outbox, sendMessageArgs, normalizeSettings, startupSettings, serverUrl } = internals;
+
+const running = [];
+afterEach(() => {
+    while (running.length) running.pop().stop();
+});
+function started(context) {
+    context.plugin.start();
+    running.push(context.plugin);
+    return context;
+}
+
+function action(message, extra = {}) {
+    return {
+        type: "MESSAGE_CREATE",
+        channelId: message.channel_id,
+        guildId: message.guild_id,
+        optimistic: false,
+        isPushNotification: false,
+        message: { id: "1300000000000000001", channel_id: "222", author: { id: "111", username: "friend" }, content: "hi", type: 0, flags: 0, timestamp: "2026-11-22T10:00:00.000Z", ...message },
+        ...extra,
+    };
+}
+
+describe("plugin file", () => {
+    it("opens with the BetterDiscord meta header on line 1", () => {
+        const lines = source.split("\n");
+        assert.equal(lines[0], "/**");
+        const header = source.slice(0, source.indexOf("*/"));
+        assert.match(header, /^ \* @name DiscordAutoReply$/m);
+        assert.match(header, /^ \* @version 0\.1\.0$/m);
+        for (const tag of ["description", "author", "source"]) assert.match(header, new RegExp(`^ \\* @${tag} \\S`, "m"));
+    });
+
+    it("exports a class constructed with the meta, with start, stop and getSettingsPanel", () => {
+        const { Plugin, plugin } = setup();
+        assert.equal(typeof Plugin, "function");
+        for (const method of ["start", "stop", "getSettingsPanel"]) assert.equal(typeof plugin[method], "function");
+        assert.equal(plugin.meta, META);
+    });
+
+    it("uses no require, no Node APIs and none of the APIs BetterDiscord 1.13 removed", () => {
+        const code = source.replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, "");
+        for (const banned of [/\brequire\s*\(/, /\bprocess\./, /\bBuffer\b/, /byProps/, /findModuleByProps/, /BdApi\.showToast/, /\b(loadData|saveData|getData|setData)\b/]) {
+            assert.doesNotMatch(code, banned);
+        }
+        const { BdApi } = createFakeBdApi(createFakeDiscord());
+        assert.equal(BdApi.Webpack.Filters.byProps, undefined);
+        assert.equal(BdApi.findModuleByProps, undefined);
+        assert.equal(BdApi.showToast, undefined);
+        assert.equal(BdApi.loadData, undefined);
+        assert.equal(BdApi.saveData, undefined);
+    });
+});
+
+describe("install defaults line", () => {
+    it("is a single `const DEFAULT_SETTINGS = {...}; // @install-defaults` line", () => {
+        const lines = source.split("\n").filter((line) => /\/\/ @install-defaults$/.test(line));
+        assert.equal(lines.length, 1);
+        assert.match(lines[0], /^const DEFAULT_SETTINGS = \{.*\}; \/\/ @install-defaults$/);
+        assert.deepEqual({ ...internals.DEFAULT_SETTINGS }, { host: "127.0.0.1", port: 8765, secret: "", enabled: true });
+    });
+});
+
+describe("messageFrame: what is forwarded", () => {
+    it("builds a protocol v1 message frame with string ids", () => {
+        const frame = messageFrame(action({ guild_id: "555", nonce: 42, author: { id: "111", username: "friend", bot: false } }), SELF.id);
+        assert.deepEqual({ ...frame, author: { ...frame.author } }, {
+            type: "message",
+            id: "1300000000000000001",
+            channel: "222",
+            guild: "555",
+            author: { id: "111", username: "friend", bot: false },
+            content: "hi",
+            timestamp: "2026-11-22T10:00:00.000Z",
+            self: false,
+            nonce: "42",
+        });
+    });
+
+    it("marks the owner's own messages as self and takes guild/channel from the action when needed", () => {
+        const a = action({ author: { id: SELF.id, username: "owner" }, channel_id: undefined }, { channelId: "222", guildId: "9" });
+        const frame = messageFrame(a, SELF.id);
+        assert.equal(frame.self, true);
+        assert.equal(frame.channel, "222");
+        assert.equal(frame.guild, "9");
+        assert.equal(messageFrame(action({}), SELF.id).guild, null);
+    });
+
+    it("skips optimistic echoes, authorless, webhook, system, and ephemeral messages", () => {
+        assert.equal(messageFrame(action({}, { optimistic: true }), SELF.id), null);
+        assert.equal(messageFrame(action({ author: null }), SELF.id), null);
+        assert.equal(messageFrame(action({ webhook_id: "77" }), SELF.id), null);
+        assert.equal(messageFrame(action({ type: 7 }), SELF.id), null); // member join
+        assert.equal(messageFrame(action({ flags: 64 }), SELF.id), null);
+        assert.equal(messageFrame({ type: "MESSAGE_CREATE" }, SELF.id), null);
+        assert.notEqual(messageFrame(action({ type: 19, flags: 4 }), SELF.id), null); // reply, embeds suppressed
+    });
+});
+
+describe("isWatched: the client-side allow-list", () => {
+    const watch = [{ user: "111", channel: "222" }, { user: "*", channel: "333" }, { user: "444", channel: "*" }];
+    const frame = (user, channel, self = false) => ({ author: { id: user }, channel, self });
+
+    it("matches exact pairs and wildcards on either side", () => {
+        assert.ok(isWatched(watch, frame("111", "222")));
+        assert.ok(isWatched(watch, frame("999", "333")));
+        assert.ok(isWatched(watch, frame("444", "12345")));
+        assert.ok(!isWatched(watch, frame("111", "999")));
+        assert.ok(!isWatched(watch, frame("999", "222")));
+        assert.ok(!isWatched([], frame("111", "222")));
+    });
+
+    it("forwards the owner's own messages in any channel some rule covers", () => {
+        assert.ok(isWatched([{ user: "111", channel: "222" }], frame(SELF.id, "222", true)));
+        assert.ok(!isWatched([{ user: "111", channel: "222" }], frame(SELF.id, "999", true)));
+        assert.ok(isWatched([{ user: "111", channel: "*" }], frame(SELF.id, "999", true)));
+    });
+
+    it("keeps only well-formed rules from the server", () => {
+        assert.deepEqual(watchList([{ user: "1", channel: "2" }, { user: 1, channel: "2" }, null, "x"]).length, 1);
+        assert.deepEqual(watchList(undefined), []);
+    });
+});
+
+describe("backoffDelay", () => {
+    it("starts about 1 s, doubles, caps at 30 s, with jitter in [half, full]", () => {
+        const defaults = { baseMs: 1000, capMs: 30000 };
+        assert.equal(backoffDelay(0, defaults, () => 1), 1000);
+        assert.equal(backoffDelay(0, defaults, () => 0), 500);
+        assert.equal(backoffDelay(3, defaults, () => 1), 8000);
+        assert.equal(backoffDelay(10, defaults, () => 1), 30000);
+        assert.equal(backoffDelay(1000, defaults, () => 0), 15000);
+        for (let attempt = 0; attempt < 12; attempt++) {
+            const delay = backoffDelay(attempt, defaults);
+            assert.ok(delay >= 500 && delay <= 30000, `attempt ${attempt}: ${delay}`);
+        }
+    });
+
+    it("defaults to 1 s -> 30 s when the plugin is built without options", () => {
+        const { Plugin } = setup();
+        assert.deepEqual({ ...new Plugin(META).backoff }, { baseMs: 1000, capMs: 30000 });
+    });
+});
+
+describe("Outbox: the unacknowledged buffer", () => {
+    const frame = (id) => ({ id: String(id) });
+
+    it("keeps order, forgets acknowledged frames and ignores duplicate ids", () => {
+        const outbox = new Outbox();
+        for (const id of [1, 2, 3, 2]) outbox.add(frame(id));
+        outbox.ack("2");
+        assert.deepEqual(outbox.pending().map((f) => f.id), ["1", "3"]);
+    });
+
+    it("holds at most 200 frames, dropping the oldest", () => {
+        const outbox = new Outbox();
+        let dropped = 0;
+        for (let id = 0; id < 205; id++) dropped += outbox.add(frame(id));
+        assert.equal(dropped, 5);
+        assert.equal(outbox.size, 200);
+        assert.equal(outbox.pending()[0].id, "5");
+    });
+
+    it("drops frames older than an hour", () => {
+        let now = 0;
+        const outbox = new Outbox({ now: () => now });
+        outbox.add(frame(1));
+        now = 30 * 60 * 1000;
+        outbox.add(frame(2));
+        now = 61 * 60 * 1000;
+        assert.deepEqual(outbox.pending().map((f) => f.id), ["2"]);
+    });
+});
+
+describe("sendMessageArgs", () => {
+    it("calls Discord's sendMessage like the client: no tts, no pings, reply reference when asked", () => {
+        const [channel, message, wait, options] = sendMessageArgs({ nonce: "n1", channel: "222", content: "yo", reply_to: "77" }, "9");
+        assert.equal(channel, "222");
+        assert.deepEqual({ ...message }, { content: "yo", tts: false, invalidEmojis: [], validNonShortcutEmojis: [] });
+        assert.equal(wait, undefined);
+        assert.deepEqual(JSON.parse(JSON.stringify(options)), {
+            allowedMentions: { parse: [], replied_user: false },
+            nonce: "n1",
+            messageReference: { channel_id: "222", message_id: "77", guild_id: "9" },
+        });
+        assert.equal(sendMessageArgs({ nonce: "n", channel: "1", content: "x", reply_to: null })[3].messageReference, undefined);
+    });
+});
+
+describe("the Discord adapter against the fake webpack", () => {
+    it("finds each module with byKeys filters, skipping the decoys", () => {
+        const { discord, fake, plugin } = setup();
+        const { DiscordInternals } = loadPlugin({ BdApi: fake.BdApi }).internals;
+        assert.equal(DiscordInternals.dispatcher(), discord.dispatcher);
+        assert.equal(DiscordInternals.currentUserId(), SELF.id);
+        DiscordInternals.messageActions().sendMessage("1", { content: "x" }, undefined, {});
+        assert.equal(discord.sent.length, 1);
+        assert.equal(discord.decoySent.length, 0);
+        assert.ok(DiscordInternals.startTyping("42"));
+        assert.deepEqual(discord.typing, ["42"]);
+        assert.ok(fake.lookups.every((lookup) => lookup.filter === null || Array.isArray(lookup.filter.props)));
+        assert.ok(plugin);
+    });
+
+    it("falls back to the local typing action when the typing module is missing", () => {
+        const { discord, fake } = setup({ missing: ["typing"] });
+        const { DiscordInternals } = loadPlugin({ BdApi: fake.BdApi }).internals;
+        assert.ok(DiscordInternals.startTyping("42"));
+        assert.deepEqual(discord.dispatcher.dispatched.at(-1), { type: "TYPING_START_LOCAL", channelId: "42" });
+    });
+
+    it("finds the dispatcher through UserStore._dispatcher when the direct lookup fails", () => {
+        const { discord, fake } = setup({ missing: ["dispatcher"] });
+        const { DiscordInternals } = loadPlugin({ BdApi: fake.BdApi }).internals;
+        assert.equal(DiscordInternals.dispatcher(), discord.dispatcher);
+    });
+
+    for (const [missing, expected] of [
+        [["messageActions"], /^DiscordAutoReply: Discord's message-sending module was not found; in-client sending is off$/],
+        [["dispatcher", "userStore"], /dispatcher was not found/],
+        [["userStore"], /UserStore was not found/],
+    ]) {
+        it(`a missing ${missing.join(" and ")} module gives a toast, not an exception`, async () => {
+            const port = await freePort();
+            const context = setup({ missing, settings: { host: "127.0.0.1", port, secret: "x", enabled: true } });
+            assert.doesNotThrow(() => started(context));
+            assert.ok(context.fake.toasts.some((toast) => expected.test(toast.content)), JSON.stringify(context.fake.toasts));
+            assert.doesNotThrow(() => context.discord.receive({ content: "still fine" }));
+        });
+    }
+});
+
+describe("lifecycle without a server", () => {
+    it("reconnects with backoff, one socket at a time, without log or toast spam", async () => {
+        const port = await freePort(); // nothing listens here: connections are refused
+        const context = started(setup({ settings: { host: "127.0.0.1", port, secret: "x", enabled: true }, backoff: { baseMs: 10, capMs: 40 } }));
+        await waitFor(() => context.spy.sockets.length >= 8, { what: "8 connection attempts" });
+        assert.equal(context.plugin.status, "reconnecting");
+        const open = context.spy.sockets.filter((socket) => socket.readyState < 2);
+        assert.ok(open.length <= 1, `${open.length} sockets open at once`);
+        const statusLogs = context.fake.logs.filter((log) => /connecting|reconnecting/.test(log.text));
+        assert.deepEqual(statusLogs.map((log) => log.text.split(" ")[0]), ["connecting", "reconnecting"]);
+        assert.equal(context.fake.toasts.filter((toast) => /not reachable/.test(toast.content)).length, 1);
+        assert.equal(context.fake.toasts.length, 1);
+    });
+
+    it("gives up on a peer that accepts the connection but never welcomes, and retries", async () => {
+        const peers = [];
+        const silent = net.createServer((socket) => peers.push(socket)); // never answers the upgrade
+        await new Promise((resolve) => silent.listen(0, "127.0.0.1", resolve));
+        const settings = { host: "127.0.0.1", port: silent.address().port, secret: "x", enabled: true };
+        const context = setup({ settings, options: { welcomeTimeoutMs: 100 }, backoff: { baseMs: 10, capMs: 20 } });
+        context.plugin.start();
+        try {
+            await waitFor(() => context.spy.sockets.length >= 3, { what: "retries after silent peers" });
+            assert.equal(context.plugin.status, "reconnecting");
+            assert.equal(context.fake.logs.filter((log) => /no welcome/.test(log.text)).length, 1);
+        } finally {
+            context.plugin.stop();
+            for (const socket of peers) socket.destroy();
+            await new Promise((resolve) => silent.close(resolve));
+        }
+    });
+
+    it("buffers watched candidates while no server was ever reached", async () => {
+        const port = await freePort();
+        const context = started(setup({ settings: { host: "127.0.0.1", port, secret: "x", enabled: true } }));
+        context.discord.receive({ content: "one" });
+        context.discord.receive({ content: "two", channel_id: "999" });
+        context.discord.dispatcher.dispatch({ type: "MESSAGE_CREATE", channelId: "222", optimistic: true, message: { id: "5", channel_id: "222", author: { id: "111" }, content: "local echo", type: 0 } });
+        assert.equal(context.plugin.outbox.size, 2); // the watch list is unknown yet: filtered on welcome
+        assert.equal(context.spy.messages().length, 0);
+    });
+
+    it("stop() unsubscribes the same listener, closes the socket and stops retrying", async () => {
+        const port = await freePort();
+        const context = setup({ settings: { host: "127.0.0.1", port, secret: "x", enabled: true }, backoff: { baseMs: 10, capMs: 20 } });
+        context.plugin.start();
+        assert.equal(context.discord.dispatcher.listenerCount("MESSAGE_CREATE"), 1);
+        await waitFor(() => context.spy.sockets.length >= 2, { what: "a retry" });
+        context.plugin.stop();
+        assert.equal(context.discord.dispatcher.listenerCount("MESSAGE_CREATE"), 0);
+        const count = context.spy.sockets.length;
+        await sleep(150);
+        assert.equal(context.spy.sockets.length, count, "no reconnects after stop()");
+        assert.ok(context.spy.sockets.every((socket) => socket.readyState >= 2));
+        assert.equal(context.plugin.status, "disabled");
+        context.discord.receive({ content: "after stop" });
+        assert.equal(context.plugin.outbox.size, 0);
+    });
+
+    it("does not connect when disabled in the settings", async () => {
+        const context = started(setup({ settings: { host: "127.0.0.1", port: 1, secret: "x", enabled: false } }));
+        await sleep(50);
+        assert.equal(context.spy.sockets.length, 0);
+        assert.equal(context.plugin.status, "disabled");
+    });
+});
+
+describe("settings", () => {
+    it("load defaults, then saved values, through BdApi.Data", () => {
+        assert.deepEqual({ ...startupSettings(undefined, internals.DEFAULT_SETTINGS, undefined) }, { host: "127.0.0.1", port: 8765, secret: "", enabled: true });
+        const context = started(setup({ settings: { host: "127.0.0.1", port: 8765, secret: "", enabled: false } }));
+        assert.deepEqual(context.fake.data.get(META.name, "settings"), { host: "127.0.0.1", port: 8765, secret: "", enabled: false });
+        assert.deepEqual({ ...normalizeSettings({ port: "9000", host: " h ", enabled: false }) }, { host: "h", port: 9000, secret: "", enabled: false });
+        assert.equal(normalizeSettings({ port: 70000 }).port, 8765);
+    });
+
+    it("builds the server URL, bracketing IPv6 addresses", () => {
+        assert.equal(serverUrl({ host: "127.0.0.1", port: 8765 }), "ws://127.0.0.1:8765");
+        assert.equal(serverUrl({ host: "::1", port: 8765 }), "ws://[::1]:8765");
+        assert.equal(serverUrl({ host: "[::1]", port: 1 }), "ws://[::1]:1");
+    });
+
+    it("a re-install's new defaults win over saved values; the person's own changes stay otherwise", () => {
+        const factory = { host: "127.0.0.1", port: 8765, secret: "", enabled: true };
+        const installed = { ...factory, port: 9000, secret: "first" };
+        // First start after an install: the installed values beat stale saved ones.
+        assert.deepEqual({ ...startupSettings({ secret: "typed", enabled: false }, installed, undefined) }, { ...installed, enabled: false });
+        // A manual install (factory defaults): what the person typed is kept.
+        assert.deepEqual({ ...startupSettings({ secret: "typed" }, factory, undefined) }, { ...factory, secret: "typed" });
+        // Later starts with the same install: saved values win; a new install's changed keys win.
+        assert.equal(startupSettings({ secret: "typed" }, installed, installed).secret, "typed");
+        const reinstalled = { ...installed, secret: "second" };
+        assert.deepEqual({ ...startupSettings({ ...installed, enabled: false }, reinstalled, installed) }, { ...reinstalled, enabled: false });
+    });
+
+    it("the plugin file as the installer renders it uses the new secret after a restart", () => {
+        // Saved disabled so that nothing connects to port 8765 during the test.
+        const context = setup({ settings: { host: "127.0.0.1", port: 8765, secret: "old", enabled: false } });
+        context.fake.data.set(META.name, "installedDefaults", { host: "127.0.0.1", port: 8765, secret: "old", enabled: true });
+        const rendered = source.replace(/^const DEFAULT_SETTINGS = .*$/m, 'const DEFAULT_SETTINGS = {"host": "127.0.0.1", "port": 8765, "secret": "new", "enabled": true}; // @install-defaults');
+        const Plugin = loadPlugin({ BdApi: context.fake.BdApi, WebSocket: context.spy.WebSocket, document: context.document, source: rendered });
+        const plugin = new Plugin(META);
+        plugin.start();
+        running.push(plugin);
+        assert.deepEqual({ ...plugin.settings }, { host: "127.0.0.1", port: 8765, secret: "new", enabled: false });
+        assert.equal(context.fake.data.get(META.name, "settings").secret, "new");
+        assert.equal(context.spy.sockets.length, 0);
+    });
+
+    it("panel has host, port, secret, enable switch and a status line; a change is saved and reconnects", async () => {
+        const port = await freePort();
+        const context = started(setup({ settings: { host: "127.0.0.1", port: 1, secret: "x", enabled: false } }));
+        const panel = context.plugin.getSettingsPanel();
+        const input = (name) => panel.find((element) => element.name === name);
+        assert.equal(input("host").value, "127.0.0.1");
+        assert.equal(input("port").value, "1");
+        assert.equal(input("secret").type, "password");
+        assert.equal(input("enabled").checked, false);
+        const status = panel.find((element) => element.className === "discord-auto-reply-status");
+        assert.match(status.textContent, /disabled/);
+        assert.match(status.textContent, /watch list not received yet/);
+
+        input("port").value = String(port);
+        input("port").dispatchEvent({ type: "change" });
+        input("enabled").checked = true;
+        input("enabled").dispatchEvent({ type: "change" });
+        assert.deepEqual(context.fake.data.get(META.name, "settings"), { host: "127.0.0.1", port, secret: "x", enabled: true });
+        await waitFor(() => context.spy.sockets.length >= 1, { what: "a connection attempt" });
+        assert.equal(context.spy.sockets[0].url, `ws://127.0.0.1:${port}/`);
+        await waitFor(() => /reconnecting/.test(status.textContent), { what: "the status line to update" });
+    });
+});

@@ -1,0 +1,239 @@
+"use strict";
+// The plugin against the real Python relay server (and the fake OpenAI API), over a real websocket.
+// Each test uses its own channels so that replies still in flight never cross tests.
+
+const assert = require("node:assert/strict");
+const fs = require("node:fs");
+const http = require("node:http");
+const { before, after, afterEach, describe, it } = require("node:test");
+
+const { SELF } = require("./fake-bdapi");
+const { setup, waitFor, sleep, freePort, startFakeOpenAI, RelayServer, echoedText } = require("./harness");
+
+const RULES = [
+    ["111", "222"], // one friend in one channel
+    ["*", "333"], // anyone in a channel
+    ["*", "334"],
+    ["*", "335"],
+    ["*", "336"],
+    ["*", "337"],
+];
+
+let llm;
+let server;
+const running = [];
+
+before(async () => {
+    llm = await startFakeOpenAI({ delay: 0.3 }); // slow enough that the typing pulse comes first
+    server = await new RelayServer({ port: await freePort(), llm, rules: RULES }).start();
+});
+
+after(async () => {
+    while (running.length) running.pop().stop();
+    await server?.dispose();
+    await llm?.stop();
+});
+
+afterEach(() => {
+    while (running.length) running.pop().stop();
+});
+
+/** A started plugin connected (welcomed) to the shared server. */
+async function connected(overrides = {}) {
+    const context = setup({ settings: server.settings, ...overrides });
+    context.plugin.start();
+    running.push(context.plugin);
+    await waitFor(() => context.plugin.status === "connected", { what: `a welcome; server log:\n${server.output}` });
+    return context;
+}
+
+/** The HTTP status of a websocket upgrade request to the server with this Origin. */
+function upgradeStatus(origin) {
+    return new Promise((resolve, reject) => {
+        const request = http.get({
+            host: "127.0.0.1",
+            port: server.port,
+            headers: { Connection: "Upgrade", Upgrade: "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", Origin: origin },
+        });
+        request.on("upgrade", (response, socket) => {
+            socket.destroy();
+            resolve(response.statusCode);
+        });
+        request.on("response", (response) => {
+            response.resume();
+            resolve(response.statusCode);
+        });
+        request.on("error", reject);
+    });
+}
+
+const repliesIn = (discord, channel) => discord.sent.filter((call) => call.channelId === channel).map((call) => call.message.content);
+
+describe("plugin <-> relay server", () => {
+    it("says hello with the secret and the owner's id, and gets the watch list", async () => {
+        const { spy, fake, plugin } = await connected();
+        const hello = spy.sent[0];
+        assert.deepEqual(
+            { ...hello, socket: undefined },
+            { socket: undefined, type: "hello", secret: server.secret, client: "DiscordAutoReply", version: "0.1.0", self_id: SELF.id },
+        );
+        const welcome = spy.received.find((frame) => frame.type === "welcome");
+        assert.deepEqual(welcome.watch, RULES.map(([user, channel]) => ({ user, channel })));
+        assert.equal(welcome.messenger, "plugin");
+        assert.deepEqual(plugin.watch, welcome.watch);
+        assert.deepEqual(fake.data.get("DiscordAutoReply", "watch"), welcome.watch); // remembered for the next start
+        assert.deepEqual(fake.toasts.map((toast) => toast.type), ["success"]);
+        assert.match(fake.toasts[0].content, /connected/);
+    });
+
+    it("forwards only watched pairs, marks own messages self, ignores optimistic echoes", async () => {
+        const { discord, spy, plugin } = await connected();
+        const friend = discord.receive({ channel_id: "222", author: { id: "111", username: "friend" }, content: "exact pair" });
+        const anyone = discord.receive({ channel_id: "333", author: { id: "777", username: "someone" }, content: "wildcard user", guild_id: "900" });
+        const unwatchedChannel = discord.receive({ channel_id: "444", author: { id: "111", username: "friend" }, content: "SECRET-A" });
+        const unwatchedUser = discord.receive({ channel_id: "222", author: { id: "555", username: "stranger" }, content: "SECRET-B" });
+        const mine = discord.receive({ channel_id: "222", author: { ...SELF }, content: "I wrote this myself" });
+        const mineElsewhere = discord.receive({ channel_id: "444", author: { ...SELF }, content: "SECRET-C" });
+        discord.dispatcher.dispatch({ type: "MESSAGE_CREATE", channelId: "333", optimistic: true, message: { id: "42", channel_id: "333", author: { id: "778" }, content: "SECRET-D", type: 0 } });
+        discord.receive({ channel_id: "333", webhook_id: "1", author: { id: "779" }, content: "SECRET-E" });
+        discord.receive({ channel_id: "333", type: 7, author: { id: "780" }, content: "SECRET-F" });
+        discord.receive({ channel_id: "333", flags: 64, author: { id: "781" }, content: "SECRET-G" });
+
+        const forwarded = () => spy.messages().filter((frame) => !frame.content.startsWith("[auto-reply]"));
+        assert.deepEqual(forwarded().map((frame) => frame.id), [friend.id, anyone.id, mine.id]);
+        assert.deepEqual(forwarded().map((frame) => frame.self), [false, false, true]);
+        assert.equal(forwarded()[1].guild, "900");
+        assert.ok(spy.sent.every((frame) => !/SECRET/.test(JSON.stringify(frame))), "nothing unwatched left the client");
+        for (const skipped of [unwatchedChannel, unwatchedUser, mineElsewhere]) assert.ok(!spy.sent.some((frame) => frame.id === skipped.id));
+
+        // The server acknowledges each, so the buffer empties; replies come for the two others.
+        await waitFor(() => [friend, anyone, mine].every((m) => spy.received.some((frame) => frame.type === "ack" && frame.id === m.id)), { what: "acks" });
+        await waitFor(() => repliesIn(discord, "222").length === 1 && repliesIn(discord, "333").length === 1, { what: "two replies" });
+        assert.equal(echoedText(repliesIn(discord, "222")[0]), "exact pair");
+        assert.equal(echoedText(repliesIn(discord, "333")[0]), "wildcard user");
+        await waitFor(() => plugin.outbox.size === 0, { what: "the buffer to empty (echoes of the replies acked too)" });
+        await sleep(300);
+        assert.equal(discord.sent.length, 2, "no reply to unwatched, own or skipped messages");
+    });
+
+    it("posts the server's reply through Discord's sendMessage and answers `sent`", async () => {
+        const { discord, spy } = await connected();
+        const question = discord.receive({ channel_id: "334", guild_id: "900", author: { id: "700", username: "asker" }, content: "what time is it?" });
+        await waitFor(() => discord.sent.length === 1, { what: "sendMessage" });
+        const send = spy.received.find((frame) => frame.type === "send");
+        assert.equal(send.channel, "334");
+        assert.equal(send.reply_to, question.id);
+        const call = discord.sent[0];
+        assert.equal(call.channelId, "334");
+        assert.equal(call.message.content, "[auto-reply] echo: what time is it? [turns=1]");
+        assert.deepEqual({ ...call.message, content: undefined }, { content: undefined, tts: false, invalidEmojis: [], validNonShortcutEmojis: [] });
+        assert.deepEqual(JSON.parse(JSON.stringify(call.options.allowedMentions)), { parse: [], replied_user: false });
+        assert.deepEqual(JSON.parse(JSON.stringify(call.options.messageReference)), { channel_id: "334", message_id: question.id, guild_id: "900" });
+        const sent = await waitFor(() => spy.sent.find((frame) => frame.type === "sent"), { what: "a sent frame" });
+        assert.deepEqual({ ...sent, socket: 0 }, { socket: 0, type: "sent", nonce: send.nonce, ok: true, error: null });
+        // Discord echoes our reply as the owner's message: forwarded as self, carrying the nonce.
+        const echo = await waitFor(() => spy.messages().find((frame) => frame.self && frame.channel === "334"), { what: "the echo" });
+        assert.equal(echo.nonce, send.nonce);
+        await sleep(300);
+        assert.equal(discord.sent.length, 1, "the echo of our reply is not answered");
+    });
+
+    it("shows the typing indicator through Discord's typing module", async () => {
+        const { discord, spy } = await connected();
+        discord.receive({ channel_id: "335", author: { id: "701", username: "x" }, content: "are you there?" });
+        await waitFor(() => discord.typing.includes("335"), { what: "startTyping('335')" });
+        assert.ok(spy.received.some((frame) => frame.type === "typing" && frame.channel === "335"));
+        await waitFor(() => discord.sent.length === 1, { what: "the reply" });
+    });
+
+    it("answers sent ok:false when Discord refuses the message", async () => {
+        const { discord, spy } = await connected();
+        discord.failNextSend = new Error("Missing Permissions");
+        discord.receive({ channel_id: "336", author: { id: "702", username: "x" }, content: "hi" });
+        const sent = await waitFor(() => spy.sent.find((frame) => frame.type === "sent"), { what: "a sent frame" });
+        assert.equal(sent.ok, false);
+        assert.match(sent.error, /Missing Permissions/);
+        await waitFor(() => /could not send: sendMessage failed: Missing Permissions/.test(server.output), { what: "the server to log the failure" });
+    });
+
+    it("still forwards when the message-sending module is missing, and answers sent ok:false", async () => {
+        const { discord, spy, fake } = await connected({ missing: ["messageActions"] });
+        assert.ok(fake.toasts.some((toast) => /message-sending module was not found; in-client sending is off/.test(toast.content)));
+        const message = discord.receive({ channel_id: "337", author: { id: "703", username: "x" }, content: "hello?" });
+        await waitFor(() => spy.received.some((frame) => frame.type === "ack" && frame.id === message.id), { what: "the ack" });
+        const sent = await waitFor(() => spy.sent.find((frame) => frame.type === "sent"), { what: "a sent frame" });
+        assert.equal(sent.ok, false);
+        assert.match(sent.error, /message-sending module was not found/);
+    });
+
+    it("follows watch-list updates when reply_config.py changes", async () => {
+        const { discord, spy, plugin } = await connected();
+        const before = discord.receive({ channel_id: "338", author: { id: "704", username: "x" }, content: "not yet" });
+        assert.ok(!spy.messages().some((frame) => frame.id === before.id));
+        server.writeRules([...RULES, ["*", "338"]]);
+        await waitFor(() => spy.received.some((frame) => frame.type === "watch"), { what: "a watch frame", timeout: 10000 });
+        assert.equal(plugin.watch.length, RULES.length + 1);
+        const after = discord.receive({ channel_id: "338", author: { id: "704", username: "x" }, content: "now watched" });
+        assert.ok(spy.messages().some((frame) => frame.id === after.id));
+        await waitFor(() => discord.sent.some((call) => call.channelId === "338"), { what: "the reply" });
+        server.writeRules(RULES);
+        await waitFor(() => plugin.watch.length === RULES.length, { what: "the old rules back", timeout: 10000 });
+    });
+
+    it("a wrong secret closes with 4001: toast, status 'bad secret', no more retries", async () => {
+        const context = setup({ settings: { ...server.settings, secret: "wrong" } });
+        context.plugin.start();
+        running.push(context.plugin);
+        await waitFor(() => context.plugin.status === "bad secret", { what: "status bad secret" });
+        assert.equal(context.spy.sockets[0].closeEvent.code, 4001);
+        assert.equal(context.fake.toasts.length, 1);
+        assert.equal(context.fake.toasts[0].type, "error");
+        assert.match(context.fake.toasts[0].content, /refused the secret/);
+        await sleep(400); // many backoff periods (20-100 ms)
+        assert.equal(context.spy.sockets.length, 1, "no retry after a bad secret");
+        const panel = context.plugin.getSettingsPanel();
+        assert.match(panel.find((element) => element.className === "discord-auto-reply-status").textContent, /bad secret/);
+
+        // Fixing the secret in the settings connects again.
+        const secret = panel.find((element) => element.name === "secret");
+        secret.value = server.secret;
+        secret.dispatchEvent({ type: "change" });
+        await waitFor(() => context.plugin.status === "connected", { what: "a welcome with the right secret" });
+    });
+
+    it("a page on another origin is refused at the handshake; the plugin just keeps retrying", async () => {
+        const context = setup({ settings: server.settings, origin: "https://evil.example" });
+        context.plugin.start();
+        running.push(context.plugin);
+        await waitFor(() => context.spy.sockets.length >= 3, { what: "refused attempts" });
+        assert.equal(context.plugin.status, "reconnecting");
+        assert.ok(!context.spy.received.length, "no frame from the server");
+        assert.deepEqual(context.fake.toasts.map((toast) => toast.type), ["warning"]); // "not reachable", once
+        assert.equal(await upgradeStatus("https://evil.example"), 403);
+        assert.equal(await upgradeStatus("https://discord.com"), 101);
+    });
+
+    it("connects without an Origin header too (not a browser page)", async () => {
+        await connected({ origin: null });
+    });
+
+    it("stop() unsubscribes and closes the connection", async () => {
+        const { discord, spy, plugin } = await connected();
+        assert.equal(discord.dispatcher.listenerCount("MESSAGE_CREATE"), 1);
+        const disconnects = (server.output.match(/disconnected/g) ?? []).length;
+        plugin.stop();
+        assert.equal(discord.dispatcher.listenerCount("MESSAGE_CREATE"), 0);
+        await waitFor(() => spy.sockets[0].readyState === 3, { what: "the socket to close" });
+        assert.equal(spy.sockets[0].closeEvent.code, 1000);
+        await waitFor(() => (server.output.match(/disconnected/g) ?? []).length > disconnects, { what: "the server to see the disconnect" });
+        discord.receive({ channel_id: "222", author: { id: "111" }, content: "after stop" });
+        await sleep(100);
+        assert.equal(spy.messages().length, 0);
+        assert.equal(spy.sockets.length, 1);
+    });
+});
+
+// Keep the server's log around when something fails, for the report.
+process.on("exit", (code) => {
+    if (code !== 0 && server) fs.writeSync(2, `\n--- relay server log ---\n${server.output}\n`);
+});
