@@ -53,7 +53,7 @@ class Settings(BaseModel):
     MESSENGER: MessengerName = "auto"
     MEMORY_LENGTH: Annotated[int, Field(ge=0, le=MAX_MEMORY_LENGTH)] = 3
     MAX_TOKENS: Annotated[int, Field(gt=0)] = 500
-    REPLY_PREFIX: str = "[auto-reply] "
+    REPLY_PREFIX: Annotated[str, Field(max_length=200)] = "[auto-reply] "
     FALLBACK_MESSAGE: str = ""
     TYPING_INTERVAL_SECONDS: PositiveFloat = 8.0
     HELLO_TIMEOUT_SECONDS: PositiveFloat = 5.0
