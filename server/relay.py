@@ -42,6 +42,14 @@ class _OwnerMessage:
     message: IncomingMessage
 
 
+@dataclass(frozen=True)
+class _Generated:
+    """Text to send: the LLM's reply (remembered) or FALLBACK_MESSAGE (not remembered)."""
+
+    reply: str
+    from_llm: bool
+
+
 class _SeenIds:
     """The ids of recent messages, so a plugin's re-sent buffer is not answered twice."""
 
@@ -144,27 +152,26 @@ class Relay:
 
     async def _reply(self, pair: PairKey, item: _Reply) -> None:
         message, rule = item.message, item.rule
-        rules = self._rules()
         memory_length = (
             rule.memory_length if rule.memory_length is not None else self._settings.MEMORY_LENGTH
         )
         history = await self._memory.recent(pair, 2 * memory_length)
         user_turn = ChatMessage("user", message.content)
-        chat = [ChatMessage("system", rules.system_prompt(rule)), *history, user_turn]
+        prompt = self._rules().system_prompt(rule)
+        chat = [*([ChatMessage("system", prompt)] if prompt else []), *history, user_turn]
         await self._memory.add(pair, user_turn)
 
-        text = await self._generate(message, chat, rule)
-        if text is None:
+        generated = await self._generate(message, chat, rule)
+        if generated is None or not await self._send(message, generated.reply):
             return
-        if await self._send(message, text.reply):
-            if text.from_llm:
-                await self._memory.add(pair, ChatMessage("assistant", text.reply))
-            log.info(
-                "replied to user %s in channel %s (%d chars)",
-                message.author.id,
-                message.channel,
-                len(text.reply),
-            )
+        if generated.from_llm:
+            await self._memory.add(pair, ChatMessage("assistant", generated.reply))
+        log.info(
+            "replied to user %s in channel %s (%d chars)",
+            message.author.id,
+            message.channel,
+            len(generated.reply),
+        )
 
     async def _generate(
         self, message: IncomingMessage, chat: list[ChatMessage], rule: Rule
@@ -235,9 +242,3 @@ class Relay:
         for worker in list(self._workers):
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
-
-
-@dataclass(frozen=True)
-class _Generated:
-    reply: str
-    from_llm: bool
