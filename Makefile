@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Extras installed by `make run`: g4f is the no-key fallback backend, macro the GUI messenger.
 EXTRAS ?= g4f
+comma := ,
+RUN_STAMP := $(VENV)/.installed-run-$(subst $(comma),-,$(EXTRAS))
 
 .PHONY: run test lint typecheck pytest node-test system-deps bench
 
@@ -12,7 +14,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed-run-$(subst $(comma),-,$(EXTRAS)): pyproject.toml | $(BIN)/python
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
@@ -20,12 +22,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 
-comma := ,
-
-config.json: | $(VENV)/.installed-run-$(subst $(comma),-,$(EXTRAS))
+config.json: | $(RUN_STAMP)
 	$(BIN)/discord-auto-reply init --config $@
 
-run: $(VENV)/.installed-run-$(subst $(comma),-,$(EXTRAS)) config.json
+run: $(RUN_STAMP) config.json
 	$(BIN)/discord-auto-reply serve --config config.json --reply-config reply_config.py
 
 # Xvfb, xclip and Tk for the GUI macro test (a real window); Node 20+ for the plugin tests.

@@ -119,11 +119,10 @@ class App:
         log.info("listening on ws://%s:%d", settings.WEBSOCKET_HOST, port)
         log.info("LLM backends: %s", describe_backends(settings, self.llm))
         log.info("messenger: %s", self.messenger.name)
-        log.info(
-            "watching %d pair(s) from %s",
-            len(self.rules_watcher.current.rules),
-            self.rules_watcher.path,
-        )
+        watched = len(self.rules_watcher.current.rules)
+        log.info("watching %d pair(s) from %s", watched, self.rules_watcher.path)
+        if not watched:
+            log.warning("nobody gets replies yet: add pairs to REPLY_TO in that file")
         return port
 
     async def stop(self) -> None:

@@ -107,7 +107,8 @@ async def _run_until_signal(app: App) -> None:
 def _init(args: argparse.Namespace) -> int:
     write_initial_config(args.config)
     print(f"wrote {args.config} with a new random WEBSOCKET_SECRET")
-    print("next: edit reply_config.py, then run `make run` (or `discord-auto-reply serve`)")
+    print("next: list who gets replies in reply_config.py, install the plugin with")
+    print("      `discord-auto-reply plugin install`, and start `discord-auto-reply serve`")
     return 0
 
 
