@@ -117,3 +117,20 @@ def test_plugin_install_fills_in_the_config_and_refuses_without_a_secret(tmp_pat
     plugin = (tmp_path / "plugins" / "discord-auto-reply.plugin.js").read_text()
     assert '"port": 9911, "secret": "plugin-secret"' in plugin
     assert "enable DiscordAutoReply" in installed.stdout
+
+
+def test_optional_heavy_packages_are_imported_only_by_their_backends(tmp_path: Path) -> None:
+    code = (
+        "import sys, server.cli, server.app\n"
+        "heavy = ('g4f', 'pyautogui', 'pyperclip', 'requests')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.stdout.strip() == "[]"
