@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from server.memory import MAX_MEMORY_LENGTH
 
@@ -23,6 +24,16 @@ BackendName = Literal["openai", "g4f"]
 DEFAULT_BACKENDS: tuple[BackendName, ...] = ("openai", "g4f")
 MessengerName = Literal["auto", "rest", "plugin", "macro"]
 PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("must be an http(s) URL such as http://127.0.0.1:11434/v1")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+HttpUrlOrEmpty = Annotated[str, AfterValidator(lambda value: value and _http_url(value))]
 
 # Settings that hold secrets: never logged, never echoed back in errors.
 SECRET_KEYS = ("OPENAI_API_KEY", "DISCORD_AUTHORIZATION", "WEBSOCKET_SECRET")
@@ -38,14 +49,14 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     OPENAI_API_KEY: str = ""
-    OPENAI_BASE_URL: str = ""
+    OPENAI_BASE_URL: HttpUrlOrEmpty = ""
     OPENAI_MODEL: str = "gpt-4o-mini"
     G4F_MODEL: str = ""
     LLM_BACKENDS: list[BackendName] = Field(default_factory=lambda: list(DEFAULT_BACKENDS))
     LLM_TIMEOUT_SECONDS: PositiveFloat = 60.0
     LLM_MAX_RETRIES: Annotated[int, Field(ge=0, le=10)] = 2
     DISCORD_AUTHORIZATION: str = ""
-    DISCORD_API_BASE: str = "https://discord.com/api/v9"
+    DISCORD_API_BASE: HttpUrl = "https://discord.com/api/v9"
     WEBSOCKET_HOST: str = "127.0.0.1"
     WEBSOCKET_PORT: Annotated[int, Field(ge=0, le=65535)] = 8765
     WEBSOCKET_SECRET: str = ""
@@ -133,7 +144,7 @@ def _describe(error: Mapping[str, object]) -> str:
     key = ".".join(str(part) for part in loc) if isinstance(loc, tuple) and loc else "?"
     if error.get("type") == "extra_forbidden":
         return f"unknown key {key!r}"
-    message = str(error.get("msg", "invalid value"))
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     top = str(loc[0]) if isinstance(loc, tuple) and loc else ""
     if top in SECRET_KEYS:
         return f"{key}: {message}"

@@ -94,6 +94,16 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert settings.TYPING_INTERVAL_SECONDS == 0.5
 
 
+def test_base_urls_must_be_http_urls(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"environment variable OPENAI_BASE_URL: OPENAI_BASE_URL"):
+        load_settings(tmp_path / "absent.json", env={"OPENAI_BASE_URL": "localhost:11434/v1"})
+    path = write(tmp_path / "c.json", {"DISCORD_API_BASE": ""})
+    with pytest.raises(ConfigError, match=r"c\.json: DISCORD_API_BASE"):
+        load_settings(path, env={})
+    url = "http://127.0.0.1:11434/v1"
+    assert load_settings(tmp_path / "absent.json", env={"OPENAI_BASE_URL": url}).OPENAI_BASE_URL
+
+
 def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="environment variable MAX_TOKENS"):
         load_settings(tmp_path / "absent.json", env={"MAX_TOKENS": "lots"})
