@@ -25,6 +25,10 @@ class MemoryStore(Protocol):
         """Append one turn to `pair`."""
         ...
 
+    async def reset(self, pair: PairKey) -> None:
+        """Start `pair` afresh: later `recent` calls see only turns added after this."""
+        ...
+
 
 class InMemoryStore:
     """Keeps the last `capacity` turns of each pair in process memory."""
@@ -43,3 +47,7 @@ class InMemoryStore:
     async def add(self, pair: PairKey, message: ChatMessage) -> None:
         """Append one turn to `pair`, forgetting the oldest beyond capacity."""
         self._turns.setdefault(pair, deque(maxlen=self._capacity)).append(message)
+
+    async def reset(self, pair: PairKey) -> None:
+        """Forget every turn of `pair`."""
+        self._turns.pop(pair, None)
