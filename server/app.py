@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -13,9 +14,10 @@ from websockets.asyncio.server import Server
 
 from server import protocol
 from server.config import ConfigError, Settings
+from server.conversations import ConversationStore
+from server.database import Database, DatabaseError, SchemaTooNewError
 from server.gateway import Gateway
 from server.llm.chain import BackendChain, build_backend_chain
-from server.memory import InMemoryStore
 from server.messengers.base import Messenger
 from server.messengers.macro import MacroMessenger
 from server.messengers.plugin import PluginMessenger
@@ -25,6 +27,8 @@ from server.rules import RuleSet
 from server.rules_file import RulesWatcher
 
 log = logging.getLogger(__name__)
+
+PRUNE_INTERVAL_SECONDS = 24 * 3600.0
 
 
 def is_loopback(host: str) -> bool:
@@ -92,28 +96,38 @@ class App:
             hello_timeout=settings.HELLO_TIMEOUT_SECONDS,
         )
         self.messenger = build_messenger(settings, self.gateway)
+        self.store = ConversationStore(settings.DATABASE)
         self.relay = Relay(
             settings=settings,
             rules=lambda: self.rules_watcher.current,
             llm=self.llm,
             messenger=self.messenger,
-            memory=InMemoryStore(),
+            store=self.store,
         )
         self._server: Server | None = None
-        self._watch_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
-    def _accept(self, message: protocol.IncomingMessage) -> None:
-        self.relay.accept(message)
+    async def _accept(self, message: protocol.IncomingMessage) -> None:
+        await self.relay.accept(message)
 
     def _rules_changed(self, rules: RuleSet) -> None:
         self.gateway.broadcast(protocol.watch(rules.watch_list()))
 
     async def start(self) -> int:
-        """Listen and start watching the rules file; returns the bound port."""
+        """Open the database, listen and start watching the rules file; returns the bound port.
+
+        A database from a newer release stops the start (`DatabaseError`); one that cannot be
+        opened otherwise is reported, and the relay runs without memory.
+        """
         settings = self.settings
+        await self._open_store()
+        await self.relay.start()
         self._server = await self.gateway.start(settings.WEBSOCKET_HOST, settings.WEBSOCKET_PORT)
         port = int(self._server.sockets[0].getsockname()[1])
-        self._watch_task = asyncio.create_task(self.rules_watcher.run(), name="rules watcher")
+        self._tasks = [
+            asyncio.create_task(self.rules_watcher.run(), name="rules watcher"),
+            asyncio.create_task(self._prune_daily(), name="retention"),
+        ]
         if not is_loopback(settings.WEBSOCKET_HOST):
             log.warning("listening on a non-loopback address: other machines can reach the relay")
         log.info("listening on ws://%s:%d", settings.WEBSOCKET_HOST, port)
@@ -125,15 +139,41 @@ class App:
             log.warning("nobody gets replies yet: add pairs to REPLY_TO in that file")
         return port
 
+    async def _open_store(self) -> None:
+        try:
+            await self.store.open()
+        except SchemaTooNewError:
+            raise
+        except DatabaseError as exc:
+            log.error("%s; conversations are kept in memory only until a restart", exc)
+            await self.store.close()
+            self.store.database = Database(":memory:")
+            await self.store.open()
+        log.info("conversations are kept in %s", self.store.path)
+
+    async def _prune_daily(self) -> None:
+        """Delete what is older than RETENTION_DAYS, now and then once a day."""
+        while True:
+            horizon = time.time() - self.settings.RETENTION_DAYS * 86400
+            try:
+                pruned = await self.store.prune(horizon)
+            except DatabaseError as exc:
+                log.error("could not prune old conversations: %s", exc)
+            else:
+                if pruned:
+                    log.info("pruned %d turn(s) older than the retention period", pruned)
+            await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
+
     async def stop(self) -> None:
-        """Stop listening, then stop the workers and close every client."""
-        if self._watch_task is not None:
-            self._watch_task.cancel()
+        """Stop listening, then stop the workers, close every client and the database."""
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
+                await task
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
         await self.relay.aclose()
         await self.messenger.aclose()
         await self.llm.aclose()
+        await self.store.close()

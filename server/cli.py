@@ -1,4 +1,4 @@
-"""Command line: `discord-auto-reply serve | init | plugin install`."""
+"""Command line: `discord-auto-reply serve | init | plugin install | memory`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from server import __version__, log_redaction
+from server import __version__, log_redaction, memory_commands
 from server.app import App
 from server.config import ConfigError, Settings, load_settings, write_initial_config
+from server.conversations import ConversationStore
+from server.database import DatabaseError
 from server.plugin_installer import default_plugin_dir, install_plugin
 from server.rules import RulesError
 
@@ -25,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.command(args)
-    except (ConfigError, RulesError) as exc:
+    except (ConfigError, RulesError, DatabaseError) as exc:
         print(f"discord-auto-reply: error: {exc}", file=sys.stderr)
         return 2
     return code
@@ -61,6 +63,26 @@ def _parser() -> argparse.ArgumentParser:
     install.add_argument("--dir", type=Path, default=None, help="plugins folder to install into")
     install.add_argument("--config", type=Path, default=Path("config.json"))
     install.set_defaults(command=_plugin_install)
+
+    memory = commands.add_parser("memory", help="read or reset the stored conversations")
+    memory_actions = memory.add_subparsers(required=True, metavar="ACTION")
+    for name, help_text in (
+        ("list", "each pair: turns, last activity, takeover pause"),
+        ("show", "one pair's conversation since its last reset"),
+        ("reset", "start a pair (or --all) afresh"),
+        ("export", "write stored turns as JSON"),
+    ):
+        action = memory_actions.add_parser(name, help=help_text)
+        action.add_argument("--config", type=Path, default=Path("config.json"))
+        action.set_defaults(command=_memory, action=name)
+        if name in ("show", "reset"):
+            action.add_argument("user", nargs="?" if name == "reset" else None)
+            action.add_argument("channel", nargs="?" if name == "reset" else None)
+        if name == "reset":
+            action.add_argument("--all", action="store_true", help="reset every pair")
+        if name == "export":
+            action.add_argument("--pair", nargs=2, metavar=("USER", "CHANNEL"))
+            action.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
     return parser
 
 
@@ -102,6 +124,30 @@ async def _run_until_signal(app: App) -> None:
     finally:
         log.info("shutting down")
         await app.stop()
+
+
+def _memory(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    if args.action == "reset" and args.all == bool(args.user and args.channel):
+        print("discord-auto-reply: error: give USER CHANNEL, or --all", file=sys.stderr)
+        return 2
+    return asyncio.run(_run_memory_command(ConversationStore(settings.DATABASE), args))
+
+
+async def _run_memory_command(store: ConversationStore, args: argparse.Namespace) -> int:
+    await store.open()
+    try:
+        if args.action == "list":
+            return await memory_commands.list_pairs(store)
+        if args.action == "show":
+            return await memory_commands.show(store, (args.user, args.channel))
+        if args.action == "reset":
+            pair = None if args.all else (args.user, args.channel)
+            return await memory_commands.reset(store, pair)
+        pair = tuple(args.pair) if args.pair else None
+        return await memory_commands.export(store, pair, args.output)
+    finally:
+        await store.close()
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ BackendName = Literal["openai", "g4f"]
 DEFAULT_BACKENDS: tuple[BackendName, ...] = ("openai", "g4f")
 MessengerName = Literal["auto", "rest", "plugin", "macro"]
 PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
 
 
 def _http_url(value: str) -> str:
@@ -69,6 +70,13 @@ class Settings(BaseModel):
     TYPING_INTERVAL_SECONDS: PositiveFloat = 8.0
     HELLO_TIMEOUT_SECONDS: PositiveFloat = 5.0
     SEND_TIMEOUT_SECONDS: PositiveFloat = 30.0
+    # Conversations: the database, the memory window, bursts and owner takeover.
+    DATABASE: Annotated[str, Field(min_length=1)] = "auto_reply.db"
+    RETENTION_DAYS: PositiveFloat = 30.0
+    CONTEXT_TOKENS: Annotated[int, Field(ge=100, le=2_000_000)] = 3000
+    SUMMARIZE: bool = False
+    COALESCE_SECONDS: NonNegativeFloat = 2.0
+    TAKEOVER_MINUTES: NonNegativeFloat = 15.0
 
     def messenger_name(self) -> Literal["rest", "plugin", "macro"]:
         """Resolve `MESSENGER: "auto"`: REST when a token is set, else the plugin."""
@@ -101,7 +109,13 @@ def load_settings(path: Path, env: Mapping[str, str] = os.environ) -> Settings:
     from_env = {key: _parse_env(key, env[key]) for key in Settings.model_fields if key in env}
     for key, value in from_env.items():
         _validate({**values, key: value}, source=f"environment variable {key}", only=key)
-    return _validate({**values, **from_env}, source=str(path))
+    settings = _validate({**values, **from_env}, source=str(path))
+    return settings.model_copy(update={"DATABASE": str(database_path(settings, path.parent))})
+
+
+def database_path(settings: Settings, config_dir: Path) -> Path:
+    """DATABASE, a relative path being taken from the config file's folder."""
+    return config_dir / Path(settings.DATABASE).expanduser()
 
 
 def write_initial_config(path: Path) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
@@ -29,7 +29,8 @@ def _peer(connection: ServerConnection) -> str:
 class Gateway:
     """Accepts authenticated plugin connections and routes their frames.
 
-    Messages go to `accept` (then get an ack); `sent` answers resolve `request` calls.
+    Messages go to `accept` and are acknowledged once it returns (they are stored then);
+    `sent` answers resolve `request` calls.
     """
 
     def __init__(
@@ -37,7 +38,7 @@ class Gateway:
         *,
         secret: str,
         allowed_origins: list[str],
-        accept: Callable[[IncomingMessage], None],
+        accept: Callable[[IncomingMessage], Awaitable[None]],
         watch_list: Callable[[], list[dict[str, str]]],
         messenger_name: str,
         hello_timeout: float = 5.0,
@@ -118,7 +119,7 @@ class Gateway:
             await connection.send(protocol.encode(protocol.error(str(exc))))
             return
         if isinstance(frame, IncomingMessage):
-            self._accept(frame)
+            await self._accept(frame)
             await connection.send(protocol.encode(protocol.ack(frame.id)))
         elif isinstance(frame, Sent):
             waiting = self._pending.get(frame.nonce)

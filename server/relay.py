@@ -1,6 +1,7 @@
-"""The life of one message: accept → match → remember → generate → send → record.
+"""One message: accept → match → remember → wait for the burst → generate → send → record.
 
-Pairs are answered concurrently; the messages of one pair in order, one reply at a time.
+Pairs are answered concurrently; each pair's messages in order, one reply at a time, and the
+messages of one burst in one reply. What is said is kept in the conversation store.
 """
 
 from __future__ import annotations
@@ -9,49 +10,71 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from server.config import Settings
+from server.context_window import fit_window
+from server.conversations import (
+    FALLBACK_BACKEND,
+    ConversationStore,
+    ReplyPart,
+    Turn,
+    Window,
+)
+from server.database import DatabaseError
 from server.echoes import EchoTracker
-from server.llm.base import ChatMessage, GenerationOptions, LLMBackend, LLMError
-from server.memory import MemoryStore, PairKey
+from server.llm.base import ChatMessage, GenerationOptions, LLMError
+from server.llm.chain import BackendChain
+from server.memory import PairKey
 from server.messengers.base import Messenger, MessengerError
 from server.protocol import IncomingMessage
-from server.rules import Rule, RuleSet
+from server.reply_policy import ReplyPolicy, burst_wait
+from server.rules import WILDCARD, Rule, RuleSet
 from server.splitter import split_message
+from server.summarizer import summarize
+from server.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
 DISCORD_MESSAGE_LIMIT = 2000
+SUMMARY_BACKLOG = 50
+"""With SUMMARIZE, how many turns beyond the window are read so they can be summarised."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class _Reply:
+class _Pending:
     """A message from an allow-listed pair, waiting for its answer."""
 
     message: IncomingMessage
     rule: Rule
+    turn_id: int | None
+    """Its turn in the store; None if the database could not store it."""
 
 
-@dataclass(frozen=True)
-class _OwnerMessage:
-    """Something the owner wrote by hand in a pair's channel."""
+@dataclass
+class _Pair:
+    """What a busy pair is waiting for: its pending messages and the worker answering them."""
 
-    message: IncomingMessage
+    pending: list[_Pending] = field(default_factory=list)
+    last_arrival: float = 0.0
+    generation: asyncio.Task[_Generated | None] | None = None
 
 
 @dataclass(frozen=True)
 class _Generated:
-    """Text to send: the LLM's reply (remembered) or FALLBACK_MESSAGE (not remembered)."""
+    """Text to send and who wrote it: a backend, or "fallback" (FALLBACK_MESSAGE)."""
 
-    reply: str
-    from_llm: bool
+    text: str
+    backend: str
 
 
 class _SeenIds:
-    """The ids of recent messages, so a plugin's re-sent buffer is not answered twice."""
+    """The ids of recent messages, so a re-sent one is dropped before touching the database."""
 
     def __init__(self, capacity: int = 10_000) -> None:
         self._capacity = capacity
@@ -80,134 +103,249 @@ class Relay:
         *,
         settings: Settings,
         rules: Callable[[], RuleSet],
-        llm: LLMBackend,
+        llm: BackendChain,
         messenger: Messenger,
-        memory: MemoryStore,
+        store: ConversationStore,
         echoes: EchoTracker | None = None,
+        tokens: TokenCounter | None = None,
     ) -> None:
         self._settings = settings
         self._rules = rules
         self._llm = llm
         self._messenger = messenger
-        self._memory = memory
+        self._store = store
         self._echoes = echoes or EchoTracker()
+        self._tokens = tokens or TokenCounter()
+        self._policy = ReplyPolicy(settings.TAKEOVER_MINUTES * 60)
         self._seen = _SeenIds()
-        self._queues: dict[PairKey, asyncio.Queue[_Reply | _OwnerMessage]] = {}
+        self._pairs: dict[PairKey, _Pair] = {}
         self._workers: set[asyncio.Task[None]] = set()
-        self._last_pair_in_channel: dict[str, PairKey] = {}
+        self._database_ok = True
 
-    def accept(self, message: IncomingMessage) -> None:
-        """Take a forwarded message: queue it for a reply, or drop it with a reason (debug log)."""
+    async def start(self) -> None:
+        """Take up the owner takeovers that were in force before a restart."""
+        self._policy.restore(await self._stored(self._store.takeovers(), {}))
+
+    async def accept(self, message: IncomingMessage) -> None:
+        """Take a forwarded message: store it and queue it for a reply, or drop it (debug log).
+
+        Returns once the message is stored, so the caller may acknowledge it.
+        """
         if not self._seen.add(message.id):
             log.debug("message %s already accepted; ignoring the re-send", message.id)
             return
         if message.is_self:
-            self._accept_owner_message(message)
-            return
-        if message.author.bot:
-            log.debug("message %s ignored: author is a bot", message.id)
+            await self._accept_owner_message(message)
             return
         rule = self._rules().match(message.author.id, message.channel)
-        if rule is None:
-            log.debug("message %s ignored: pair is not allow-listed", message.id)
-            return
-        if not message.content.strip():
-            log.debug("message %s ignored: no text (attachment or sticker only)", message.id)
+        reason = _ignore_reason(message, rule)
+        if reason or rule is None:
+            log.debug("message %s ignored: %s", message.id, reason)
             return
         pair = (message.author.id, message.channel)
-        self._last_pair_in_channel[message.channel] = pair
-        self._enqueue(pair, _Reply(message, rule))
+        stored = self._store.record_message(pair, message.id, message.author.id, message.content)
+        turn_id = await self._stored(stored, 0)
+        if turn_id is None:
+            log.debug("message %s was answered before a restart; not again", message.id)
+            return
+        decision = self._policy.may_reply(message.channel, time.time())
+        if not decision.reply:
+            log.info("message %s remembered, not answered: %s", message.id, decision.reason)
+            return
+        self._queue(pair, _Pending(message, rule, turn_id or None))
 
-    def _accept_owner_message(self, message: IncomingMessage) -> None:
+    async def _accept_owner_message(self, message: IncomingMessage) -> None:
+        """The owner wrote in a watched chat: step aside there, and remember their words."""
         if self._echoes.is_echo(message.channel, message.content, message.nonce):
             log.debug("message %s is the echo of our own reply; not remembered twice", message.id)
             return
-        pair = self._last_pair_in_channel.get(message.channel)
+        if not self._rules().watches_channel(message.channel):
+            return
+        if self._settings.TAKEOVER_MINUTES > 0:
+            until = self._policy.owner_wrote(message.channel, time.time())
+            await self._stored(self._store.set_takeover(message.channel, until), None)
+            self._interrupt(message.channel)
+            log.info(
+                "you wrote in channel %s: the relay stays silent there for %g min",
+                message.channel,
+                self._settings.TAKEOVER_MINUTES,
+            )
+        pair = await self._pair_in_channel(message.channel)
         if pair is not None and message.content.strip():
-            self._enqueue(pair, _OwnerMessage(message))
+            stored = self._store.record_owner_message(
+                pair, message.id, message.author.id, message.content
+            )
+            await self._stored(stored, False)
 
-    def _enqueue(self, pair: PairKey, item: _Reply | _OwnerMessage) -> None:
-        queue = self._queues.get(pair)
-        if queue is None:
-            queue = self._queues[pair] = asyncio.Queue()
-            worker = asyncio.create_task(self._work(pair, queue), name=f"pair {pair}")
+    async def _pair_in_channel(self, channel: str) -> PairKey | None:
+        """Whose conversation the owner joined: the rule naming one person there, else the last
+        person who wrote in it."""
+        named = {
+            rule.user
+            for rule in self._rules().rules
+            if rule.channel == channel and rule.user != WILDCARD
+        }
+        if len(named) == 1:
+            return (named.pop(), channel)
+        return await self._stored(self._store.last_pair_in_channel(channel), None)
+
+    def _interrupt(self, channel: str) -> None:
+        """Cancel the replies being written in `channel`."""
+        for (_, pair_channel), state in self._pairs.items():
+            if pair_channel == channel and state.generation is not None:
+                state.generation.cancel()
+
+    def _queue(self, pair: PairKey, pending: _Pending) -> None:
+        state = self._pairs.get(pair)
+        if state is None:
+            state = self._pairs[pair] = _Pair()
+            worker = asyncio.create_task(self._work(pair, state), name=f"pair {pair}")
             self._workers.add(worker)
             worker.add_done_callback(self._workers.discard)
-        queue.put_nowait(item)
+        state.pending.append(pending)
+        state.last_arrival = time.monotonic()
 
-    async def _work(self, pair: PairKey, queue: asyncio.Queue[_Reply | _OwnerMessage]) -> None:
-        """Answer the pair's messages in order; exit when its queue is empty."""
+    async def _work(self, pair: PairKey, state: _Pair) -> None:
+        """Answer the pair's bursts in order, showing the typing indicator; exit when idle."""
+        typing = asyncio.create_task(self._keep_typing(pair[1]))
         try:
-            while not queue.empty():
-                item = queue.get_nowait()
+            while state.pending:
+                await self._wait_for_burst(state)
+                batch, state.pending = state.pending, []
                 try:
-                    if isinstance(item, _Reply):
-                        await self._reply(pair, item)
-                    else:
-                        await self._memory.add(pair, ChatMessage("assistant", item.message.content))
+                    await self._answer(pair, batch, state)
                 except Exception:
-                    log.exception("unexpected error handling message %s", item.message.id)
+                    log.exception("unexpected error answering message %s", batch[-1].message.id)
         finally:
-            del self._queues[pair]
+            typing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await typing
+            del self._pairs[pair]
 
-    async def _reply(self, pair: PairKey, item: _Reply) -> None:
-        message, rule = item.message, item.rule
-        memory_length = (
-            rule.memory_length if rule.memory_length is not None else self._settings.MEMORY_LENGTH
-        )
-        history = await self._memory.recent(pair, 2 * memory_length)
-        user_turn = ChatMessage("user", message.content)
-        prompt = self._rules().system_prompt(rule)
-        chat = [*([ChatMessage("system", prompt)] if prompt else []), *history, user_turn]
-        await self._memory.add(pair, user_turn)
+    async def _wait_for_burst(self, state: _Pair) -> None:
+        """Wait until COALESCE_SECONDS have passed since the pair's last message."""
+        coalesce = self._settings.COALESCE_SECONDS
+        # The deadline moves with each new message, so this sleeps again rather than on an event.
+        while (delay := burst_wait(state.last_arrival, time.monotonic(), coalesce)) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(delay)
 
-        generated = await self._generate(message, chat, rule)
-        if generated is None or not await self._send(message, generated.reply):
+    async def _answer(self, pair: PairKey, batch: list[_Pending], state: _Pair) -> None:
+        """Generate one reply to the whole burst and send it, unless the owner took over."""
+        newest = batch[-1]
+        decision = self._policy.may_reply(pair[1], time.time())
+        if not decision.reply:
+            log.info("message %s not answered: %s", newest.message.id, decision.reason)
             return
-        if generated.from_llm:
-            await self._memory.add(pair, ChatMessage("assistant", generated.reply))
-        log.info(
-            "replied to user %s in channel %s (%d chars)",
-            message.author.id,
-            message.channel,
-            len(generated.reply),
-        )
+        generation = asyncio.create_task(self._generate(pair, batch))
+        state.generation = generation
+        try:
+            await asyncio.wait({generation})
+        finally:
+            state.generation = None
+            generation.cancel()
+        if generation.cancelled():
+            log.info("reply to message %s dropped: the owner took over", newest.message.id)
+            return
+        generated = generation.result()
+        if generated is not None:
+            await self._send(pair, newest, generated)
 
-    async def _generate(
-        self, message: IncomingMessage, chat: list[ChatMessage], rule: Rule
-    ) -> _Generated | None:
+    async def _generate(self, pair: PairKey, batch: list[_Pending]) -> _Generated | None:
+        """Ask the backends for a reply to `batch`, with the pair's memory; the fallback if none."""
+        newest = batch[-1]
+        rule = newest.rule
         options = GenerationOptions(
             max_tokens=rule.max_tokens or self._settings.MAX_TOKENS,
             model=rule.model,
             temperature=rule.temperature,
         )
-        typing = asyncio.create_task(self._keep_typing(message.channel))
+        chat = await self._chat(pair, batch)
         try:
-            reply = (await self._llm.complete(chat, options)).strip()
-            if reply:
-                return _Generated(reply, from_llm=True)
-            log.error("no reply to message %s: the LLM returned only whitespace", message.id)
+            completion = await self._llm.answer(chat, options)
+            return _Generated(completion.text.strip(), completion.backend)
         except LLMError as exc:
-            log.error("no reply to message %s from the LLM: %s", message.id, exc)
-        finally:
-            typing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await typing
+            log.error("no reply to message %s from the LLM: %s", newest.message.id, exc)
         fallback = self._settings.FALLBACK_MESSAGE.strip()
-        return _Generated(fallback, from_llm=False) if fallback else None
+        return _Generated(fallback, FALLBACK_BACKEND) if fallback else None
 
-    async def _send(self, message: IncomingMessage, reply: str) -> bool:
-        """Split, prefix and post the reply; True if at least its first part was delivered."""
+    async def _chat(self, pair: PairKey, batch: list[_Pending]) -> list[ChatMessage]:
+        """System prompt, remembered turns and the burst, trimmed to the token budget."""
+        settings, rule = self._settings, batch[-1].rule
+        memory_length = (
+            rule.memory_length if rule.memory_length is not None else settings.MEMORY_LENGTH
+        )
+        batch_ids = {pending.turn_id for pending in batch}
+        upto = batch[-1].turn_id
+        limit = 2 * memory_length + len(batch) + (SUMMARY_BACKLOG if settings.SUMMARIZE else 0)
+        window = await self._stored(
+            self._store.window(pair, limit=limit, upto=upto), Window(None, [])
+        )
+        history = [turn for turn in window.turns if turn.id not in batch_ids]
+        burst = [Turn(p.turn_id or 0, 0, "message", p.message.content) for p in batch]
+        model = rule.model or settings.OPENAI_MODEL
+        prompt = self._rules().system_prompt(rule)
+        summary = window.summary
+
+        def fit(summary: str | None) -> tuple[str, list[Turn], list[Turn]]:
+            system = prompt + (f"\n\nEarlier in this conversation: {summary}" if summary else "")
+            fitted = fit_window(
+                system,
+                [*history, *burst],
+                newest=len(burst),
+                max_history=2 * memory_length,
+                budget=settings.CONTEXT_TOKENS,
+                count=lambda text: self._tokens.count(text, model),
+            )
+            return system.strip(), fitted.kept, fitted.dropped
+
+        system, kept, dropped = fit(summary)
+        if settings.SUMMARIZE and dropped:
+            summary = await self._summarize(pair, summary, dropped, rule.model)
+            if summary is not None:
+                system, kept, _ = fit(summary)
+        return [
+            *([ChatMessage("system", system)] if system else []),
+            *(turn.as_chat() for turn in kept),
+        ]
+
+    async def _summarize(
+        self, pair: PairKey, previous: str | None, dropped: list[Turn], model: str | None
+    ) -> str | None:
+        """Fold `dropped` into the pair's summary and store it; None (drop them) on failure."""
+        try:
+            summary = await summarize(self._llm, previous, dropped, model)
+        except LLMError as exc:
+            log.warning("could not summarise older turns, dropping them instead: %s", exc)
+            return None
+        covered = max(turn.position for turn in dropped)
+        await self._stored(self._store.save_summary(pair, summary, covered), None)
+        return summary
+
+    async def _send(self, pair: PairKey, newest: _Pending, generated: _Generated) -> None:
+        """Split, prefix and post the reply part by part; record what was delivered."""
+        message = newest.message
         prefix = self._settings.REPLY_PREFIX
-        parts = split_message(reply, DISCORD_MESSAGE_LIMIT - len(prefix))
+        parts = [
+            ReplyPart(new_nonce(), text)
+            for text in split_message(generated.text, DISCORD_MESSAGE_LIMIT - len(prefix))
+        ]
+        record = self._store.record_reply(pair, newest.turn_id, generated.backend, parts)
+        reply_id = await self._stored(record, None)
         reply_to = message.id if message.guild is not None else None
+        delivered = 0
         for index, part in enumerate(parts):
-            content = prefix + part
-            nonce = new_nonce()
-            self._echoes.expect(nonce, message.channel, content)
+            decision = self._policy.may_reply(message.channel, time.time())
+            if not decision.reply:
+                log.info("rest of the reply to message %s dropped: %s", message.id, decision.reason)
+                break
+            content = prefix + part.content
+            self._echoes.expect(part.nonce, message.channel, content)
             try:
                 await self._messenger.send(
-                    message.channel, content, nonce=nonce, reply_to=reply_to if index == 0 else None
+                    message.channel,
+                    content,
+                    nonce=part.nonce,
+                    reply_to=reply_to if index == 0 else None,
                 )
             except MessengerError as exc:
                 log.error(
@@ -217,17 +355,44 @@ class Relay:
                     len(parts),
                     exc,
                 )
-                return index > 0
-        return True
+                break
+            delivered += 1
+        if reply_id is not None:
+            await self._stored(self._store.record_delivery(reply_id, delivered), None)
+        if delivered:
+            log.info(
+                "replied to user %s in channel %s (%d of %d parts, %s)",
+                message.author.id,
+                message.channel,
+                delivered,
+                len(parts),
+                generated.backend,
+            )
 
     async def _keep_typing(self, channel_id: str) -> None:
         """Pulse the typing indicator until cancelled; failures are not worth a reply."""
         while True:
-            try:
-                await self._messenger.typing(channel_id)
-            except MessengerError as exc:
-                log.debug("typing indicator in channel %s failed: %s", channel_id, exc)
+            if self._policy.may_reply(channel_id, time.time()).reply:
+                try:
+                    await self._messenger.typing(channel_id)
+                except MessengerError as exc:
+                    log.debug("typing indicator in channel %s failed: %s", channel_id, exc)
             await asyncio.sleep(self._settings.TYPING_INTERVAL_SECONDS)
+
+    async def _stored(self, operation: Awaitable[T], default: T) -> T:
+        """Await a store operation; on a database error log it (once until it recovers) and
+        carry on with `default`, answering from what the relay has."""
+        try:
+            result = await operation
+        except DatabaseError as exc:
+            if self._database_ok:
+                log.error("%s; replies go on, but this is not remembered", exc)
+            self._database_ok = False
+            return default
+        if not self._database_ok:
+            log.info("the database %s works again", self._store.path)
+            self._database_ok = True
+        return result
 
     async def drain(self) -> None:
         """Wait until every queued message has been handled (used on shutdown and in tests)."""
@@ -235,10 +400,21 @@ class Relay:
             await asyncio.gather(*self._workers, return_exceptions=True)
 
     async def aclose(self) -> None:
-        """Stop the workers; messages still queued are dropped with a warning."""
-        pending = sum(queue.qsize() for queue in self._queues.values())
+        """Stop the workers; unanswered messages stay stored, and a warning says how many."""
+        pending = sum(len(state.pending) for state in self._pairs.values())
         if pending:
             log.warning("shutting down with %d message(s) still waiting for a reply", pending)
         for worker in list(self._workers):
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+
+
+def _ignore_reason(message: IncomingMessage, rule: Rule | None) -> str:
+    """Why a message from someone else gets no reply ("" if it may get one)."""
+    if message.author.bot:
+        return "author is a bot"
+    if rule is None:
+        return "pair is not allow-listed"
+    if not message.content.strip():
+        return "no text (attachment or sticker only)"
+    return ""

@@ -36,6 +36,8 @@ async def running_app(tmp_path: Path, rules: str, **overrides: Any) -> AsyncIter
         "TYPING_INTERVAL_SECONDS": 0.05,
         "LLM_MAX_RETRIES": 0,
         "LLM_BACKENDS": ["openai"],
+        "DATABASE": str(tmp_path / "auto_reply.db"),
+        "COALESCE_SECONDS": 0.0,
     }
     values.update(overrides)
     app = App(Settings(**values), reply_config)

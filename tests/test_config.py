@@ -20,7 +20,8 @@ def write(path: Path, values: object) -> Path:
 
 def test_missing_file_gives_defaults(tmp_path: Path) -> None:
     settings = load_settings(tmp_path / "absent.json", env={})
-    assert settings == Settings()
+    assert settings == Settings(DATABASE=str(tmp_path / "auto_reply.db"))
+
     assert settings.WEBSOCKET_HOST == "127.0.0.1"
     assert settings.REPLY_PREFIX == "[auto-reply] "
     assert settings.ALLOWED_ORIGINS == [
@@ -28,6 +29,15 @@ def test_missing_file_gives_defaults(tmp_path: Path) -> None:
         "https://ptb.discord.com",
         "https://canary.discord.com",
     ]
+
+
+def test_a_relative_database_is_next_to_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text('{"DATABASE": "data/chats.db"}', encoding="utf-8")
+    settings = load_settings(config, env={})
+    assert str(tmp_path / "data" / "chats.db") == settings.DATABASE
+    absolute = str(tmp_path / "elsewhere.db")
+    assert absolute == load_settings(config, env={"DATABASE": absolute}).DATABASE
 
 
 def test_example_file_matches_the_defaults() -> None:

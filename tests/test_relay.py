@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from server.config import Settings
+from server.conversations import ConversationStore
 from server.echoes import EchoTracker
 from server.llm.chain import BackendChain
 from server.llm.openai_backend import OpenAIBackend
-from server.memory import InMemoryStore
 from server.messengers.rest import RestMessenger
 from server.protocol import Author, IncomingMessage
 from server.relay import Relay
@@ -86,7 +86,9 @@ async def test_guild_messages_are_answered_as_replies_and_rule_settings_apply(
 async def test_ignored_messages_are_acked_but_never_answered(
     tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ) -> None:
-    async with running_app(tmp_path, RULES, **rest_settings(fake_discord, fake_openai)) as running:
+    # No takeover here: the owner's message below must not pause the channel.
+    settings = rest_settings(fake_discord, fake_openai, TAKEOVER_MINUTES=0.0)
+    async with running_app(tmp_path, RULES, **settings) as running:
         client = await PluginClient.connect(running.url)
         await client.message("3001", "999", "222", "not allow-listed")
         await client.message("3002", "111", "222", "a bot", bot=True)
@@ -109,6 +111,7 @@ async def test_memory_is_per_pair_and_rolls(
         client = await PluginClient.connect(running.url)
         for index, text in enumerate(["my name is Ann", "I like tea", "and cake", "who am I?"]):
             await client.message(f"40{index}", "111", "222", text)
+            await fake_discord.wait_for_messages(index + 1)
         await client.message("4100", "112", "223", "hello from Bob")
         await fake_discord.wait_for_messages(5)
         await running.app.relay.drain()
@@ -146,20 +149,27 @@ async def test_two_pairs_are_answered_concurrently(
         await client.close()
 
 
-async def test_one_pair_is_answered_in_order_one_reply_at_a_time(
+async def test_messages_during_generation_are_answered_next_in_one_reply(
     tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ) -> None:
-    fake_openai.delay = 0.15
+    fake_openai.delay = 0.3
     async with running_app(tmp_path, RULES, **rest_settings(fake_discord, fake_openai)) as running:
         client = await PluginClient.connect(running.url)
         for index in range(4):
             await client.message(f"600{index}", "111", "222", f"message {index}")
-        posted = await fake_discord.wait_for_messages(4)
-        assert [p["content"] for p in posted] == [
-            f"[auto-reply] echo: message {index} [turns={2 * index + 1}]" for index in range(4)
+        first, second = await fake_discord.wait_for_messages(2)
+        await running.app.relay.drain()
+        assert first["content"] == "[auto-reply] echo: message 0 [turns=1]"
+        assert second["content"] == "[auto-reply] echo: message 3 [turns=5]"
+        assert len(fake_discord.messages) == 2
+        # The second request saw the first reply, then each later message as its own turn.
+        assert [(m["role"], m["content"]) for m in fake_openai.requests[1]["messages"][1:]] == [
+            ("user", "message 0"),
+            ("assistant", "echo: message 0 [turns=1]"),
+            ("user", "message 1"),
+            ("user", "message 2"),
+            ("user", "message 3"),
         ]
-        # Each request saw the previous reply: replies were produced one at a time.
-        assert [len(r["messages"]) for r in fake_openai.requests] == [2, 4, 6, 8]
         await client.close()
 
 
@@ -228,12 +238,14 @@ async def test_llm_outage_without_fallback_sends_nothing(
 
 
 async def test_backends_are_tried_in_order(
-    fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ) -> None:
     broken = FakeOpenAI()
     await broken.start()
     broken.fail_next(500, 10)
-    settings = Settings(REPLY_PREFIX="", TYPING_INTERVAL_SECONDS=0.05)
+    settings = Settings(REPLY_PREFIX="", TYPING_INTERVAL_SECONDS=0.05, COALESCE_SECONDS=0.0)
+    store = ConversationStore(tmp_path / "db")
+    await store.open()
     chain = BackendChain(
         [
             OpenAIBackend(
@@ -250,51 +262,56 @@ async def test_backends_are_tried_in_order(
         rules=lambda: parse_rules({"REPLY_TO": [("1", "2")]}, "rules"),
         llm=chain,
         messenger=messenger,
-        memory=InMemoryStore(),
+        store=store,
     )
     try:
-        relay.accept(message("1", "1", "2", "anyone?"))
+        await relay.accept(message("1", "1", "2", "anyone?"))
         await relay.drain()
         assert [p["content"] for p in fake_discord.messages] == ["echo: anyone? [turns=1]"]
         assert len(broken.requests) == 1 and fake_openai.requests[0]["model"] == "b"
+        [turns] = [await store.conversation(("1", "2"))]
+        assert [(t.kind, t.backend) for t in turns] == [("message", None), ("reply", "openai")]
     finally:
+        await store.close()
         await chain.aclose()
         await messenger.aclose()
         await broken.stop()
 
 
 async def test_own_echoes_are_not_remembered_but_manual_replies_are(
-    fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ) -> None:
-    settings = Settings(TYPING_INTERVAL_SECONDS=0.05)
+    settings = Settings(TYPING_INTERVAL_SECONDS=0.05, COALESCE_SECONDS=0.0)
     backend = OpenAIBackend(api_key=FakeOpenAI.API_KEY, base_url=fake_openai.base_url, model="m")
     messenger = RestMessenger(FakeDiscord.TOKEN, fake_discord.base_url)
-    memory = InMemoryStore()
+    store = ConversationStore(tmp_path / "db")
+    await store.open()
     relay = Relay(
         settings=settings,
         rules=lambda: parse_rules({"REPLY_TO": [("1", "2")]}, "rules"),
-        llm=backend,
+        llm=BackendChain([backend]),
         messenger=messenger,
-        memory=memory,
+        store=store,
         echoes=EchoTracker(),
     )
     try:
-        relay.accept(message("10", "1", "2", "ping"))
+        await relay.accept(message("10", "1", "2", "ping"))
         await relay.drain()
         [posted] = fake_discord.messages
         # Discord echoes our reply back as the owner's message, with our nonce.
-        relay.accept(
+        await relay.accept(
             message("11", "9", "2", posted["content"], is_self=True, nonce=posted["nonce"])
         )
-        relay.accept(message("12", "9", "2", "typed by hand", is_self=True))
+        await relay.accept(message("12", "9", "2", "typed by hand", is_self=True))
         await relay.drain()
-        turns = await memory.recent(("1", "2"), 10)
+        turns = await store.recent(("1", "2"), 10)
         assert [(t.role, t.content) for t in turns] == [
             ("user", "ping"),
             ("assistant", "echo: ping [turns=1]"),
             ("assistant", "typed by hand"),
         ]
     finally:
+        await store.close()
         await backend.aclose()
         await messenger.aclose()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from server.config import Settings
 from server.llm.base import ChatMessage, GenerationOptions, LLMBackend, LLMError
@@ -11,6 +12,14 @@ from server.llm.g4f_backend import G4FBackend, g4f_installed
 from server.llm.openai_backend import OpenAIBackend
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A reply and the name of the backend that wrote it."""
+
+    text: str
+    backend: str
 
 
 class BackendChain:
@@ -28,10 +37,16 @@ class BackendChain:
 
     async def complete(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> str:
         """The first backend's reply; `LLMError` listing every failure if none answers."""
+        return (await self.answer(messages, options)).text
+
+    async def answer(
+        self, messages: Sequence[ChatMessage], options: GenerationOptions
+    ) -> Completion:
+        """The first backend's reply and its name; `LLMError` listing every failure if none."""
         failures: list[str] = []
         for backend in self.backends:
             try:
-                return await backend.complete(messages, options)
+                return Completion(await backend.complete(messages, options), backend.name)
             except LLMError as exc:
                 log.warning("LLM backend %s failed: %s", backend.name, exc)
                 failures.append(str(exc))

@@ -1,0 +1,74 @@
+"""Which turns of a conversation fit the model's context: a pure function of turns and counts."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from server.conversations import Turn
+from server.tokens import TOKENS_PER_MESSAGE
+
+REPLY_PRIMING_TOKENS = 3
+"""Tokens the chat format adds before the model's answer."""
+
+
+@dataclass(frozen=True)
+class FittedWindow:
+    """The turns to send (oldest first) and the older ones that did not fit."""
+
+    kept: list[Turn]
+    dropped: list[Turn]
+
+
+def fit_window(
+    system: str,
+    turns: Sequence[Turn],
+    *,
+    newest: int,
+    max_history: int,
+    budget: int,
+    count: Callable[[str], int],
+) -> FittedWindow:
+    """Keep the system prompt and the newest turn, then as many others as fit, newest first.
+
+    `turns` ends with the `newest` messages being answered now; the turns before them are
+    history, of which at most `max_history` are kept. Turns are dropped oldest first until the
+    total (system prompt included) is within `budget` tokens; if the system prompt and the newest
+    turn alone exceed it, the newest turn is truncated, never dropped.
+    """
+    if not turns:
+        return FittedWindow([], [])
+    history_start = max(len(turns) - newest - max_history, 0)
+    over_count, candidates = list(turns[:history_start]), list(turns[history_start:])
+    last = candidates.pop()
+    costs = [count(turn.content) + TOKENS_PER_MESSAGE for turn in candidates]
+    fixed = (
+        (count(system) + TOKENS_PER_MESSAGE if system else 0)
+        + count(last.content)
+        + TOKENS_PER_MESSAGE
+        + REPLY_PRIMING_TOKENS
+    )
+    total = fixed + sum(costs)
+    first_kept = 0
+    while first_kept < len(candidates) and total > budget:
+        total -= costs[first_kept]
+        first_kept += 1
+    if total > budget:
+        room = budget - (fixed - count(last.content))
+        last = dataclasses.replace(last, content=truncate(last.content, room, count))
+    return FittedWindow(
+        kept=[*candidates[first_kept:], last], dropped=over_count + candidates[:first_kept]
+    )
+
+
+def truncate(text: str, tokens: int, count: Callable[[str], int]) -> str:
+    """The longest start of `text` that is at most `tokens` tokens (at least one character)."""
+    low, high = 1, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if count(text[:middle]) <= tokens:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low]

@@ -1,0 +1,140 @@
+"""The SQLite file behind the relay: opening it, its schema and migrations, and a thread to use it.
+
+All statements run on one worker thread, off the event loop. Errors come out as `DatabaseError`
+naming the file and SQLite's own message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_SECONDS = 15.0
+"""How long a statement waits for another process's lock before failing."""
+
+# Each entry upgrades the schema by one version; index 0 creates version 1.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE turns (
+        id          INTEGER PRIMARY KEY,
+        user_id     TEXT NOT NULL,
+        channel_id  TEXT NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('message', 'owner', 'reply', 'summary')),
+        discord_id  TEXT UNIQUE,
+        author_id   TEXT,
+        content     TEXT NOT NULL,
+        at          REAL NOT NULL,
+        follows     INTEGER,
+        backend     TEXT,
+        delivered   INTEGER
+    );
+    CREATE INDEX turns_by_pair ON turns (user_id, channel_id, id);
+    CREATE INDEX turns_by_time ON turns (at);
+    CREATE TABLE reply_parts (
+        reply_id    INTEGER NOT NULL REFERENCES turns (id) ON DELETE CASCADE,
+        part        INTEGER NOT NULL,
+        nonce       TEXT NOT NULL,
+        content     TEXT NOT NULL,
+        delivered   INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (reply_id, part)
+    );
+    CREATE TABLE pairs (
+        user_id     TEXT NOT NULL,
+        channel_id  TEXT NOT NULL,
+        reset_after INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (user_id, channel_id)
+    );
+    CREATE TABLE takeovers (
+        channel_id  TEXT PRIMARY KEY,
+        until       REAL NOT NULL
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class DatabaseError(Exception):
+    """The database could not be opened, read or written; the text names the file."""
+
+
+class SchemaTooNewError(DatabaseError):
+    """The file was written by a newer release; this one must not touch it."""
+
+
+class Database:
+    """One SQLite connection in WAL mode, used from a single worker thread."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._connection: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        """Open (creating if needed) and migrate the file; `DatabaseError` if it cannot be used."""
+        await self.run(lambda connection: None)
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work(connection)` in one transaction on the database thread; its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._transaction, work)
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            connection = self._connection or self._connect()
+            with connection:
+                return work(connection)
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"database {self.path}: {exc}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute("PRAGMA foreign_keys = ON")
+            migrate(connection, self.path)
+        except BaseException:
+            connection.close()
+            raise
+        # Statements after this run inside `with connection:` transactions.
+        connection.isolation_level = "DEFERRED"
+        self._connection = connection
+        return connection
+
+    async def close(self) -> None:
+        """Close the connection and stop the thread."""
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            with contextlib.suppress(sqlite3.Error):
+                await asyncio.get_running_loop().run_in_executor(self._executor, connection.close)
+        self._executor.shutdown(wait=True)
+
+
+def migrate(connection: sqlite3.Connection, path: str) -> None:
+    """Bring the schema up to `SCHEMA_VERSION`; refuse a file written by a newer release."""
+    version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"database {path} has schema version {version}, newer than this release's "
+            f"{SCHEMA_VERSION}: upgrade discord-auto-reply, or point DATABASE at another file"
+        )
+    for number in range(version, SCHEMA_VERSION):
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[number].split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {number + 1}")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")

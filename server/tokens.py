@@ -1,0 +1,58 @@
+"""Counting tokens the way the model does, offline: bpe-openai ships the vocabularies it needs."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENCODING = "o200k_base"
+"""Used for models bpe-openai does not know (local models, newer OpenAI ones)."""
+TOKENS_PER_MESSAGE = 4
+"""What the chat format adds around each message (role and separators)."""
+
+
+class _Encoding(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+
+def estimate_tokens(text: str) -> int:
+    """The fallback when no encoding can be loaded: one token per 4 bytes of UTF-8, rounded up."""
+    return math.ceil(len(text.encode("utf-8")) / 4)
+
+
+class TokenCounter:
+    """Counts tokens with each model's encoding, loaded once; estimates if none can be loaded."""
+
+    def __init__(self) -> None:
+        self._encodings: dict[str, _Encoding | None] = {}
+        self._warned = False
+
+    def count(self, text: str, model: str) -> int:
+        """Tokens in `text` for `model`."""
+        encoding = self._encodings.get(model) if model in self._encodings else self._load(model)
+        if encoding is None:
+            return estimate_tokens(text)
+        return len(encoding.encode(text))
+
+    def _load(self, model: str) -> _Encoding | None:
+        encoding: _Encoding | None
+        try:
+            import bpe_openai  # noqa: PLC0415 (loads vocabularies: only when first needed)
+
+            try:
+                encoding = bpe_openai.encoding_for_model(model)
+            except bpe_openai.UnsupportedModelError:
+                encoding = bpe_openai.get_encoding(DEFAULT_ENCODING)
+        except Exception as exc:  # any failure must only cost precision, never a reply
+            if not self._warned:
+                log.warning(
+                    "cannot load a token encoding (%s); estimating 4 bytes of text per token",
+                    exc,
+                )
+                self._warned = True
+            encoding = None
+        self._encodings[model] = encoding
+        return encoding
