@@ -41,6 +41,8 @@ from server.tokens import TokenCounter
 log = logging.getLogger(__name__)
 
 DISCORD_MESSAGE_LIMIT = 2000
+SHUTDOWN_GRACE_SECONDS = 5.0
+"""At shutdown, how long a reply already being sent may take to finish and be recorded."""
 SUMMARY_BACKLOG = 50
 """With SUMMARIZE, how many turns beyond the window are read so they can be summarised."""
 T = TypeVar("T")
@@ -63,6 +65,8 @@ class _Pair:
     pending: list[_Pending] = field(default_factory=list)
     last_arrival: float = 0.0
     generation: asyncio.Task[_Generated | None] | None = None
+    sending: bool = False
+    worker: asyncio.Task[None] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,10 +125,12 @@ class Relay:
         self._pairs: dict[PairKey, _Pair] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._database_ok = True
+        self._closing = False
 
     async def start(self) -> None:
-        """Take up the owner takeovers that were in force before a restart."""
+        """Take up the owner takeovers in force before a restart; load the token encoding."""
         self._policy.restore(await self._stored(self._store.takeovers(), {}))
+        await asyncio.to_thread(self._tokens.count, "", self._settings.OPENAI_MODEL)
 
     async def accept(self, message: IncomingMessage) -> None:
         """Take a forwarded message: store it and queue it for a reply, or drop it (debug log).
@@ -200,6 +206,7 @@ class Relay:
         if state is None:
             state = self._pairs[pair] = _Pair()
             worker = asyncio.create_task(self._work(pair, state), name=f"pair {pair}")
+            state.worker = worker
             self._workers.add(worker)
             worker.add_done_callback(self._workers.discard)
         state.pending.append(pending)
@@ -209,7 +216,7 @@ class Relay:
         """Answer the pair's bursts in order, showing the typing indicator; exit when idle."""
         typing = asyncio.create_task(self._keep_typing(pair[1]))
         try:
-            while state.pending:
+            while state.pending and not self._closing:
                 await self._wait_for_burst(state)
                 batch, state.pending = state.pending, []
                 try:
@@ -217,10 +224,11 @@ class Relay:
                 except Exception:
                     log.exception("unexpected error answering message %s", batch[-1].message.id)
         finally:
+            # Before any await: a message arriving from now on starts a new worker.
+            del self._pairs[pair]
             typing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await typing
-            del self._pairs[pair]
 
     async def _wait_for_burst(self, state: _Pair) -> None:
         """Wait until COALESCE_SECONDS have passed since the pair's last message."""
@@ -248,7 +256,11 @@ class Relay:
             return
         generated = generation.result()
         if generated is not None:
-            await self._send(pair, newest, generated)
+            state.sending = True
+            try:
+                await self._send(pair, newest, generated)
+            finally:
+                state.sending = False
 
     async def _generate(self, pair: PairKey, batch: list[_Pending]) -> _Generated | None:
         """Ask the backends for a reply to `batch`, with the pair's memory; the fallback if none."""
@@ -400,10 +412,19 @@ class Relay:
             await asyncio.gather(*self._workers, return_exceptions=True)
 
     async def aclose(self) -> None:
-        """Stop the workers; unanswered messages stay stored, and a warning says how many."""
+        """Stop the workers: a reply being sent may finish (briefly); the others stop now.
+
+        Unanswered messages stay stored, and a warning says how many.
+        """
+        self._closing = True
         pending = sum(len(state.pending) for state in self._pairs.values())
         if pending:
             log.warning("shutting down with %d message(s) still waiting for a reply", pending)
+        for state in list(self._pairs.values()):
+            if not state.sending and state.worker is not None:
+                state.worker.cancel()
+        if self._workers:
+            await asyncio.wait(set(self._workers), timeout=SHUTDOWN_GRACE_SECONDS)
         for worker in list(self._workers):
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)

@@ -43,9 +43,10 @@ class TokenCounter:
             import bpe_openai  # noqa: PLC0415 (loads vocabularies: only when first needed)
 
             try:
-                encoding = bpe_openai.encoding_for_model(model)
-            except bpe_openai.UnsupportedModelError:
-                encoding = bpe_openai.get_encoding(DEFAULT_ENCODING)
+                name = bpe_openai.encoding_name_for_model(model)
+            except KeyError:
+                name = DEFAULT_ENCODING
+            encoding = bpe_openai.get_encoding(name)
         except Exception as exc:  # any failure must only cost precision, never a reply
             if not self._warned:
                 log.warning(
