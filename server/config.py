@@ -77,6 +77,10 @@ class Settings(BaseModel):
     SUMMARIZE: bool = False
     COALESCE_SECONDS: NonNegativeFloat = 2.0
     TAKEOVER_MINUTES: NonNegativeFloat = 15.0
+    # Exactly once and guard rails.
+    REPLY_WITHIN_MINUTES: PositiveFloat = 10.0
+    MAX_REPLIES_PER_MINUTE: Annotated[int, Field(ge=0)] = 4
+    MAX_REPLIES_PER_HOUR: Annotated[int, Field(ge=0)] = 30
 
     def messenger_name(self) -> Literal["rest", "plugin", "macro"]:
         """Resolve `MESSENGER: "auto"`: REST when a token is set, else the plugin."""

@@ -19,6 +19,8 @@ from server.llm.base import ChatMessage
 from server.memory import PairKey
 
 TurnKind = Literal["message", "owner", "reply", "summary"]
+MessageStatus = Literal["pending", "answered", "skipped", "failed", "expired"]
+"""A message's fate: waiting for a reply, answered (a reply is recorded for it), or not and why."""
 _POSITION = "COALESCE(follows, id)"
 # Replies that are not part of the conversation: nothing delivered yet, or the fallback message.
 _IN_MEMORY = "NOT (kind = 'reply' AND (content = '' OR backend = 'fallback'))"
@@ -67,6 +69,31 @@ class PairSummary:
     turns: int
     last_activity: float
     paused_until: float | None
+
+
+@dataclass(frozen=True)
+class PendingMessage:
+    """An accepted message that has no reply yet (found again after a restart)."""
+
+    turn_id: int
+    pair: PairKey
+    discord_id: str
+    guild_id: str | None
+    content: str
+    at: float
+
+
+@dataclass(frozen=True)
+class UndeliveredReply:
+    """A recorded reply whose later parts were not confirmed delivered."""
+
+    reply_id: int
+    pair: PairKey
+    at: float
+    first_undelivered: int
+    parts: list[ReplyPart]
+    reply_to: str | None
+    """The Discord id of the guild message it answers (Discord replies), None in DMs."""
 
 
 @dataclass(frozen=True)
@@ -125,19 +152,39 @@ class ConversationStore:
     # What the relay records.
 
     async def record_message(
-        self, pair: PairKey, discord_id: str, author_id: str, content: str
+        self,
+        pair: PairKey,
+        discord_id: str,
+        author_id: str,
+        content: str,
+        *,
+        guild_id: str | None = None,
+        status: MessageStatus = "pending",
+        reason: str | None = None,
     ) -> int | None:
         """Store a message from the other person; its turn id, or None if it was stored before."""
 
         def insert(db: sqlite3.Connection) -> int | None:
             cursor = db.execute(
-                "INSERT INTO turns (user_id, channel_id, kind, discord_id, author_id, content, at)"
-                " VALUES (?, ?, 'message', ?, ?, ?, ?) ON CONFLICT (discord_id) DO NOTHING",
-                (*pair, discord_id, author_id, content, time.time()),
+                "INSERT INTO turns (user_id, channel_id, kind, discord_id, author_id, content, at,"
+                " guild_id, status, reason) VALUES (?, ?, 'message', ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (discord_id) DO NOTHING",
+                (*pair, discord_id, author_id, content, time.time(), guild_id, status, reason),
             )
             return cursor.lastrowid if cursor.rowcount else None
 
         return await self.database.run(insert)
+
+    async def settle(self, turn_ids: list[int], status: MessageStatus, reason: str) -> None:
+        """Record why pending messages will get no reply (or no longer need one)."""
+
+        def update(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "UPDATE turns SET status = ?, reason = ? WHERE id = ? AND status = 'pending'",
+                [(status, reason, turn_id) for turn_id in turn_ids],
+            )
+
+        await self.database.run(update)
 
     async def record_owner_message(
         self, pair: PairKey, discord_id: str, author_id: str, content: str
@@ -155,20 +202,29 @@ class ConversationStore:
         return await self.database.run(insert)
 
     async def record_reply(
-        self, pair: PairKey, follows: int | None, backend: str, parts: list[ReplyPart]
+        self,
+        pair: PairKey,
+        answers: list[int],
+        backend: str,
+        parts: list[ReplyPart],
     ) -> int:
-        """Store a reply about to be sent (nothing delivered yet); its id."""
+        """Store a reply about to be sent (nothing delivered yet) to the messages `answers`, which
+        count as answered from now on (a restart resends the reply, it does not write another)."""
 
         def insert(db: sqlite3.Connection) -> int:
             cursor = db.execute(
                 "INSERT INTO turns (user_id, channel_id, kind, content, at, follows, backend,"
                 " delivered) VALUES (?, ?, 'reply', '', ?, ?, ?, 0)",
-                (*pair, time.time(), follows, backend),
+                (*pair, time.time(), max(answers, default=None), backend),
             )
             reply_id = int(cursor.lastrowid or 0)
             db.executemany(
                 "INSERT INTO reply_parts (reply_id, part, nonce, content) VALUES (?, ?, ?, ?)",
                 [(reply_id, index, part.nonce, part.content) for index, part in enumerate(parts)],
+            )
+            db.executemany(
+                "UPDATE turns SET status = 'answered' WHERE id = ?",
+                [(turn_id,) for turn_id in answers],
             )
             return reply_id
 
@@ -194,6 +250,63 @@ class ConversationStore:
             )
 
         await self.database.run(update)
+
+    async def give_up_reply(self, reply_id: int) -> None:
+        """Stop trying to deliver the rest of a reply (too old, or no longer deliverable)."""
+
+        def update(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE turns SET delivered = -1 WHERE id = ? AND delivered = 0", (reply_id,)
+            )
+
+        await self.database.run(update)
+
+    async def pending_messages(self) -> list[PendingMessage]:
+        """Every message still waiting for a reply, oldest first."""
+
+        def read(db: sqlite3.Connection) -> list[PendingMessage]:
+            rows = db.execute(
+                "SELECT id, user_id, channel_id, discord_id, guild_id, content, at FROM turns"
+                " WHERE status = 'pending' ORDER BY id"
+            ).fetchall()
+            return [
+                PendingMessage(id, (user, channel), discord_id, guild, content, at)
+                for id, user, channel, discord_id, guild, content, at in rows
+            ]
+
+        return await self.database.run(read)
+
+    async def undelivered_replies(self) -> list[UndeliveredReply]:
+        """Recorded replies not wholly delivered and not given up, oldest first."""
+
+        def read(db: sqlite3.Connection) -> list[UndeliveredReply]:
+            replies = db.execute(
+                "SELECT r.id, r.user_id, r.channel_id, r.at, m.discord_id, m.guild_id"
+                " FROM turns r LEFT JOIN turns m ON m.id = r.follows"
+                " WHERE r.kind = 'reply' AND r.delivered = 0 ORDER BY r.id"
+            ).fetchall()
+            found = []
+            for reply_id, user, channel, at, answered, guild in replies:
+                rows = db.execute(
+                    "SELECT nonce, content, delivered FROM reply_parts WHERE reply_id = ?"
+                    " ORDER BY part",
+                    (reply_id,),
+                ).fetchall()
+                delivered = [bool(done) for _, _, done in rows]
+                first = delivered.index(False) if False in delivered else len(rows)
+                found.append(
+                    UndeliveredReply(
+                        reply_id,
+                        (user, channel),
+                        at,
+                        first,
+                        [ReplyPart(nonce, content) for nonce, content, _ in rows],
+                        answered if guild else None,
+                    )
+                )
+            return found
+
+        return await self.database.run(read)
 
     async def save_summary(self, pair: PairKey, text: str, covers_through: int) -> None:
         """Store a summary of every turn of `pair` up to position `covers_through`."""
@@ -363,7 +476,7 @@ def _reset(db: sqlite3.Connection, pairs: list[PairKey]) -> None:
 
 
 def _optional_bool(value: int | None) -> bool | None:
-    return None if value is None else bool(value)
+    return None if value is None else value == 1
 
 
 def _stored_turns(db: sqlite3.Connection, pair: PairKey, *, since: int) -> list[StoredTurn]:

@@ -33,10 +33,15 @@ MIGRATIONS: tuple[str, ...] = (
         at          REAL NOT NULL,
         follows     INTEGER,
         backend     TEXT,
-        delivered   INTEGER
+        delivered   INTEGER,
+        guild_id    TEXT,
+        status      TEXT,
+        reason      TEXT
     );
     CREATE INDEX turns_by_pair ON turns (user_id, channel_id, id);
     CREATE INDEX turns_by_time ON turns (at);
+    CREATE INDEX turns_pending ON turns (status) WHERE status = 'pending';
+    CREATE INDEX undelivered_replies ON turns (kind, delivered) WHERE delivered = 0;
     CREATE TABLE reply_parts (
         reply_id    INTEGER NOT NULL REFERENCES turns (id) ON DELETE CASCADE,
         part        INTEGER NOT NULL,

@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -21,8 +21,10 @@ from server.context_window import fit_window
 from server.conversations import (
     FALLBACK_BACKEND,
     ConversationStore,
+    MessageStatus,
     ReplyPart,
     Turn,
+    UndeliveredReply,
     Window,
 )
 from server.database import DatabaseError
@@ -31,7 +33,7 @@ from server.llm.base import ChatMessage, GenerationOptions, LLMError
 from server.llm.chain import BackendChain
 from server.memory import PairKey
 from server.messengers.base import Messenger, MessengerError
-from server.protocol import IncomingMessage
+from server.protocol import Author, IncomingMessage
 from server.reply_policy import ReplyPolicy, burst_wait
 from server.rules import WILDCARD, Rule, RuleSet
 from server.splitter import split_message
@@ -120,7 +122,12 @@ class Relay:
         self._store = store
         self._echoes = echoes or EchoTracker()
         self._tokens = tokens or TokenCounter()
-        self._policy = ReplyPolicy(settings.TAKEOVER_MINUTES * 60)
+        self._policy = ReplyPolicy(
+            takeover_seconds=settings.TAKEOVER_MINUTES * 60,
+            per_minute=settings.MAX_REPLIES_PER_MINUTE,
+            per_hour=settings.MAX_REPLIES_PER_HOUR,
+            reply_prefix=settings.REPLY_PREFIX,
+        )
         self._seen = _SeenIds()
         self._pairs: dict[PairKey, _Pair] = {}
         self._workers: set[asyncio.Task[None]] = set()
@@ -128,9 +135,74 @@ class Relay:
         self._closing = False
 
     async def start(self) -> None:
-        """Take up the owner takeovers in force before a restart; load the token encoding."""
+        """Take up where the last run stopped (takeovers, replies half sent, messages not yet
+        answered) and load the token encoding."""
         self._policy.restore(await self._stored(self._store.takeovers(), {}))
         await asyncio.to_thread(self._tokens.count, "", self._settings.OPENAI_MODEL)
+        horizon = time.time() - self._settings.REPLY_WITHIN_MINUTES * 60
+        for reply in await self._stored(self._store.undelivered_replies(), []):
+            if reply.at < horizon:
+                log.warning(
+                    "a reply in channel %s was left half sent and is too old to finish now",
+                    reply.pair[1],
+                )
+                await self._stored(self._store.give_up_reply(reply.reply_id), None)
+            else:
+                self._spawn(self._resend(reply), f"resend reply {reply.reply_id}")
+        await self._answer_pending(horizon)
+
+    async def _answer_pending(self, horizon: float) -> None:
+        """Queue the messages accepted before a restart that still wait for a reply."""
+        expired: list[int] = []
+        rules = self._rules()
+        for pending in await self._stored(self._store.pending_messages(), []):
+            rule = rules.match(*pending.pair)
+            if pending.at < horizon:
+                expired.append(pending.turn_id)
+            elif rule is None:
+                await self._stored(
+                    self._store.settle([pending.turn_id], "skipped", "no longer allow-listed"),
+                    None,
+                )
+            else:
+                self._seen.add(pending.discord_id)
+                message = IncomingMessage(
+                    type="message",
+                    id=pending.discord_id,
+                    channel=pending.pair[1],
+                    guild=pending.guild_id,
+                    author=Author(id=pending.pair[0]),
+                    content=pending.content,
+                )
+                self._queue(pending.pair, _Pending(message, rule, pending.turn_id))
+        if expired:
+            log.warning(
+                "%d message(s) accepted before the restart are older than REPLY_WITHIN_MINUTES "
+                "(%g min): not answered, a reply that late is worse than none",
+                len(expired),
+                self._settings.REPLY_WITHIN_MINUTES,
+            )
+            reason = "too old after a restart"
+            await self._stored(self._store.settle(expired, "expired", reason), None)
+
+    async def _resend(self, reply: UndeliveredReply) -> None:
+        """Finish a reply that was half sent when the last run stopped, with the same nonces, so
+        a part that did go out is not posted twice."""
+        about = f"reply {reply.reply_id}"
+        delivered = await self._deliver(
+            reply.pair[1], reply.parts, reply.first_undelivered, reply.reply_to, about=about
+        )
+        await self._stored(self._store.record_delivery(reply.reply_id, delivered), None)
+        if delivered > reply.first_undelivered:
+            log.info(
+                "finished a reply in channel %s left half sent at the last stop", reply.pair[1]
+            )
+
+    def _spawn(self, work: Coroutine[None, None, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(work, name=name)
+        self._workers.add(task)
+        task.add_done_callback(self._workers.discard)
+        return task
 
     async def accept(self, message: IncomingMessage) -> None:
         """Take a forwarded message: store it and queue it for a reply, or drop it (debug log).
@@ -149,16 +221,28 @@ class Relay:
             log.debug("message %s ignored: %s", message.id, reason)
             return
         pair = (message.author.id, message.channel)
-        stored = self._store.record_message(pair, message.id, message.author.id, message.content)
+        now = time.time()
+        automatic = self._policy.automatic(message.channel, message.content, now)
+        paused = self._policy.may_send(message.channel, now)
+        skip = f"automatic message: {automatic}" if automatic else paused.reason
+        stored = self._store.record_message(
+            pair,
+            message.id,
+            message.author.id,
+            message.content,
+            guild_id=message.guild,
+            status="skipped" if skip else "pending",
+            reason=skip or None,
+        )
         turn_id = await self._stored(stored, 0)
         if turn_id is None:
-            log.debug("message %s was answered before a restart; not again", message.id)
-            return
-        decision = self._policy.may_reply(message.channel, time.time())
-        if not decision.reply:
-            log.info("message %s remembered, not answered: %s", message.id, decision.reason)
-            return
-        self._queue(pair, _Pending(message, rule, turn_id or None))
+            log.debug("message %s was accepted before (a restart); not again", message.id)
+        elif automatic:
+            log.debug("message %s remembered, not answered: %s", message.id, skip)
+        elif skip:
+            log.info("message %s remembered, not answered: %s", message.id, skip)
+        else:
+            self._queue(pair, _Pending(message, rule, turn_id or None))
 
     async def _accept_owner_message(self, message: IncomingMessage) -> None:
         """The owner wrote in a watched chat: step aside there, and remember their words."""
@@ -205,10 +289,7 @@ class Relay:
         state = self._pairs.get(pair)
         if state is None:
             state = self._pairs[pair] = _Pair()
-            worker = asyncio.create_task(self._work(pair, state), name=f"pair {pair}")
-            state.worker = worker
-            self._workers.add(worker)
-            worker.add_done_callback(self._workers.discard)
+            state.worker = self._spawn(self._work(pair, state), f"pair {pair}")
         state.pending.append(pending)
         state.last_arrival = time.monotonic()
 
@@ -240,9 +321,15 @@ class Relay:
     async def _answer(self, pair: PairKey, batch: list[_Pending], state: _Pair) -> None:
         """Generate one reply to the whole burst and send it, unless the owner took over."""
         newest = batch[-1]
-        decision = self._policy.may_reply(pair[1], time.time())
+        decision = self._policy.may_reply(pair, time.time())
         if not decision.reply:
-            log.info("message %s not answered: %s", newest.message.id, decision.reason)
+            log.log(
+                logging.DEBUG if decision.quiet else logging.INFO,
+                "message %s not answered: %s",
+                newest.message.id,
+                decision.reason,
+            )
+            await self._settle(batch, "skipped", decision.reason)
             return
         generation = asyncio.create_task(self._generate(pair, batch))
         state.generation = generation
@@ -253,12 +340,15 @@ class Relay:
             generation.cancel()
         if generation.cancelled():
             log.info("reply to message %s dropped: the owner took over", newest.message.id)
+            await self._settle(batch, "skipped", "the owner took over")
             return
         generated = generation.result()
-        if generated is not None:
+        if generated is None:
+            await self._settle(batch, "failed", "no LLM backend answered")
+        else:
             state.sending = True
             try:
-                await self._send(pair, newest, generated)
+                await self._send(pair, batch, generated)
             finally:
                 state.sending = False
 
@@ -333,42 +423,20 @@ class Relay:
         await self._stored(self._store.save_summary(pair, summary, covered), None)
         return summary
 
-    async def _send(self, pair: PairKey, newest: _Pending, generated: _Generated) -> None:
-        """Split, prefix and post the reply part by part; record what was delivered."""
-        message = newest.message
+    async def _send(self, pair: PairKey, batch: list[_Pending], generated: _Generated) -> None:
+        """Split and record the reply (the outbox), then post it part by part."""
+        message = batch[-1].message
         prefix = self._settings.REPLY_PREFIX
         parts = [
             ReplyPart(new_nonce(), text)
             for text in split_message(generated.text, DISCORD_MESSAGE_LIMIT - len(prefix))
         ]
-        record = self._store.record_reply(pair, newest.turn_id, generated.backend, parts)
+        answers = [pending.turn_id for pending in batch if pending.turn_id is not None]
+        record = self._store.record_reply(pair, answers, generated.backend, parts)
         reply_id = await self._stored(record, None)
+        self._policy.replied(pair, generated.text, time.time())
         reply_to = message.id if message.guild is not None else None
-        delivered = 0
-        for index, part in enumerate(parts):
-            decision = self._policy.may_reply(message.channel, time.time())
-            if not decision.reply:
-                log.info("rest of the reply to message %s dropped: %s", message.id, decision.reason)
-                break
-            content = prefix + part.content
-            self._echoes.expect(part.nonce, message.channel, content)
-            try:
-                await self._messenger.send(
-                    message.channel,
-                    content,
-                    nonce=part.nonce,
-                    reply_to=reply_to if index == 0 else None,
-                )
-            except MessengerError as exc:
-                log.error(
-                    "reply to message %s not delivered (part %d of %d): %s",
-                    message.id,
-                    index + 1,
-                    len(parts),
-                    exc,
-                )
-                break
-            delivered += 1
+        delivered = await self._deliver(pair[1], parts, 0, reply_to, about=message.id)
         if reply_id is not None:
             await self._stored(self._store.record_delivery(reply_id, delivered), None)
         if delivered:
@@ -381,10 +449,51 @@ class Relay:
                 generated.backend,
             )
 
+    async def _deliver(
+        self, channel: str, parts: list[ReplyPart], start: int, reply_to: str | None, about: str
+    ) -> int:
+        """Post `parts[start:]` in order (`reply_to` on the first part); how many are delivered
+        in all. Stops at a failure or a takeover, saying which part and why."""
+        prefix = self._settings.REPLY_PREFIX
+        for index in range(start, len(parts)):
+            part = parts[index]
+            decision = self._policy.may_send(channel, time.time())
+            if not decision.reply:
+                log.info("rest of the reply to message %s dropped: %s", about, decision.reason)
+                return index
+            content = prefix + part.content
+            self._echoes.expect(part.nonce, channel, content)
+            try:
+                await self._messenger.send(
+                    channel, content, nonce=part.nonce, reply_to=reply_to if index == 0 else None
+                )
+            except MessengerError as exc:
+                if self._closing:
+                    log.info(
+                        "part %d of the reply to message %s is settled at the next start",
+                        index + 1,
+                        about,
+                    )
+                else:
+                    log.error(
+                        "reply to message %s not delivered (part %d of %d): %s",
+                        about,
+                        index + 1,
+                        len(parts),
+                        exc,
+                    )
+                return index
+        return len(parts)
+
+    async def _settle(self, batch: list[_Pending], status: MessageStatus, reason: str) -> None:
+        """Record why the messages of `batch` get no reply."""
+        turn_ids = [pending.turn_id for pending in batch if pending.turn_id is not None]
+        await self._stored(self._store.settle(turn_ids, status, reason), None)
+
     async def _keep_typing(self, channel_id: str) -> None:
         """Pulse the typing indicator until cancelled; failures are not worth a reply."""
         while True:
-            if self._policy.may_reply(channel_id, time.time()).reply:
+            if self._policy.may_send(channel_id, time.time()).reply:
                 try:
                     await self._messenger.typing(channel_id)
                 except MessengerError as exc:

@@ -1,27 +1,70 @@
-"""When the relay must not speak for the owner: pure decisions over state and the clock."""
+"""When the relay must not speak for the owner: pure decisions over state and the clock.
+
+The rules follow RFC 3834's for automatic replies, applied to chat: step aside when the owner
+writes, never answer an automatic message, and answer any one person only so often.
+"""
 
 from __future__ import annotations
 
+import re
+from collections import deque
 from dataclasses import dataclass
+
+from server.memory import PairKey
+
+MINUTE, HOUR = 60.0, 3600.0
+REMEMBERED_REPLIES = 20
+"""Recent replies kept per channel, to recognise a message that repeats one of them."""
+REPEAT_WINDOW_SECONDS = HOUR
+DISCLOSURE_PREFIXES = (
+    "[auto-reply]",
+    "[autoreply]",
+    "[auto reply]",
+    "[automated]",
+    "[automatic reply]",
+    "[bot]",
+    "auto-reply:",
+    "automatic reply:",
+)
+"""Openings that say a message was written by a machine (another relay, an away bot)."""
+_SPACES = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
 class Decision:
-    """Whether to reply now and, if not, why (shown in the logs)."""
+    """Whether to reply now and, if not, why (shown in the logs); `quiet` once already said."""
 
     reply: bool
     reason: str = ""
+    quiet: bool = False
 
 
 REPLY = Decision(True)
 
 
-class ReplyPolicy:
-    """Owner takeovers per channel: after the owner writes by hand, the relay steps aside."""
+def _normal(text: str) -> str:
+    return _SPACES.sub(" ", text).strip().casefold()
 
-    def __init__(self, takeover_seconds: float) -> None:
+
+class ReplyPolicy:
+    """Owner takeovers per channel, per-pair reply limits, and automatic-message detection."""
+
+    def __init__(
+        self,
+        *,
+        takeover_seconds: float,
+        per_minute: int,
+        per_hour: int,
+        reply_prefix: str = "",
+    ) -> None:
         self._takeover_seconds = takeover_seconds
+        self._limits = ((per_minute, MINUTE, "minute"), (per_hour, HOUR, "hour"))
+        own = _normal(reply_prefix)
+        self._prefixes = tuple({*DISCLOSURE_PREFIXES, *([own] if own else [])})
         self._takeovers: dict[str, float] = {}
+        self._replies: dict[PairKey, deque[float]] = {}
+        self._limit_said: dict[PairKey, float] = {}
+        self._recent_texts: dict[str, deque[tuple[float, str]]] = {}
 
     def restore(self, takeovers: dict[str, float]) -> None:
         """Take up takeovers that were in force before a restart (channel → end, Unix time)."""
@@ -42,12 +85,49 @@ class ReplyPolicy:
             return None
         return until
 
-    def may_reply(self, channel: str, now: float) -> Decision:
-        """May the relay send in `channel` now?"""
+    def may_send(self, channel: str, now: float) -> Decision:
+        """May the relay post in `channel` now (no takeover in force)?"""
         until = self.paused_until(channel, now)
         if until is not None:
             return Decision(False, f"the owner took over ({until - now:.0f} s left)")
         return REPLY
+
+    def may_reply(self, pair: PairKey, now: float) -> Decision:
+        """May the relay start a new reply to `pair` now (no takeover, within its limits)?"""
+        decision = self.may_send(pair[1], now)
+        if not decision.reply:
+            return decision
+        times = self._replies.get(pair, deque())
+        for limit, window, name in self._limits:
+            if limit <= 0:  # this limit is turned off
+                continue
+            recent = [at for at in times if at > now - window]
+            if len(recent) >= limit:
+                window_end = recent[0] + window
+                quiet = self._limit_said.get(pair) == window_end
+                self._limit_said[pair] = window_end
+                return Decision(False, f"over {limit} replies per {name} to this person", quiet)
+        return REPLY
+
+    def replied(self, pair: PairKey, text: str, now: float) -> None:
+        """Count a reply to `pair` and remember its text, to recognise it if it comes back."""
+        times = self._replies.setdefault(pair, deque())
+        times.append(now)
+        while times and times[0] <= now - HOUR:
+            times.popleft()
+        texts = self._recent_texts.setdefault(pair[1], deque(maxlen=REMEMBERED_REPLIES))
+        texts.append((now, _normal(text)))
+
+    def automatic(self, channel: str, content: str, now: float) -> str:
+        """Why `content` looks written by a machine ("" if it does not)."""
+        text = _normal(content)
+        for prefix in self._prefixes:
+            if text.startswith(prefix):
+                return f"it starts with the disclosure prefix {prefix!r}"
+        for at, sent in self._recent_texts.get(channel, ()):
+            if at > now - REPEAT_WINDOW_SECONDS and text and text == sent:
+                return "it repeats one of our recent replies"
+        return ""
 
 
 def burst_wait(last_arrival: float, now: float, coalesce_seconds: float) -> float:

@@ -40,7 +40,7 @@ async def test_a_reply_sits_after_the_message_it_answers(tmp_path: Path) -> None
     store = await open_store(tmp_path / "db")
     m1 = await store.record_message(PAIR, "1", "111", "first")
     await store.record_message(PAIR, "2", "111", "arrived while the reply was written")
-    reply = await store.record_reply(PAIR, m1, "openai", [ReplyPart("n1", "answer to first")])
+    reply = await store.record_reply(PAIR, [m1], "openai", [ReplyPart("n1", "answer to first")])
     await store.record_delivery(reply, 1)
     window = await store.window(PAIR, limit=10)
     assert [(t.kind, t.content) for t in window.turns] == [
@@ -59,7 +59,7 @@ async def test_only_delivered_parts_join_the_conversation(tmp_path: Path) -> Non
     store = await open_store(tmp_path / "db")
     m1 = await store.record_message(PAIR, "1", "111", "tell me a long story")
     parts = [ReplyPart("n1", "part one"), ReplyPart("n2", "part two"), ReplyPart("n3", "three")]
-    reply = await store.record_reply(PAIR, m1, "openai", parts)
+    reply = await store.record_reply(PAIR, [m1], "openai", parts)
     assert [t.kind for t in (await store.window(PAIR, limit=10)).turns] == ["message"]
     await store.record_delivery(reply, 2)
     assert (await store.window(PAIR, limit=10)).turns[-1].content == "part one\npart two"
@@ -71,7 +71,7 @@ async def test_only_delivered_parts_join_the_conversation(tmp_path: Path) -> Non
 async def test_the_fallback_message_is_kept_as_history_but_not_as_memory(tmp_path: Path) -> None:
     store = await open_store(tmp_path / "db")
     m1 = await store.record_message(PAIR, "1", "111", "hi")
-    reply = await store.record_reply(PAIR, m1, "fallback", [ReplyPart("n", "Away, back soon.")])
+    reply = await store.record_reply(PAIR, [m1], "fallback", [ReplyPart("n", "Away, back soon.")])
     await store.record_delivery(reply, 1)
     assert [t.kind for t in (await store.window(PAIR, limit=10)).turns] == ["message"]
     assert [t.backend for t in await store.conversation(PAIR)] == [None, "fallback"]

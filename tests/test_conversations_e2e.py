@@ -92,7 +92,9 @@ async def test_a_burst_gets_one_reply_that_carries_every_message(
 async def test_the_token_budget_drops_the_oldest_turns_and_keeps_the_newest_message(
     tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ) -> None:
-    settings = rest_settings(fake_discord, fake_openai, CONTEXT_TOKENS=120, MEMORY_LENGTH=20)
+    settings = rest_settings(
+        fake_discord, fake_openai, CONTEXT_TOKENS=120, MEMORY_LENGTH=20, MAX_REPLIES_PER_MINUTE=0
+    )
     async with running_app(tmp_path, RULES, **settings) as running:
         client = await PluginClient.connect(running.url)
         for index in range(5):
@@ -126,7 +128,9 @@ async def test_summarize_condenses_old_turns_stores_and_reuses_the_summary(
         return reply(messages)
 
     fake_openai.reply_fn = answer
-    settings = rest_settings(fake_discord, fake_openai, SUMMARIZE=True, MEMORY_LENGTH=1)
+    settings = rest_settings(
+        fake_discord, fake_openai, SUMMARIZE=True, MEMORY_LENGTH=1, MAX_REPLIES_PER_MINUTE=0
+    )
     async with running_app(tmp_path, RULES, **settings) as running:
         client = await PluginClient.connect(running.url)
         for index, text in enumerate(["I am Ann", "I like tea", "what do you know?"]):

@@ -1,33 +1,80 @@
-"""When the relay steps aside: owner takeovers and the end of a burst, decided without I/O."""
+"""When the relay steps aside: takeovers, reply limits, automatic messages, bursts; no I/O."""
 
 from __future__ import annotations
 
 from server.reply_policy import ReplyPolicy, burst_wait
 
+PAIR = ("111", "c1")
+
+
+def policy(per_minute: int = 4, per_hour: int = 30) -> ReplyPolicy:
+    return ReplyPolicy(
+        takeover_seconds=60.0,
+        per_minute=per_minute,
+        per_hour=per_hour,
+        reply_prefix="[auto-reply] ",
+    )
+
 
 def test_the_owner_writing_pauses_that_channel_only_until_the_time_is_up() -> None:
-    policy = ReplyPolicy(takeover_seconds=60.0)
-    assert policy.may_reply("c1", now=1000.0).reply
-    assert policy.owner_wrote("c1", now=1000.0) == 1060.0
-    decision = policy.may_reply("c1", now=1030.0)
+    rules = policy()
+    assert rules.may_send("c1", now=1000.0).reply
+    assert rules.owner_wrote("c1", now=1000.0) == 1060.0
+    decision = rules.may_send("c1", now=1030.0)
     assert not decision.reply and "took over" in decision.reason and "30 s" in decision.reason
-    assert policy.may_reply("c2", now=1030.0).reply
-    assert policy.may_reply("c1", now=1060.0).reply
-    assert policy.paused_until("c1", now=1060.0) is None
+    assert not rules.may_reply(PAIR, now=1030.0).reply
+    assert rules.may_send("c2", now=1030.0).reply
+    assert rules.may_send("c1", now=1060.0).reply
+    assert rules.paused_until("c1", now=1060.0) is None
 
 
 def test_each_owner_message_extends_the_pause() -> None:
-    policy = ReplyPolicy(takeover_seconds=60.0)
-    policy.owner_wrote("c1", now=1000.0)
-    assert policy.owner_wrote("c1", now=1050.0) == 1110.0
-    assert not policy.may_reply("c1", now=1100.0).reply
+    rules = policy()
+    rules.owner_wrote("c1", now=1000.0)
+    assert rules.owner_wrote("c1", now=1050.0) == 1110.0
+    assert not rules.may_send("c1", now=1100.0).reply
 
 
 def test_takeovers_from_before_a_restart_are_taken_up() -> None:
-    policy = ReplyPolicy(takeover_seconds=60.0)
-    policy.restore({"c1": 2000.0})
-    assert policy.paused_until("c1", now=1500.0) == 2000.0
-    assert policy.owner_wrote("c1", now=1500.0) == 2000.0  # never shortened
+    rules = policy()
+    rules.restore({"c1": 2000.0})
+    assert rules.paused_until("c1", now=1500.0) == 2000.0
+    assert rules.owner_wrote("c1", now=1500.0) == 2000.0  # never shortened
+
+
+def test_replies_per_minute_are_limited_per_pair_and_said_once_per_window() -> None:
+    rules = policy(per_minute=2)
+    for now in (0.0, 10.0):
+        assert rules.may_reply(PAIR, now).reply
+        rules.replied(PAIR, f"reply at {now}", now)
+    first = rules.may_reply(PAIR, 20.0)
+    assert not first.reply and "2 replies per minute" in first.reason and not first.quiet
+    assert rules.may_reply(PAIR, 30.0).quiet  # the same window: not logged again
+    assert rules.may_reply(("222", "c1"), 30.0).reply  # another person is not limited
+    assert rules.may_reply(PAIR, 60.5).reply  # the first reply left the window
+
+
+def test_replies_per_hour_are_limited_too_and_zero_turns_a_limit_off() -> None:
+    rules = policy(per_minute=0, per_hour=3)
+    for now in (0.0, 100.0, 200.0):
+        rules.replied(PAIR, "hi", now)
+    assert "3 replies per hour" in rules.may_reply(PAIR, 300.0).reason
+    assert rules.may_reply(PAIR, 3600.5).reply
+    unlimited = policy(per_minute=0, per_hour=0)
+    for now in range(100):
+        unlimited.replied(PAIR, "hi", float(now))
+    assert unlimited.may_reply(PAIR, 100.0).reply
+
+
+def test_automatic_messages_are_recognised() -> None:
+    rules = policy()
+    assert rules.automatic("c1", "hey, how are you?", now=0.0) == ""
+    assert "disclosure prefix" in rules.automatic("c1", "[Auto-Reply] I am away", now=0.0)
+    assert "disclosure prefix" in rules.automatic("c1", "[bot] beep", now=0.0)
+    rules.replied(PAIR, "Sure, see you at  noon!", now=0.0)
+    assert rules.automatic("c1", "sure, see you at noon!", now=10.0) != ""
+    assert rules.automatic("c2", "sure, see you at noon!", now=10.0) == ""  # another chat
+    assert rules.automatic("c1", "sure, see you at noon!", now=4000.0) == ""  # long ago
 
 
 def test_a_burst_ends_coalesce_seconds_after_its_last_message() -> None:
