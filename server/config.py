@@ -69,6 +69,8 @@ class Settings(BaseModel):
     TYPING_INTERVAL_SECONDS: PositiveFloat = 8.0
     HELLO_TIMEOUT_SECONDS: PositiveFloat = 5.0
     SEND_TIMEOUT_SECONDS: PositiveFloat = 30.0
+    # The GUI macro: how long the person must leave the Discord window alone before it types.
+    MACRO_IDLE_SECONDS: Annotated[float, Field(ge=0)] = 20.0
 
     def messenger_name(self) -> Literal["rest", "plugin", "macro"]:
         """Resolve `MESSENGER: "auto"`: REST when a token is set, else the plugin."""
