@@ -131,9 +131,11 @@ class MacroMessenger:
                     return
             remaining = deadline - loop.time()
             if verdict.retry_in >= remaining:
+                # The last try may have only run out of time: name what kept it waiting before.
+                earlier = f" (before that: {told})" if told and told != verdict.reason else ""
                 raise MessengerError(
                     f"channel {channel_id}: the macro did not type the reply "
-                    f"(SEND_TIMEOUT_SECONDS is {self._timeout:g}): {verdict.reason}"
+                    f"(SEND_TIMEOUT_SECONDS is {self._timeout:g}): {verdict.reason}{earlier}"
                 )
             if verdict.reason != told:
                 log.info("macro: waiting to type into channel %s: %s", channel_id, verdict.reason)
