@@ -23,6 +23,9 @@ const WELCOME_TIMEOUT_MS = 10000; // handshake + hello + welcome; a silent peer 
 const CLOSE_BAD_SECRET = 4001;
 const FORWARDED_TYPES = new Set([0, 19]); // DEFAULT, REPLY
 const EPHEMERAL_FLAG = 64;
+const OPEN_CHANNEL_TIMEOUT_MS = 3000; // how long Discord may take to show a channel we opened
+const ACTIVITY_INTERVAL_MS = 2000; // at most one activity report per interval
+const ACTIVITY_EVENTS = ["keydown", "mousedown", "mousemove", "wheel"];
 
 /**
  * Every lookup of a Discord internal lives here: the one place to fix when Discord renames
@@ -64,6 +67,41 @@ const DiscordInternals = {
             const found = Webpack.getModule(Webpack.Filters.byKeys("startTyping", "stopTyping"));
             return typeof found?.startTyping === "function" ? found : null;
         });
+    },
+    channelStore() {
+        return this.lookup("ChannelStore", (Webpack) => Webpack.getStore("ChannelStore") ?? null);
+    },
+    selectedChannelStore() {
+        return this.lookup("SelectedChannelStore", (Webpack) => {
+            const found = Webpack.getStore("SelectedChannelStore") ?? Webpack.getByKeys("getChannelId", "getLastSelectedChannelId");
+            return typeof found?.getChannelId === "function" ? found : null;
+        });
+    },
+    /** Discord's router: the named module older clients export, else the function found by its log text. */
+    router() {
+        return this.lookup("router", (Webpack) => {
+            const named = Webpack.getByKeys("transitionTo", "transitionToGuild");
+            if (typeof named?.transitionTo === "function") return named;
+            const transitionTo = Webpack.getByStrings("transitionTo - Transitioning to", { searchExports: true });
+            return typeof transitionTo === "function" ? { transitionTo } : null;
+        });
+    },
+    /** The channel Discord shows now, or null. */
+    selectedChannelId() {
+        const id = this.selectedChannelStore()?.getChannelId();
+        return id == null ? null : String(id);
+    },
+    /** The guild a channel belongs to, or null for a DM (or a channel the client does not know). */
+    guildOf(channelId) {
+        const guild = this.channelStore()?.getChannel?.(channelId)?.guild_id;
+        return guild == null ? null : String(guild);
+    },
+    /** Navigate like a click in the client would; false when the router is missing. */
+    navigate(path) {
+        const router = this.router();
+        if (!router) return false;
+        router.transitionTo(path);
+        return true;
     },
     /** Show "you are typing" in a channel: the typing module, else the local Flux action it dispatches. */
     startTyping(channelId) {
@@ -130,6 +168,70 @@ function watchList(value) {
     return value
         .filter((rule) => rule && typeof rule.user === "string" && typeof rule.channel === "string")
         .map((rule) => ({ user: rule.user, channel: rule.channel }));
+}
+
+/** The client route of a channel: `/channels/@me/ID` for DMs, `/channels/GUILD/ID` in a server. */
+function channelPath(channelId, guildId) {
+    return `/channels/${guildId ?? "@me"}/${channelId}`;
+}
+
+/** True when the Discord window has keyboard focus (`document.hasFocus()`); false when unknown. */
+function windowHasFocus() {
+    return typeof document?.hasFocus === "function" && document.hasFocus() === true;
+}
+
+/** Resolve true as soon as `predicate()` holds, or false after `timeoutMs`. */
+function until(predicate, timeoutMs, intervalMs = 50) {
+    const deadline = Date.now() + timeoutMs;
+    return new Promise((resolve) => {
+        const check = () => {
+            if (predicate()) return resolve(true);
+            if (Date.now() >= deadline) return resolve(false);
+            setTimeout(check, Math.min(intervalMs, Math.max(deadline - Date.now(), 0)));
+        };
+        check();
+    });
+}
+
+/**
+ * Throttled activity reports: the first activity is reported at once, later ones at most once per
+ * `intervalMs`, and the last report always carries the time of the latest activity.
+ */
+class ActivityReporter {
+    constructor(report, { intervalMs = ACTIVITY_INTERVAL_MS, now = Date.now } = {}) {
+        this.report = report;
+        this.intervalMs = intervalMs;
+        this.now = now;
+        this.latest = null; // time of activity not yet reported
+        this.lastReportAt = -Infinity;
+        this.timer = null;
+    }
+
+    /** Note activity now; reports it at once or schedules the trailing report. */
+    note() {
+        this.latest = this.now();
+        if (this.timer !== null) return;
+        const wait = this.lastReportAt + this.intervalMs - this.latest;
+        if (wait <= 0) return this.flush();
+        this.timer = setTimeout(() => {
+            this.timer = null;
+            this.flush();
+        }, wait);
+    }
+
+    flush() {
+        if (this.latest === null) return;
+        this.lastReportAt = this.now();
+        const at = this.latest;
+        this.latest = null;
+        this.report({ type: "activity", at });
+    }
+
+    cancel() {
+        clearTimeout(this.timer);
+        this.timer = null;
+        this.latest = null;
+    }
 }
 
 /** Delay before reconnect attempt `attempt` (0-based): capped exponential, with equal jitter. */
@@ -256,7 +358,10 @@ const STATUS_TEXT = {
 };
 
 module.exports = class DiscordAutoReply {
-    /** BetterDiscord passes the meta header; tests may pass `{backoff: {baseMs, capMs}, welcomeTimeoutMs}`. */
+    /**
+     * BetterDiscord passes the meta header; tests may pass
+     * `{backoff: {baseMs, capMs}, welcomeTimeoutMs, openChannelTimeoutMs, activityIntervalMs}`.
+     */
     constructor(meta, options = {}) {
         this.meta = meta ?? { name: PLUGIN_NAME, version: PLUGIN_VERSION };
         this.api = new BdApi(this.meta.name ?? PLUGIN_NAME);
@@ -277,6 +382,10 @@ module.exports = class DiscordAutoReply {
         this.guildOfChannel = new Map();
         this.warned = new Set();
         this.onMessageCreate = this.onMessageCreate.bind(this);
+        this.openChannelTimeoutMs = options.openChannelTimeoutMs ?? OPEN_CHANNEL_TIMEOUT_MS;
+        // Activity is only reported to a server that welcomed us (a frame before hello is refused).
+        this.activity = new ActivityReporter((frame) => this.welcomed && this.send(frame), { intervalMs: options.activityIntervalMs });
+        this.onActivity = this.onActivity.bind(this);
     }
 
     start() {
@@ -300,6 +409,7 @@ module.exports = class DiscordAutoReply {
         if (!DiscordInternals.messageActions()) {
             this.toast("Discord's message-sending module was not found; in-client sending is off", "warning");
         }
+        this.listenForActivity(true);
         this.connect();
     }
 
@@ -307,6 +417,7 @@ module.exports = class DiscordAutoReply {
         this.running = false;
         if (this.dispatcher) this.dispatcher.unsubscribe("MESSAGE_CREATE", this.onMessageCreate);
         this.dispatcher = null;
+        this.listenForActivity(false);
         this.disconnect();
         this.setStatus("disabled");
     }
@@ -348,6 +459,22 @@ module.exports = class DiscordAutoReply {
     flush() {
         if (this.watch !== null) this.outbox.retain((frame) => isWatched(this.watch, frame));
         for (const frame of this.outbox.pending()) this.send(frame);
+    }
+
+    /* ----- the person's own activity, so that the GUI macro never types over them ----- */
+
+    listenForActivity(on) {
+        if (typeof document?.addEventListener !== "function") return;
+        for (const type of ACTIVITY_EVENTS) {
+            if (on) document.addEventListener(type, this.onActivity, { capture: true, passive: true });
+            else document.removeEventListener(type, this.onActivity, { capture: true });
+        }
+        if (!on) this.activity.cancel();
+    }
+
+    onActivity(event) {
+        if (event?.isTrusted === false) return; // dispatched by a script, not the person
+        this.activity.note();
     }
 
     /* ----- the websocket ----- */
@@ -474,6 +601,8 @@ module.exports = class DiscordAutoReply {
                 return void this.sendToDiscord(frame);
             case "typing":
                 return this.showTyping(frame);
+            case "open_channel":
+                return void this.openChannel(frame);
             case "error":
                 return this.api.Logger.warn(`server says: ${frame.error}`);
             default:
@@ -488,6 +617,9 @@ module.exports = class DiscordAutoReply {
         this.setWatch(frame.watch);
         this.setStatus("connected");
         this.toast(`connected to the auto-reply server (${this.watch.length} watched pair(s))`, "success");
+        if (frame.messenger === "macro" && !(DiscordInternals.router() && DiscordInternals.selectedChannelStore())) {
+            this.toast("Discord's router or SelectedChannelStore was not found; the GUI macro will not type anything", "error");
+        }
         this.flush();
     }
 
@@ -513,6 +645,37 @@ module.exports = class DiscordAutoReply {
             }
         }
         this.send({ type: "sent", nonce, ok: error === null, error });
+    }
+
+    /**
+     * Show the asked channel with Discord's router, then answer with the channel Discord shows and
+     * whether its window has focus: the GUI macro types only when both are right.
+     */
+    async openChannel(frame) {
+        const nonce = String(frame.nonce ?? "");
+        const wanted = typeof frame.channel === "string" && frame.channel ? frame.channel : null;
+        let error = null;
+        if (wanted === null) {
+            error = "open_channel frame needs a string channel";
+        } else if (!DiscordInternals.selectedChannelStore()) {
+            error = "Discord's SelectedChannelStore was not found in the client, so no channel can be confirmed";
+        } else if (DiscordInternals.selectedChannelId() !== wanted) {
+            try {
+                const guild = DiscordInternals.guildOf(wanted) ?? this.guildOfChannel.get(wanted) ?? null;
+                if (DiscordInternals.navigate(channelPath(wanted, guild))) {
+                    await until(() => DiscordInternals.selectedChannelId() === wanted, this.openChannelTimeoutMs);
+                } else {
+                    error = "Discord's router was not found in the client";
+                }
+            } catch (failure) {
+                error = `could not open the channel: ${failure?.message ?? String(failure)}`;
+            }
+        }
+        const shown = DiscordInternals.selectedChannelId();
+        if (error === null && shown !== wanted) {
+            error = `Discord still shows ${shown === null ? "no channel" : `channel ${shown}`} after ${this.openChannelTimeoutMs} ms`;
+        }
+        this.send({ type: "opened", nonce, channel: shown, ok: error === null, focused: windowHasFocus(), error });
     }
 
     showTyping(frame) {
@@ -602,4 +765,4 @@ module.exports = class DiscordAutoReply {
 };
 
 // Pure parts, exposed for tests; BetterDiscord ignores static properties.
-module.exports.internals = { DiscordInternals, messageFrame, isWatched, watchList, backoffDelay, Outbox, sendMessageArgs, normalizeSettings, startupSettings, serverUrl, DEFAULT_SETTINGS };
+module.exports.internals = { DiscordInternals, messageFrame, isWatched, watchList, backoffDelay, Outbox, sendMessageArgs, normalizeSettings, startupSettings, serverUrl, channelPath, ActivityReporter, DEFAULT_SETTINGS };

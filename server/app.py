@@ -63,7 +63,11 @@ def build_messenger(settings: Settings, gateway: Gateway) -> Messenger:
     if name == "rest":
         return RestMessenger(settings.DISCORD_AUTHORIZATION, settings.DISCORD_API_BASE)
     if name == "macro":
-        return MacroMessenger()
+        return MacroMessenger(
+            gateway,
+            timeout=settings.SEND_TIMEOUT_SECONDS,
+            idle_seconds=settings.MACRO_IDLE_SECONDS,
+        )
     return PluginMessenger(gateway, timeout=settings.SEND_TIMEOUT_SECONDS)
 
 

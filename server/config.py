@@ -81,6 +81,8 @@ class Settings(BaseModel):
     REPLY_WITHIN_MINUTES: PositiveFloat = 10.0
     MAX_REPLIES_PER_MINUTE: Annotated[int, Field(ge=0)] = 4
     MAX_REPLIES_PER_HOUR: Annotated[int, Field(ge=0)] = 30
+    # The GUI macro: how long the person must leave the Discord window alone before it types.
+    MACRO_IDLE_SECONDS: Annotated[float, Field(ge=0)] = 20.0
 
     def messenger_name(self) -> Literal["rest", "plugin", "macro"]:
         """Resolve `MESSENGER: "auto"`: REST when a token is set, else the plugin."""

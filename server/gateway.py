@@ -6,19 +6,33 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import secrets
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
 from server import __version__, protocol
-from server.protocol import Hello, IncomingMessage, ProtocolError, Sent
+from server.protocol import Activity, Hello, IncomingMessage, Opened, ProtocolError, Sent
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 1024 * 1024
+
+Answer = TypeVar("Answer", Sent, Opened)
+
+
+@dataclass(frozen=True)
+class _Waiter:
+    """A request waiting for the plugin's answer of type `kind` with its nonce."""
+
+    future: asyncio.Future[Sent | Opened]
+    connection: ServerConnection
+    kind: type[Sent | Opened]
 
 
 def _peer(connection: ServerConnection) -> str:
@@ -30,7 +44,8 @@ class Gateway:
     """Accepts authenticated plugin connections and routes their frames.
 
     Messages go to `accept` and are acknowledged once it returns (they are stored then);
-    `sent` answers resolve `request` calls.
+    `sent` and `opened` answers resolve `request` and `open_channel` calls; `activity` frames
+    update `last_activity`.
     """
 
     def __init__(
@@ -54,7 +69,8 @@ class Gateway:
         self._hello_timeout = hello_timeout
         self._clients: list[ServerConnection] = []
         self._client_connected = asyncio.Event()
-        self._pending: dict[str, tuple[asyncio.Future[Sent], ServerConnection]] = {}
+        self._pending: dict[str, _Waiter] = {}
+        self._last_activity: float | None = None
 
     async def start(self, host: str, port: int) -> Server:
         """Listen on host:port; the returned server's `close()` stops it."""
@@ -121,10 +137,12 @@ class Gateway:
         if isinstance(frame, IncomingMessage):
             await self._accept(frame)
             await connection.send(protocol.encode(protocol.ack(frame.id)))
-        elif isinstance(frame, Sent):
-            waiting = self._pending.get(frame.nonce)
-            if waiting is not None and not waiting[0].done():
-                waiting[0].set_result(frame)
+        elif isinstance(frame, Sent | Opened):
+            waiter = self._pending.get(frame.nonce)
+            if waiter is not None and isinstance(frame, waiter.kind) and not waiter.future.done():
+                waiter.future.set_result(frame)
+        elif isinstance(frame, Activity):
+            self._note_activity(frame.at / 1000)
         else:
             await connection.send(protocol.encode(protocol.error("already authenticated")))
 
@@ -133,9 +151,11 @@ class Gateway:
             self._clients.remove(connection)
         if not self._clients:
             self._client_connected.clear()
-        for future, owner in self._pending.values():
-            if owner is connection and not future.done():
-                future.set_exception(ConnectionError("the plugin disconnected before answering"))
+        for waiter in self._pending.values():
+            if waiter.connection is connection and not waiter.future.done():
+                waiter.future.set_exception(
+                    ConnectionError("the plugin disconnected before answering")
+                )
 
     def broadcast(self, frame: dict[str, Any]) -> None:
         """Send a frame to every authenticated client (used for `watch` updates)."""
@@ -151,18 +171,45 @@ class Gateway:
         Waits up to `timeout` seconds in all, including for a plugin to (re)connect.
         Raises TimeoutError or ConnectionError.
         """
+        return await self._ask(frame, nonce, timeout, Sent)
+
+    async def open_channel(self, channel_id: str, timeout: float) -> Opened:
+        """Ask the newest plugin to show `channel_id` and wait for its `opened` answer.
+
+        Waits up to `timeout` seconds in all, including for a plugin to (re)connect.
+        Raises TimeoutError or ConnectionError.
+        """
+        nonce = secrets.token_hex(8)
+        return await self._ask(protocol.open_channel(nonce, channel_id), nonce, timeout, Opened)
+
+    def last_activity(self) -> float | None:
+        """When the person last used the keyboard or mouse in Discord (epoch seconds), if known."""
+        return self._last_activity
+
+    def _note_activity(self, at: float) -> None:
+        """Keep the latest reported activity; a time in the future counts as now."""
+        at = min(at, time.time())
+        if self._last_activity is None or at > self._last_activity:
+            self._last_activity = at
+
+    async def _ask(
+        self, frame: dict[str, Any], nonce: str, timeout: float, kind: type[Answer]
+    ) -> Answer:
+        """Send `frame` to the newest plugin and wait for its answer of type `kind` with `nonce`."""
         async with asyncio.timeout(timeout):
             await self._client_connected.wait()
             connection = self._clients[-1]
-            future: asyncio.Future[Sent] = asyncio.get_running_loop().create_future()
-            self._pending[nonce] = (future, connection)
+            future: asyncio.Future[Sent | Opened] = asyncio.get_running_loop().create_future()
+            self._pending[nonce] = _Waiter(future, connection, kind)
             try:
                 await connection.send(protocol.encode(frame))
-                return await future
+                answer = await future
             except ConnectionClosed as exc:
                 raise ConnectionError("the plugin disconnected") from exc
             finally:
                 del self._pending[nonce]
+        assert isinstance(answer, kind)  # resolved only by frames of this kind
+        return answer
 
     async def notify(self, frame: dict[str, Any]) -> None:
         """Send `frame` to the newest plugin if one is connected; no answer expected."""

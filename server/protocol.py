@@ -64,11 +64,35 @@ class Sent(_Frame):
     error: str | None = None
 
 
-ClientFrame = Annotated[Hello | IncomingMessage | Sent, Field(discriminator="type")]
-_client_frame: TypeAdapter[Hello | IncomingMessage | Sent] = TypeAdapter(ClientFrame)
+class Opened(_Frame):
+    """The plugin's answer to an `open_channel` frame: what Discord shows, and whether it has focus.
+
+    `channel` is the channel Discord shows now (None if none); `ok` is true when it is the one
+    asked for; `focused` is true when the Discord window has keyboard focus.
+    """
+
+    type: Literal["opened"]
+    nonce: str
+    channel: str | None = None
+    ok: bool
+    focused: bool
+    error: str | None = None
 
 
-def parse_client_frame(text: str | bytes) -> Hello | IncomingMessage | Sent:
+class Activity(_Frame):
+    """The person used the keyboard or mouse in the Discord window at `at` (ms since the epoch)."""
+
+    type: Literal["activity"]
+    at: float = Field(ge=0)
+
+
+ClientFrameType = Hello | IncomingMessage | Sent | Opened | Activity
+ClientFrame = Annotated[ClientFrameType, Field(discriminator="type")]
+_client_frame: TypeAdapter[ClientFrameType] = TypeAdapter(ClientFrame)
+_CLIENT_FRAME_TYPES = ("hello", "message", "sent", "opened", "activity")
+
+
+def parse_client_frame(text: str | bytes) -> ClientFrameType:
     """Parse one frame from the plugin, or raise `ProtocolError` saying what is wrong."""
     if isinstance(text, bytes):
         raise ProtocolError("binary frames are not part of protocol v1; send JSON text")
@@ -79,7 +103,7 @@ def parse_client_frame(text: str | bytes) -> Hello | IncomingMessage | Sent:
     if not isinstance(data, dict):
         raise ProtocolError("a frame must be a JSON object")
     kind = data.get("type")
-    if kind not in ("hello", "message", "sent"):
+    if kind not in _CLIENT_FRAME_TYPES:
         raise ProtocolError(f"unknown frame type {kind!r}")
     try:
         return _client_frame.validate_python(data)
@@ -136,3 +160,8 @@ def send(nonce: str, channel: str, content: str, reply_to: str | None) -> dict[s
 def typing(channel: str) -> dict[str, Any]:
     """Ask the plugin to show the typing indicator."""
     return {"type": "typing", "channel": channel}
+
+
+def open_channel(nonce: str, channel: str) -> dict[str, Any]:
+    """Ask the plugin to show `channel` in Discord; answered by an `opened` frame with `nonce`."""
+    return {"type": "open_channel", "nonce": nonce, "channel": channel}

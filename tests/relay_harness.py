@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +48,31 @@ async def running_app(tmp_path: Path, rules: str, **overrides: Any) -> AsyncIter
         await app.stop()
 
 
+def opened(
+    frame: dict[str, Any],
+    *,
+    channel: str | None = None,
+    focused: bool = True,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """The plugin's `opened` answer to an `open_channel` frame; by default: shown, focused."""
+    shown = frame["channel"] if channel is None else channel
+    return {
+        "type": "opened",
+        "nonce": frame["nonce"],
+        "channel": shown,
+        "ok": shown == frame["channel"],
+        "focused": focused,
+        "error": error,
+    }
+
+
 class PluginClient:
-    """A websocket client doing what the plugin does; `send` frames can be answered for it."""
+    """A websocket client doing what the plugin does; `send` frames can be answered for it.
+
+    `open_channel` frames are recorded with the time they arrived and answered with
+    `answer_open(frame)` (None: no answer); by default the channel is shown, focused.
+    """
 
     def __init__(self, connection: ClientConnection, welcome: dict[str, Any]) -> None:
         self.connection = connection
@@ -58,6 +81,8 @@ class PluginClient:
         self.sends: list[dict[str, Any]] = []
         self.typing: list[str] = []
         self.answer_sends = True
+        self.open_requests: list[tuple[float, dict[str, Any]]] = []
+        self.answer_open: Callable[[dict[str, Any]], dict[str, Any] | None] = opened
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
@@ -89,6 +114,11 @@ class PluginClient:
                     )
             elif frame["type"] == "typing":
                 self.typing.append(frame["channel"])
+            elif frame["type"] == "open_channel":
+                self.open_requests.append((time.time(), frame))
+                answer = self.answer_open(frame)
+                if answer is not None:
+                    await self.connection.send(json.dumps(answer))
             else:
                 await self.frames.put(frame)
 
@@ -125,6 +155,20 @@ class PluginClient:
         await self.connection.send(json.dumps(frame))
         ack = await self.next_frame()
         assert ack == {"type": "ack", "id": message_id}, ack
+
+    async def activity(self, at: float) -> None:
+        """Report keyboard or mouse activity in Discord at `at` (epoch seconds), like the plugin."""
+        await self.connection.send(json.dumps({"type": "activity", "at": round(at * 1000)}))
+
+    async def wait_for_open_requests(
+        self, count: int, timeout: float = 5.0
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.open_requests) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} open_channel frames: {self.open_requests}")
+            await asyncio.sleep(0.01)
+        return [frame for _, frame in self.open_requests[:count]]
 
     async def wait_for_sends(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from server import __version__, log_redaction
-from tests.relay_harness import SECRET, PluginClient, running_app
+from tests.relay_harness import SECRET, PluginClient, opened, running_app
 
 RULES = 'CONTEXT_MESSAGE = "hi"\nREPLY_TO = [("111", "222"), ("*", "333")]\n'
 
@@ -108,6 +109,11 @@ async def test_first_frame_must_be_hello(tmp_path: Path) -> None:
             ),
             "id: Input should be a valid string",
         ),
+        ('{"type": "activity"}', "invalid activity frame: at: Field required"),
+        (
+            '{"type": "opened", "nonce": "n", "ok": true}',
+            "invalid opened frame: focused: Field required",
+        ),
         (b"\x00binary", "binary frames are not part of protocol v1"),
         ('{"type": "hello", "secret": "again"}', "already authenticated"),
     ],
@@ -169,3 +175,58 @@ async def test_websocket_debug_logs_never_show_the_secret(
     assert SECRET not in caplog.text
     assert SECRET[:12] not in caplog.text
     assert "[redacted]" in caplog.text
+
+
+async def test_open_channel_is_answered_only_by_an_opened_frame_with_its_nonce(
+    tmp_path: Path,
+) -> None:
+    async with running_app(tmp_path, RULES) as running:
+        client = await PluginClient.connect(running.url)
+        client.answer_open = lambda frame: None
+        asking = asyncio.create_task(running.app.gateway.open_channel("222", 5.0))
+        [frame] = await client.wait_for_open_requests(1)
+        assert frame == {"type": "open_channel", "nonce": frame["nonce"], "channel": "222"}
+        for wrong in (
+            {"type": "sent", "nonce": frame["nonce"], "ok": True},  # a `send`'s answer
+            opened({**frame, "nonce": "other"}),
+        ):
+            await client.send_raw(json.dumps(wrong))
+        await asyncio.sleep(0.1)
+        assert not asking.done()
+        await client.send_raw(json.dumps(opened(frame, focused=False)))
+        answer = await asking
+        assert (answer.channel, answer.ok, answer.focused) == ("222", True, False)
+        await client.close()
+
+
+async def test_open_channel_fails_when_the_plugin_disconnects_or_never_comes(
+    tmp_path: Path,
+) -> None:
+    async with running_app(tmp_path, RULES) as running:
+        with pytest.raises(TimeoutError):
+            await running.app.gateway.open_channel("222", 0.1)
+        client = await PluginClient.connect(running.url)
+        client.answer_open = lambda frame: None
+        asking = asyncio.create_task(running.app.gateway.open_channel("222", 5.0))
+        await client.wait_for_open_requests(1)
+        await client.close()
+        with pytest.raises(ConnectionError, match="disconnected before answering"):
+            await asking
+
+
+async def test_activity_reports_keep_the_latest_time_and_never_the_future(tmp_path: Path) -> None:
+    async with running_app(tmp_path, RULES) as running:
+        gateway = running.app.gateway
+        assert gateway.last_activity() is None
+        client = await PluginClient.connect(running.url)
+        now = time.time()
+        await client.activity(now - 5.0)
+        await client.activity(now - 10.0)  # late and out of order: ignored
+        await client.message("1", "111", "222", "")  # acked after the frames before it
+        assert gateway.last_activity() == pytest.approx(now - 5.0, abs=0.001)
+        await client.activity(now + 3600.0)
+        await client.message("2", "111", "222", "")
+        seen = gateway.last_activity()
+        assert seen is not None
+        assert now <= seen <= time.time()
+        await client.close()

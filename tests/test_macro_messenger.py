@@ -1,4 +1,8 @@
-"""The macro messenger typing into a real Tk window on a private Xvfb display."""
+"""The macro messenger typing into a real Tk window on a private Xvfb display.
+
+The Tk window stands for Discord's; a real websocket client plays the plugin, which opens the
+channel (or not), says whether the window has focus, and reports the person's activity.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +16,27 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pyperclip
 import pytest
+import pytest_asyncio
 
+from server.gateway import Gateway
 from server.messengers.base import MessengerError
 from server.messengers.macro import MacroMessenger
+from tests.fakes.openai_api import FakeOpenAI
+from tests.relay_harness import PluginClient, RunningApp, opened, running_app
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = Path(__file__).with_name("gui_target.py")
 TIMEOUT = 10.0
 XVFB_SCREEN = ("-screen", "0", "1280x720x24", "-nolisten", "tcp")
 SCREEN_CENTRE = (640, 360)
+IDLE = 0.5  # MACRO_IDLE_SECONDS in these tests
+NO_RULES = "REPLY_TO = []\n"
 
 
 def _require(tool: str) -> None:
@@ -120,10 +131,38 @@ def target(xvfb_display: str) -> Iterator[Target]:
     box.close()
 
 
-@pytest.fixture
-def messenger(target: Target) -> MacroMessenger:
+@pytest_asyncio.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningApp]:
+    """The real server with the macro messenger (built from the settings) and its gateway."""
+    settings = {"MESSENGER": "macro", "SEND_TIMEOUT_SECONDS": 2.0, "MACRO_IDLE_SECONDS": IDLE}
+    async with running_app(tmp_path, NO_RULES, **settings) as running:
+        yield running
+
+
+@pytest_asyncio.fixture
+async def plugin(server: RunningApp) -> AsyncIterator[PluginClient]:
+    """A connected plugin that shows every channel it is asked to open, focused."""
+    client = await PluginClient.connect(server.url)
+    yield client
+    await client.close()
+
+
+def macro(gateway: Gateway, **overrides: Any) -> MacroMessenger:
     """A messenger with short waits: the Tk box pastes synchronously."""
-    return MacroMessenger(settle_seconds=0.05, key_pause_seconds=0.01)
+    options: dict[str, Any] = {
+        "timeout": TIMEOUT,
+        "idle_seconds": IDLE,
+        "retry_seconds": 0.05,
+        "settle_seconds": 0.05,
+        "key_pause_seconds": 0.01,
+    }
+    return MacroMessenger(gateway, **{**options, **overrides})
+
+
+@pytest.fixture
+def messenger(target: Target, server: RunningApp, plugin: PluginClient) -> MacroMessenger:
+    """A messenger guarded by the real gateway, with the plugin connected."""
+    return macro(server.app.gateway)
 
 
 def wait_for_clipboard(text: str) -> None:
@@ -166,8 +205,10 @@ async def test_concurrent_sends_do_not_interleave(
     await expect_only(target, messenger, [first, second])
 
 
-async def test_cancelled_send_finishes_before_the_next_starts(target: Target) -> None:
-    slow = MacroMessenger(settle_seconds=0.3, key_pause_seconds=0.01)
+async def test_cancelled_send_finishes_before_the_next_starts(
+    target: Target, server: RunningApp, plugin: PluginClient
+) -> None:
+    slow = macro(server.app.gateway, settle_seconds=0.3)
     first = asyncio.create_task(slow.send("1", "the cancelled one", nonce="a"))
     await asyncio.to_thread(wait_for_clipboard, "the cancelled one")  # its thread is typing
     first.cancel()
@@ -204,14 +245,23 @@ async def test_fail_safe_aborts_and_restores_clipboard(
 
 
 def _send_in_subprocess(env: dict[str, str]) -> str:
-    """Run one send in a fresh interpreter (pyautogui binds to a display once per process)."""
+    """Run one send in a fresh interpreter (pyautogui binds to a display once per process).
+
+    The desktop is checked before the plugin is asked to move Discord: a guard that is asked
+    anything fails the send.
+    """
     code = (
         "import asyncio, sys\n"
         "from server.messengers.base import MessengerError\n"
         "from server.messengers.macro import MacroMessenger\n"
         "assert 'pyautogui' not in sys.modules, 'pyautogui imported eagerly'\n"
+        "class NotAsked:\n"
+        "    async def open_channel(self, channel_id, timeout):\n"
+        "        raise AssertionError('the plugin was asked before the desktop was checked')\n"
+        "    def last_activity(self):\n"
+        "        raise AssertionError('the plugin was asked before the desktop was checked')\n"
         "try:\n"
-        "    asyncio.run(MacroMessenger().send('123', 'hi', nonce='n'))\n"
+        "    asyncio.run(MacroMessenger(NotAsked()).send('123', 'hi', nonce='n'))\n"
         "except MessengerError as exc:\n"
         "    print(exc)\n"
     )
@@ -239,3 +289,141 @@ def test_without_clipboard_tool_raises_clear_error(xvfb_display: str, tmp_path: 
     env.pop("WAYLAND_DISPLAY", None)
     out = _send_in_subprocess(env)
     assert "cannot use the clipboard for channel 123: install xclip or xsel" in out
+
+
+async def test_the_channel_is_opened_first_and_the_text_lands(
+    target: Target, server: RunningApp, plugin: PluginClient
+) -> None:
+    app_macro = server.app.messenger  # as `serve` builds it from the settings
+    assert isinstance(app_macro, MacroMessenger)
+    await app_macro.send("123", "into the right chat ✓", nonce="n1")
+    assert [frame["channel"] for _, frame in plugin.open_requests] == ["123"]
+    await expect_only(target, app_macro, ["into the right chat ✓"])
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (
+            lambda frame: opened(frame, channel="999", error="Discord still shows channel 999"),
+            "Discord shows channel 999, not the reply's channel: Discord still shows channel 999",
+        ),
+        (lambda frame: opened(frame, focused=False), "does not have keyboard focus"),
+        (lambda frame: None, "no plugin answered"),
+    ],
+    ids=["wrong channel", "no focus", "no answer"],
+)
+async def test_nothing_is_typed_without_the_channel_open_and_focused(
+    target: Target,
+    server: RunningApp,
+    plugin: PluginClient,
+    answer: Any,
+    reason: str,
+) -> None:
+    plugin.answer_open = answer
+    guarded = macro(server.app.gateway, timeout=0.6)
+    with pytest.raises(MessengerError) as caught:
+        await guarded.send("123", "must not be typed", nonce="n1")
+    assert str(caught.value).startswith(
+        "channel 123: the macro did not type the reply (SEND_TIMEOUT_SECONDS is 0.6): "
+    )
+    assert reason in str(caught.value)
+    if answer(plugin.open_requests[0][1]) is not None:
+        assert len(plugin.open_requests) >= 2, "asked again before giving up"
+    plugin.answer_open = opened
+    await expect_only(target, guarded, [])
+
+
+async def test_a_channel_that_opens_late_is_typed_into_once(
+    target: Target, plugin: PluginClient, messenger: MacroMessenger
+) -> None:
+    def late(frame: dict[str, Any]) -> dict[str, Any]:
+        """Discord is still on the old channel the first time it is asked."""
+        return opened(frame, channel="100" if len(plugin.open_requests) == 1 else None)
+
+    plugin.answer_open = late
+    await messenger.send("123", "after a retry", nonce="n1")
+    assert len(plugin.open_requests) == 2
+    plugin.answer_open = opened
+    await expect_only(target, messenger, ["after a retry"])
+
+
+async def test_without_a_plugin_the_macro_refuses_to_type(
+    target: Target, server: RunningApp
+) -> None:
+    guarded = macro(server.app.gateway, timeout=0.3)
+    with pytest.raises(MessengerError, match=r"^channel 123: .*no plugin answered"):
+        await guarded.send("123", "must not be typed", nonce="n1")
+    client = await PluginClient.connect(server.url)
+    try:
+        await expect_only(target, guarded, [])
+    finally:
+        await client.close()
+
+
+async def wait_for_activity(server: RunningApp) -> float:
+    """The activity time once the gateway has taken the plugin's report."""
+    deadline = time.monotonic() + TIMEOUT
+    while (seen := server.app.gateway.last_activity()) is None:
+        assert time.monotonic() < deadline, "the gateway never saw the activity"
+        await asyncio.sleep(0.01)
+    return seen
+
+
+async def test_recent_activity_defers_the_send_until_the_person_is_idle(
+    target: Target, server: RunningApp, plugin: PluginClient, messenger: MacroMessenger
+) -> None:
+    await plugin.activity(time.time())
+    active_at = await wait_for_activity(server)
+    await messenger.send("123", "once you stopped", nonce="n1")
+    [(asked_at, _)] = plugin.open_requests
+    assert asked_at - active_at >= IDLE, "Discord was moved while the person was active"
+    await expect_only(target, messenger, ["once you stopped"])
+
+
+async def test_activity_lasting_past_the_timeout_gives_up_without_moving_discord(
+    target: Target, server: RunningApp, plugin: PluginClient
+) -> None:
+    await plugin.activity(time.time())
+    await wait_for_activity(server)
+    guarded = macro(server.app.gateway, idle_seconds=30.0, timeout=1.0)
+    with pytest.raises(MessengerError, match=r"^channel 123: .*you used Discord [\d.]+ s ago"):
+        await guarded.send("123", "must not be typed", nonce="n1")
+    assert plugin.open_requests == []
+    await expect_only(target, macro(server.app.gateway), [])
+
+
+async def test_the_macros_own_keys_do_not_defer_its_next_message(
+    target: Target, server: RunningApp, plugin: PluginClient
+) -> None:
+    guarded = macro(server.app.gateway, idle_seconds=30.0, timeout=1.0)
+    await guarded.send("123", "part one", nonce="n1")
+    assert await target.next_message() == "part one"
+    await plugin.activity(time.time())  # the plugin saw our Enter key in Discord's window
+    await wait_for_activity(server)
+    await guarded.send("123", "part two", nonce="n2")
+    await expect_only(target, guarded, ["part two"])
+
+
+async def test_the_relay_gives_up_with_one_log_line_naming_the_channel(
+    target: Target, tmp_path: Path, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = {
+        "MESSENGER": "macro",
+        "OPENAI_BASE_URL": fake_openai.base_url,
+        "OPENAI_API_KEY": FakeOpenAI.API_KEY,
+        "SEND_TIMEOUT_SECONDS": 0.5,
+    }
+    async with running_app(tmp_path, 'REPLY_TO = [("111", "222")]\n', **settings) as running:
+        client = await PluginClient.connect(running.url)
+        client.answer_open = lambda frame: opened(frame, channel="999")
+        await client.message("5001", "111", "222", "hello?")
+        await running.app.relay.drain()
+        errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+        assert len(errors) == 1, errors
+        expected = "reply to message 5001 not delivered (part 1 of 1): channel 222: "
+        assert errors[0].startswith(expected)
+        assert "Discord shows channel 999" in errors[0]
+        client.answer_open = opened
+        await expect_only(target, macro(running.app.gateway), [])
+        await client.close()

@@ -48,18 +48,35 @@ function nextId() {
     return String(snowflake);
 }
 
+// Channels the fake client knows: DMs have no guild. The client starts on the "home" DM.
+const CHANNELS = [
+    { id: "100", type: 1, guild_id: null }, // home: a DM with someone else
+    { id: "222", type: 1, guild_id: null }, // the DM with the friend of the tests
+    { id: "333", type: 0, guild_id: "777" }, // a text channel in a server
+];
+
 /**
  * The fake Discord client: modules in a webpack-like registry, plus helpers to play gateway events.
- * `missing` names modules to leave out: "dispatcher", "userStore", "messageActions", "typing".
- * With `echo` (default), sendMessage dispatches the optimistic local copy and then the gateway
- * copy of the owner's message, as the real client does.
+ * `missing` names modules to leave out: "dispatcher", "userStore", "messageActions", "typing",
+ * "router", "selectedChannelStore". With `echo` (default), sendMessage dispatches the optimistic
+ * local copy and then the gateway copy of the owner's message, as the real client does.
+ * `router` is "named" (an object with transitionTo, as older clients export it) or "mangled" (the
+ * bare function under a minified export name, as current clients do).
+ *
+ * Navigation behaves like the client's: `transitionTo(path)` logs "transitionTo - Transitioning to
+ * PATH", and `navigationDelayMs` later the route's channel is selected (a CHANNEL_SELECT action
+ * that SelectedChannelStore follows) if the path names a channel the client knows under its own
+ * guild (or @me for a DM); otherwise, or while `navigationBlocked` is set, the selection stays.
  */
-function createFakeDiscord({ missing = [], echo = true } = {}) {
+function createFakeDiscord({ missing = [], echo = true, router = "named" } = {}) {
     const dispatcher = new FakeDispatcher();
     const sent = []; // sendMessage calls
     const decoySent = [];
     const typing = [];
-    const discord = { dispatcher, sent, decoySent, typing, self: SELF, failNextSend: null, sendDelayMs: 0 };
+    const navigations = []; // paths given to transitionTo
+    const discord = { dispatcher, sent, decoySent, typing, navigations, self: SELF, failNextSend: null, sendDelayMs: 0, navigationDelayMs: 30, navigationBlocked: false };
+    const channels = new Map(CHANNELS.map((channel) => [channel.id, channel]));
+    let selectedChannelId = "100";
 
     const userStore = {
         _dispatchToken: "user-store-token",
@@ -71,7 +88,34 @@ function createFakeDiscord({ missing = [], echo = true } = {}) {
     const channelStore = {
         _dispatchToken: "channel-store-token",
         getName: () => "ChannelStore",
-        getChannel: (id) => ({ id, type: 0 }),
+        getChannel: (id) => (channels.has(id) ? { ...channels.get(id) } : undefined),
+    };
+    const selectedChannelStore = {
+        _dispatchToken: "selected-channel-store-token",
+        getName: () => "SelectedChannelStore",
+        getChannelId: () => selectedChannelId,
+        getLastSelectedChannelId: () => selectedChannelId,
+        getVoiceChannelId: () => null,
+    };
+    dispatcher.subscribe("CHANNEL_SELECT", (action) => {
+        selectedChannelId = action.channelId;
+    });
+    function transitionTo(path) {
+        navigations.push(path);
+        discord.routerLog = `transitionTo - Transitioning to ${path}`;
+        const match = /^\/channels\/(@me|\d+)\/(\d+)$/.exec(path);
+        setTimeout(() => {
+            const channel = match && channels.get(match[2]);
+            if (discord.navigationBlocked || !channel || (channel.guild_id ?? "@me") !== match[1]) return;
+            dispatcher.dispatch({ type: "CHANNEL_SELECT", guildId: channel.guild_id, channelId: channel.id });
+        }, discord.navigationDelayMs);
+    }
+    const namedRouter = {
+        transitionTo,
+        transitionToGuild: (guildId, channelId) => transitionTo(`/channels/${guildId}/${channelId ?? ""}`),
+        replaceWith: transitionTo,
+        back() {},
+        forward() {},
     };
     const messageActions = {
         sendMessage(channelId, message, waitForChannelReady, options = {}) {
@@ -124,11 +168,25 @@ function createFakeDiscord({ missing = [], echo = true } = {}) {
         { exports: { A: { dispatch() {}, subscribe() {}, emit() {} } } },
         { exports: { A: { startTyping: () => { throw new Error("decoy typing module"); } } } },
         { exports: { __esModule: true, default: channelStore } },
+        // An animation helper that also has a transitionTo, and a function that only mentions it.
+        { exports: { A: { transitionTo: () => { throw new Error("decoy transitionTo"); }, easing: {} } } },
+        { exports: { zx: function describeRoute() { return "transitionTo - the route"; } } },
     ];
+    if (!missing.includes("selectedChannelStore")) modules.push({ exports: { A: selectedChannelStore } });
+    if (!missing.includes("router")) {
+        if (router === "mangled") modules.push({ exports: { uL: transitionTo, aq: () => "/channels/@me", Xy: 3 } });
+        else modules.push({ exports: { A: namedRouter } });
+    }
     if (!missing.includes("dispatcher")) modules.push({ exports: { Z: { other: true }, h: dispatcher } }); // named export
     if (!missing.includes("userStore")) modules.push({ exports: { A: userStore } });
     if (!missing.includes("messageActions")) modules.push({ exports: { A: messageActions } });
     if (!missing.includes("typing")) modules.push({ exports: { __esModule: true, default: typingActions } });
+
+    /** Show a channel as if the person clicked it. */
+    discord.select = (channelId) => {
+        selectedChannelId = channelId;
+    };
+    discord.selectedChannelId = () => selectedChannelId;
 
     discord.registry = Object.fromEntries(modules.map((module, index) => [String(1000 + index), { id: String(1000 + index), ...module }]));
 
@@ -257,6 +315,10 @@ function createFakeBdApi(discord, { document } = {}) {
             const [keys, options] = getOptions(args);
             return Webpack.getModule(byKeysFilter(keys), { ...options, first: false });
         },
+        getByStrings(...args) {
+            const [strings, options] = getOptions(args);
+            return Webpack.getModule(Webpack.Filters.byStrings(...strings), options);
+        },
         getStore(name) {
             return Webpack.getModule(byStoreNameFilter(name));
         },
@@ -337,7 +399,10 @@ function createFakeBdApi(discord, { document } = {}) {
     };
 }
 
-/** Just enough of the DOM for a settings panel built with createElement/appendChild/events. */
+/**
+ * Just enough of the DOM for a settings panel built with createElement/appendChild/events, and a
+ * document that takes event listeners and says whether the window has focus (`focused`).
+ */
 function createFakeDocument() {
     class FakeElement {
         constructor(tagName) {
@@ -392,9 +457,29 @@ function createFakeDocument() {
             return null;
         }
     }
+    const listeners = new Map();
     return {
+        focused: true,
         createElement: (tag) => new FakeElement(tag),
         createTextNode: (text) => Object.assign(new FakeElement("#text"), { textContent: text }),
+        hasFocus() {
+            return this.focused;
+        },
+        addEventListener(type, listener) {
+            if (!listeners.has(type)) listeners.set(type, new Set());
+            listeners.get(type).add(listener);
+        },
+        removeEventListener(type, listener) {
+            listeners.get(type)?.delete(listener);
+        },
+        /** Deliver an event as the browser would; the person's own input is `isTrusted`. */
+        dispatchEvent(event) {
+            for (const listener of [...(listeners.get(event.type) ?? [])]) listener({ isTrusted: true, ...event });
+            return true;
+        },
+        listenerCount(type) {
+            return listeners.get(type)?.size ?? 0;
+        },
     };
 }
 

@@ -71,8 +71,8 @@ function spyWebSocket({ origin = DISCORD_ORIGIN } = {}) {
 }
 
 /** A fresh fake Discord + BdApi + spy, and a constructed (not yet started) plugin. */
-function setup({ settings, missing, echo, backoff = FAST_BACKOFF, options, origin } = {}) {
-    const discord = createFakeDiscord({ missing, echo });
+function setup({ settings, missing, echo, router, backoff = FAST_BACKOFF, options, origin } = {}) {
+    const discord = createFakeDiscord({ missing, echo, router });
     const document = createFakeDocument();
     const fake = createFakeBdApi(discord, { document });
     const spy = spyWebSocket({ origin });
@@ -112,9 +112,9 @@ function fakeOpenAIKey() {
 
 /** A child process whose output we keep, and which we can wait on and stop. */
 class Child {
-    constructor(args, { cwd = REPO } = {}) {
+    constructor(args, { cwd = REPO, stdin = "ignore" } = {}) {
         this.output = "";
-        this.process = spawn(PYTHON, args, { cwd, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PYTHONUNBUFFERED: "1" } });
+        this.process = spawn(PYTHON, args, { cwd, stdio: [stdin, "pipe", "pipe"], env: { ...process.env, PYTHONUNBUFFERED: "1" } });
         this.exited = new Promise((resolve) => this.process.once("exit", (code, signal) => resolve({ code, signal })));
         this.lines = [];
         this.waiters = [];
@@ -226,10 +226,54 @@ class RelayServer {
     }
 }
 
+/**
+ * The real gateway alone (`python -m tests.gateway_driver`), asked to open channels through the
+ * connected plugin and to tell the last activity the plugin reported.
+ */
+class GatewayDriver {
+    constructor() {
+        this.secret = crypto.randomBytes(18).toString("base64url");
+        this.child = null;
+        this.port = null;
+    }
+
+    async start() {
+        this.child = new Child(["-m", "tests.gateway_driver", "--secret", this.secret], { stdin: "pipe" });
+        const line = await this.child.waitForLine(/^listening on \d+$/, { what: "the gateway driver to listen" });
+        this.port = Number(line.split(" ").at(-1));
+        return this;
+    }
+
+    get settings() {
+        return { host: "127.0.0.1", port: this.port, secret: this.secret, enabled: true };
+    }
+
+    /** Send one command line; resolve with the driver's JSON answer to it. */
+    async ask(command) {
+        const seen = this.child.lines.length;
+        this.child.process.stdin.write(command + "\n");
+        const answer = await waitFor(() => this.child.lines.slice(seen).find((line) => line.startsWith("{")), { what: `an answer to ${command}; output:\n${this.child.output}` });
+        return JSON.parse(answer);
+    }
+
+    /** `Gateway.open_channel(channel, timeoutSeconds)` through the plugin: its `opened` answer. */
+    openChannel(channel, timeoutSeconds = 5) {
+        return this.ask(`open ${channel} ${timeoutSeconds}`);
+    }
+
+    async lastActivity() {
+        return (await this.ask("activity")).last_activity;
+    }
+
+    async stop() {
+        if (this.child) await this.child.stop();
+    }
+}
+
 /** Parse "[auto-reply] echo: TEXT [turns=N]" from the fake LLM's default reply. */
 function echoedText(content) {
     const match = /^\[auto-reply\] echo: (.*) \[turns=\d+\]$/s.exec(content);
     return match ? match[1] : null;
 }
 
-module.exports = { REPO, PLUGIN_PATH, PYTHON, META, FAST_BACKOFF, loadPlugin, spyWebSocket, setup, waitFor, sleep, freePort, startFakeOpenAI, RelayServer, echoedText };
+module.exports = { REPO, PLUGIN_PATH, PYTHON, META, FAST_BACKOFF, loadPlugin, spyWebSocket, setup, waitFor, sleep, freePort, startFakeOpenAI, RelayServer, GatewayDriver, echoedText };
