@@ -190,6 +190,10 @@ class RelayServer {
             OPENAI_BASE_URL: llm.url,
             OPENAI_API_KEY: llm.key,
             REPLY_PREFIX: "[auto-reply] ",
+            // Answer at once, and keep answering after the owner's own messages in a chat: these
+            // suites test the plugin; bursts and takeover are tested in Python (test_conversations_e2e).
+            COALESCE_SECONDS: 0,
+            TAKEOVER_MINUTES: 0,
             ...config,
         };
         fs.writeFileSync(this.configPath, JSON.stringify(settings, null, 2));
