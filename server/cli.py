@@ -80,7 +80,12 @@ def _setup_logging(settings: Settings, verbosity: int) -> None:
 def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     _setup_logging(settings, args.verbose)
-    app = App(settings, args.reply_config, allow_remote=args.allow_remote)
+    app = App(
+        settings,
+        args.reply_config,
+        allow_remote=args.allow_remote,
+        config_dir=args.config.resolve().parent,
+    )
     try:
         asyncio.run(_run_until_signal(app))
     except OSError as exc:

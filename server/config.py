@@ -69,6 +69,8 @@ class Settings(BaseModel):
     TYPING_INTERVAL_SECONDS: PositiveFloat = 8.0
     HELLO_TIMEOUT_SECONDS: PositiveFloat = 5.0
     SEND_TIMEOUT_SECONDS: PositiveFloat = 30.0
+    # g4f backend: which provider to use ("" = g4f chooses)
+    G4F_PROVIDER: str = ""
 
     def messenger_name(self) -> Literal["rest", "plugin", "macro"]:
         """Resolve `MESSENGER: "auto"`: REST when a token is set, else the plugin."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
-from server.config import Settings
+from server.config import ConfigError, Settings
 from server.llm.base import ChatMessage, GenerationOptions, LLMBackend, LLMError
 from server.llm.g4f_backend import G4FBackend, g4f_installed
 from server.llm.openai_backend import OpenAIBackend
@@ -45,8 +46,12 @@ class BackendChain:
             await backend.aclose()
 
 
-def build_backend_chain(settings: Settings) -> BackendChain:
-    """The LLM_BACKENDS that can run here, in order; logs why any other is skipped."""
+def build_backend_chain(settings: Settings, config_dir: Path | None = None) -> BackendChain:
+    """The LLM_BACKENDS that can run here, in order; logs why any other is skipped.
+
+    `config_dir` (the folder of config.json) holds g4f's own files. Raises `ConfigError` for a
+    G4F_PROVIDER that g4f does not know.
+    """
     backends: list[LLMBackend] = []
     for name in dict.fromkeys(settings.LLM_BACKENDS):
         if name == "openai":
@@ -68,7 +73,14 @@ def build_backend_chain(settings: Settings) -> BackendChain:
                     "LLM backend g4f skipped: install it with pip install 'discord-auto-reply[g4f]'"
                 )
                 continue
-            backends.append(
-                G4FBackend(model=settings.G4F_MODEL, timeout=settings.LLM_TIMEOUT_SECONDS)
-            )
+            try:
+                backend = G4FBackend(
+                    model=settings.G4F_MODEL,
+                    provider=settings.G4F_PROVIDER,
+                    timeout=settings.LLM_TIMEOUT_SECONDS,
+                    config_dir=config_dir,
+                )
+            except ValueError as exc:
+                raise ConfigError(f"G4F_PROVIDER: {exc}") from None
+            backends.append(backend)
     return BackendChain(backends)
