@@ -101,7 +101,7 @@ class App:
             secret=settings.WEBSOCKET_SECRET,
             allowed_origins=settings.ALLOWED_ORIGINS,
             accept=self._accept,
-            watch_list=self.rules_watcher.current.watch_list,
+            watch_list=lambda: self.rules_watcher.current.watch_list(),
             messenger_name=settings.messenger_name(),
             hello_timeout=settings.HELLO_TIMEOUT_SECONDS,
         )
