@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
 from server import __version__, protocol
-from server.protocol import Hello, IncomingMessage, ProtocolError, Sent
+from server.protocol import Hello, IncomingMessage, ProtocolError, Sent, StatusRequest
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ class Gateway:
     """Accepts authenticated plugin connections and routes their frames.
 
     Messages go to `accept` (then get an ack); `sent` answers resolve `request` calls.
+    Clients whose hello says `"role": "cli"` are kept apart: they may only ask for `status`,
+    and `request`, `notify` and `broadcast` only ever pick plugins.
     """
 
     def __init__(
@@ -51,7 +53,7 @@ class Gateway:
         self._watch_list = watch_list
         self._messenger_name = messenger_name
         self._hello_timeout = hello_timeout
-        self._clients: list[ServerConnection] = []
+        self._clients: list[ServerConnection] = []  # plugins only (never cli clients), oldest first
         self._client_connected = asyncio.Event()
         self._pending: dict[str, tuple[asyncio.Future[Sent], ServerConnection]] = {}
 
@@ -70,6 +72,9 @@ class Gateway:
         peer = _peer(connection)
         hello = await self._authenticate(connection, peer)
         if hello is None:
+            return
+        if hello.role == "cli":
+            await self._serve_cli(connection, peer)
             return
         log.info("plugin connected from %s (%s %s)", peer, hello.client or "?", hello.version)
         await connection.send(
@@ -124,8 +129,34 @@ class Gateway:
             waiting = self._pending.get(frame.nonce)
             if waiting is not None and not waiting[0].done():
                 waiting[0].set_result(frame)
+        elif isinstance(frame, StatusRequest):
+            await connection.send(protocol.encode(self._status()))
         else:
             await connection.send(protocol.encode(protocol.error("already authenticated")))
+
+    async def _serve_cli(self, connection: ServerConnection, peer: str) -> None:
+        """A command-line client: welcome it, then answer its `status` requests until it leaves."""
+        log.info("command-line client connected from %s", peer)
+        welcome = protocol.welcome(__version__, self._watch_list(), self._messenger_name)
+        try:
+            await connection.send(protocol.encode(welcome))
+            async for text in connection:
+                try:
+                    frame = protocol.parse_client_frame(text)
+                except ProtocolError as exc:
+                    await connection.send(protocol.encode(protocol.error(str(exc))))
+                    continue
+                if isinstance(frame, StatusRequest):
+                    await connection.send(protocol.encode(self._status()))
+                else:
+                    error = f"a cli client may only ask for status, not send {frame.type!r}"
+                    await connection.send(protocol.encode(protocol.error(error)))
+        except ConnectionClosed:
+            pass
+        log.info("command-line client at %s disconnected", peer)
+
+    def _status(self) -> dict[str, Any]:
+        return protocol.status(len(self._clients), len(self._watch_list()), self._messenger_name)
 
     def _forget(self, connection: ServerConnection) -> None:
         if connection in self._clients:
@@ -137,7 +168,7 @@ class Gateway:
                 future.set_exception(ConnectionError("the plugin disconnected before answering"))
 
     def broadcast(self, frame: dict[str, Any]) -> None:
-        """Send a frame to every authenticated client (used for `watch` updates)."""
+        """Send a frame to every connected plugin (used for `watch` updates)."""
         broadcast(self._clients, protocol.encode(frame))
 
     async def _send_quietly(self, connection: ServerConnection, text: str) -> None:

@@ -24,13 +24,19 @@ class _Frame(BaseModel):
 
 
 class Hello(_Frame):
-    """First frame of a connection: authenticates the client."""
+    """First frame of a connection: authenticates the client.
+
+    `role`: "plugin" (the default, for compatibility) forwards messages and posts replies;
+    "cli" (e.g. `discord-auto-reply check`) may only ask for `status`, and is never sent
+    `send`/`typing` frames or requests.
+    """
 
     type: Literal["hello"]
     secret: str = ""
     client: str = ""
     version: str = ""
     self_id: str | None = None
+    role: Literal["plugin", "cli"] = "plugin"
 
 
 class Author(_Frame):
@@ -64,11 +70,19 @@ class Sent(_Frame):
     error: str | None = None
 
 
-ClientFrame = Annotated[Hello | IncomingMessage | Sent, Field(discriminator="type")]
-_client_frame: TypeAdapter[Hello | IncomingMessage | Sent] = TypeAdapter(ClientFrame)
+class StatusRequest(_Frame):
+    """A client asks how the server is doing (answered with a `status` frame)."""
+
+    type: Literal["status"]
 
 
-def parse_client_frame(text: str | bytes) -> Hello | IncomingMessage | Sent:
+ClientFrame = Annotated[Hello | IncomingMessage | Sent | StatusRequest, Field(discriminator="type")]
+_client_frame: TypeAdapter[Hello | IncomingMessage | Sent | StatusRequest] = TypeAdapter(
+    ClientFrame
+)
+
+
+def parse_client_frame(text: str | bytes) -> Hello | IncomingMessage | Sent | StatusRequest:
     """Parse one frame from the plugin, or raise `ProtocolError` saying what is wrong."""
     if isinstance(text, bytes):
         raise ProtocolError("binary frames are not part of protocol v1; send JSON text")
@@ -79,7 +93,7 @@ def parse_client_frame(text: str | bytes) -> Hello | IncomingMessage | Sent:
     if not isinstance(data, dict):
         raise ProtocolError("a frame must be a JSON object")
     kind = data.get("type")
-    if kind not in ("hello", "message", "sent"):
+    if kind not in ("hello", "message", "sent", "status"):
         raise ProtocolError(f"unknown frame type {kind!r}")
     try:
         return _client_frame.validate_python(data)
@@ -136,3 +150,8 @@ def send(nonce: str, channel: str, content: str, reply_to: str | None) -> dict[s
 def typing(channel: str) -> dict[str, Any]:
     """Ask the plugin to show the typing indicator."""
     return {"type": "typing", "channel": channel}
+
+
+def status(plugins: int, watching: int, messenger: str) -> dict[str, Any]:
+    """The answer to a `status` request: connected plugins, watched pairs, the messenger."""
+    return {"type": "status", "plugins": plugins, "watching": watching, "messenger": messenger}
