@@ -101,7 +101,7 @@ class App:
             secret=settings.WEBSOCKET_SECRET,
             allowed_origins=settings.ALLOWED_ORIGINS,
             accept=self._accept,
-            watch_list=lambda: self.rules_watcher.current.watch_list(),
+            watch_list=self._watch_list,
             messenger_name=settings.messenger_name(),
             hello_timeout=settings.HELLO_TIMEOUT_SECONDS,
         )
@@ -115,6 +115,10 @@ class App:
         )
         self._server: Server | None = None
         self._watch_task: asyncio.Task[None] | None = None
+
+    def _watch_list(self) -> list[dict[str, str]]:
+        """The current rules' watch list (read afresh: the rules are reloaded in place)."""
+        return self.rules_watcher.current.watch_list()
 
     def _accept(self, message: protocol.IncomingMessage) -> None:
         self.relay.accept(message)
