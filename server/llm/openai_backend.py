@@ -34,8 +34,8 @@ MAX_DETAIL = 200
 MAX_ATTEMPTS = 5
 
 
-class BrokenStream(Exception):
-    """A streamed answer that was malformed or held no chunk at all."""
+class MalformedAnswer(Exception):
+    """Not what an OpenAI-style server answers: a broken or empty stream, or text, not JSON."""
 
 
 class OpenAIBackend:
@@ -96,7 +96,7 @@ class OpenAIBackend:
                 lesson = learn(quirks, _rejection(err))
                 if lesson is None:
                     raise self._error(self._reason(err)) from None
-            except BrokenStream as err:
+            except MalformedAnswer as err:
                 lesson = learn_from_broken_stream(quirks)
                 if lesson is None:
                     raise self._error(f"malformed answer ({err})") from None
@@ -138,7 +138,7 @@ class OpenAIBackend:
                 temperature=temperature,
             )
             if not isinstance(completion, ChatCompletion):  # the SDK hands back non-JSON as text
-                raise BrokenStream("not a chat completion")
+                raise MalformedAnswer("not a chat completion")
             return (completion.choices[0].message.content or "") if completion.choices else ""
         stream = await create(
             model=model,
@@ -157,9 +157,9 @@ class OpenAIBackend:
                     if chunk.choices and chunk.choices[0].delta.content:
                         parts.append(chunk.choices[0].delta.content)
             except ValueError as err:  # an event that is not JSON: not an OpenAI-style stream
-                raise BrokenStream(f"malformed stream: {err}") from None
+                raise MalformedAnswer(f"malformed stream: {err}") from None
         if not chunks:
-            raise BrokenStream("a stream without a single chunk")
+            raise MalformedAnswer("a stream without a single chunk")
         return "".join(parts)
 
     async def aclose(self) -> None:
