@@ -71,31 +71,45 @@ def build_messenger(settings: Settings, gateway: Gateway) -> Messenger:
     return PluginMessenger(gateway, timeout=settings.SEND_TIMEOUT_SECONDS)
 
 
+def describe_backend(settings: Settings, name: str) -> str:
+    """A backend's name with its model and server or provider (no keys)."""
+    if name == "openai":
+        where = urlsplit(settings.OPENAI_BASE_URL).netloc or "api.openai.com"
+        return f"openai ({settings.OPENAI_MODEL} at {where})"
+    if name == "g4f":
+        return (
+            f"g4f ({settings.G4F_MODEL or 'default model'} via {settings.G4F_PROVIDER or 'auto'})"
+        )
+    return name
+
+
 def describe_backends(settings: Settings, chain: BackendChain) -> str:
     """One line naming each backend that will be tried (no keys)."""
-    described = []
-    for name in chain.names:
-        if name == "openai":
-            where = urlsplit(settings.OPENAI_BASE_URL).netloc or "api.openai.com"
-            described.append(f"openai ({settings.OPENAI_MODEL} at {where})")
-        else:
-            described.append(name)
+    described = [describe_backend(settings, name) for name in chain.names]
     return ", ".join(described) or "none (only FALLBACK_MESSAGE can be sent)"
 
 
 class App:
     """The running relay server."""
 
-    def __init__(self, settings: Settings, reply_config: Path, *, allow_remote: bool = False):
+    def __init__(
+        self,
+        settings: Settings,
+        reply_config: Path,
+        *,
+        allow_remote: bool = False,
+        config_dir: Path | None = None,
+    ):
+        """`config_dir`: the folder of config.json, where g4f keeps its own files."""
         check_settings(settings, allow_remote=allow_remote)
         self.settings = settings
         self.rules_watcher = RulesWatcher(reply_config, self._rules_changed)
-        self.llm = build_backend_chain(settings)
+        self.llm = build_backend_chain(settings, config_dir)
         self.gateway = Gateway(
             secret=settings.WEBSOCKET_SECRET,
             allowed_origins=settings.ALLOWED_ORIGINS,
             accept=self._accept,
-            watch_list=self.rules_watcher.current.watch_list,
+            watch_list=self._watch_list,
             messenger_name=settings.messenger_name(),
             hello_timeout=settings.HELLO_TIMEOUT_SECONDS,
         )
@@ -110,6 +124,10 @@ class App:
         )
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _watch_list(self) -> list[dict[str, str]]:
+        """The current rules' watch list (read afresh: the rules are reloaded in place)."""
+        return self.rules_watcher.current.watch_list()
 
     async def _accept(self, message: protocol.IncomingMessage) -> None:
         await self.relay.accept(message)

@@ -1,4 +1,4 @@
-"""Command line: `discord-auto-reply serve | init | plugin install | memory`."""
+"""Command line: `discord-auto-reply serve | init | plugin install | check | memory`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from server import __version__, log_redaction, memory_commands
+from server import __version__, health_check, log_redaction, memory_commands
 from server.app import App
 from server.config import ConfigError, Settings, load_settings, write_initial_config
 from server.conversations import ConversationStore
@@ -64,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     install.add_argument("--config", type=Path, default=Path("config.json"))
     install.set_defaults(command=_plugin_install)
 
+    check = commands.add_parser(
+        "check", help="try every part of the configured path once and report (exit 0 = ready)"
+    )
+    check.add_argument("--config", type=Path, default=Path("config.json"))
+    check.add_argument("--reply-config", type=Path, default=Path("reply_config.py"))
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(command=_check)
+
     memory = commands.add_parser("memory", help="read or reset the stored conversations")
     memory_actions = memory.add_subparsers(required=True, metavar="ACTION")
     for name, help_text in (
@@ -102,7 +110,12 @@ def _setup_logging(settings: Settings, verbosity: int) -> None:
 def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     _setup_logging(settings, args.verbose)
-    app = App(settings, args.reply_config, allow_remote=args.allow_remote)
+    app = App(
+        settings,
+        args.reply_config,
+        allow_remote=args.allow_remote,
+        config_dir=args.config.resolve().parent,
+    )
     try:
         asyncio.run(_run_until_signal(app))
     except OSError as exc:
@@ -176,3 +189,29 @@ def _plugin_install(args: argparse.Namespace) -> int:
     print("next: in Discord open Settings > Plugins, enable DiscordAutoReply,")
     print("      then start the server with `make run` (the plugin connects by itself)")
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Print the report of `health_check`; 0 only when the configured path works."""
+    handler = logging.StreamHandler()
+    secrets: list[str] = []
+    with contextlib.suppress(ConfigError):  # the report itself names a broken config
+        secrets = load_settings(args.config).secret_values()
+    log_redaction.install(secrets, [handler])
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.WARNING)
+    results = asyncio.run(health_check.run_checks(args.config, args.reply_config))
+    if args.json:
+        print(health_check.render_json(results))
+    else:
+        print(health_check.render_table(results, unicode=_can_print("✔✘")))
+    return 0 if health_check.path_works(results) else 1
+
+
+def _can_print(text: str) -> bool:
+    """Whether stdout's encoding has these characters (a Windows console may not)."""
+    try:
+        text.encode(sys.stdout.encoding or "ascii")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -83,6 +83,8 @@ class Settings(BaseModel):
     MAX_REPLIES_PER_HOUR: Annotated[int, Field(ge=0)] = 30
     # The GUI macro: how long the person must leave the Discord window alone before it types.
     MACRO_IDLE_SECONDS: Annotated[float, Field(ge=0)] = 20.0
+    # g4f backend: which provider to use ("" = g4f chooses)
+    G4F_PROVIDER: str = ""
 
     def messenger_name(self) -> Literal["rest", "plugin", "macro"]:
         """Resolve `MESSENGER: "auto"`: REST when a token is set, else the plugin."""
@@ -101,9 +103,11 @@ def load_settings(path: Path, env: Mapping[str, str] = os.environ) -> Settings:
     Raises `ConfigError` naming the key and the file (or environment variable) at fault.
     """
     values: dict[str, object] = {}
+    lines: dict[str, int] = {}
     if path.exists():
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            raw = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
         except OSError as exc:
@@ -111,11 +115,12 @@ def load_settings(path: Path, env: Mapping[str, str] = os.environ) -> Settings:
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: must hold a JSON object of settings")
         values.update(raw)
-        _validate(values, source=str(path))
+        lines = _key_lines(text)
+        _validate(values, source=str(path), lines=lines)
     from_env = {key: _parse_env(key, env[key]) for key in Settings.model_fields if key in env}
     for key, value in from_env.items():
         _validate({**values, key: value}, source=f"environment variable {key}", only=key)
-    settings = _validate({**values, **from_env}, source=str(path))
+    settings = _validate({**values, **from_env}, source=str(path), lines=lines)
     return settings.model_copy(update={"DATABASE": str(database_path(settings, path.parent))})
 
 
@@ -147,25 +152,43 @@ def _parse_env(key: str, text: str) -> object:
     return value
 
 
-def _validate(values: dict[str, object], *, source: str, only: str | None = None) -> Settings:
+def _key_lines(text: str) -> dict[str, int]:
+    """The line of each top-level key of a config file, for error messages."""
+    lines: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        found = re.match(r'\s*"([A-Za-z0-9_]+)"\s*:', line)
+        if found:
+            lines.setdefault(found.group(1), number)
+    return lines
+
+
+def _validate(
+    values: dict[str, object],
+    *,
+    source: str,
+    only: str | None = None,
+    lines: Mapping[str, int] | None = None,
+) -> Settings:
     try:
         return Settings.model_validate(values)
     except ValidationError as exc:
         problems = [
-            _describe(error)
+            _describe(error, lines or {})
             for error in exc.errors()
             if only is None or (error["loc"] and error["loc"][0] == only)
         ]
         raise ConfigError(f"{source}: " + "; ".join(problems or [str(exc)])) from None
 
 
-def _describe(error: Mapping[str, object]) -> str:
+def _describe(error: Mapping[str, object], lines: Mapping[str, int]) -> str:
     loc = error.get("loc")
     key = ".".join(str(part) for part in loc) if isinstance(loc, tuple) and loc else "?"
-    if error.get("type") == "extra_forbidden":
-        return f"unknown key {key!r}"
-    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     top = str(loc[0]) if isinstance(loc, tuple) and loc else ""
+    at = f" (line {lines[top]})" if top in lines else ""
+    if error.get("type") == "extra_forbidden":
+        return f"unknown key {key!r}{at}"
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    key += at
     if top in SECRET_KEYS:
         return f"{key}: {message}"
     return f"{key}: {message} (got {error.get('input')!r})"

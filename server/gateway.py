@@ -17,7 +17,15 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
 from server import __version__, protocol
-from server.protocol import Activity, Hello, IncomingMessage, Opened, ProtocolError, Sent
+from server.protocol import (
+    Activity,
+    Hello,
+    IncomingMessage,
+    Opened,
+    ProtocolError,
+    Sent,
+    StatusRequest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,8 @@ class Gateway:
     Messages go to `accept` and are acknowledged once it returns (they are stored then);
     `sent` and `opened` answers resolve `request` and `open_channel` calls; `activity` frames
     update `last_activity`.
+    Clients whose hello says `"role": "cli"` are kept apart: they may only ask for `status`,
+    and `request`, `notify` and `broadcast` only ever pick plugins.
     """
 
     def __init__(
@@ -67,7 +77,7 @@ class Gateway:
         self._watch_list = watch_list
         self._messenger_name = messenger_name
         self._hello_timeout = hello_timeout
-        self._clients: list[ServerConnection] = []
+        self._clients: list[ServerConnection] = []  # plugins only (never cli clients), oldest first
         self._client_connected = asyncio.Event()
         self._pending: dict[str, _Waiter] = {}
         self._last_activity: float | None = None
@@ -87,6 +97,9 @@ class Gateway:
         peer = _peer(connection)
         hello = await self._authenticate(connection, peer)
         if hello is None:
+            return
+        if hello.role == "cli":
+            await self._serve_cli(connection, peer)
             return
         log.info("plugin connected from %s (%s %s)", peer, hello.client or "?", hello.version)
         await connection.send(
@@ -143,8 +156,34 @@ class Gateway:
                 waiter.future.set_result(frame)
         elif isinstance(frame, Activity):
             self._note_activity(frame.at / 1000)
+        elif isinstance(frame, StatusRequest):
+            await connection.send(protocol.encode(self._status()))
         else:
             await connection.send(protocol.encode(protocol.error("already authenticated")))
+
+    async def _serve_cli(self, connection: ServerConnection, peer: str) -> None:
+        """A command-line client: welcome it, then answer its `status` requests until it leaves."""
+        log.info("command-line client connected from %s", peer)
+        welcome = protocol.welcome(__version__, self._watch_list(), self._messenger_name)
+        try:
+            await connection.send(protocol.encode(welcome))
+            async for text in connection:
+                try:
+                    frame = protocol.parse_client_frame(text)
+                except ProtocolError as exc:
+                    await connection.send(protocol.encode(protocol.error(str(exc))))
+                    continue
+                if isinstance(frame, StatusRequest):
+                    await connection.send(protocol.encode(self._status()))
+                else:
+                    error = f"a cli client may only ask for status, not send {frame.type!r}"
+                    await connection.send(protocol.encode(protocol.error(error)))
+        except ConnectionClosed:
+            pass
+        log.info("command-line client at %s disconnected", peer)
+
+    def _status(self) -> dict[str, Any]:
+        return protocol.status(len(self._clients), len(self._watch_list()), self._messenger_name)
 
     def _forget(self, connection: ServerConnection) -> None:
         if connection in self._clients:
@@ -158,7 +197,7 @@ class Gateway:
                 )
 
     def broadcast(self, frame: dict[str, Any]) -> None:
-        """Send a frame to every authenticated client (used for `watch` updates)."""
+        """Send a frame to every connected plugin (used for `watch` updates)."""
         broadcast(self._clients, protocol.encode(frame))
 
     async def _send_quietly(self, connection: ServerConnection, text: str) -> None:

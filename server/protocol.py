@@ -24,13 +24,19 @@ class _Frame(BaseModel):
 
 
 class Hello(_Frame):
-    """First frame of a connection: authenticates the client."""
+    """First frame of a connection: authenticates the client.
+
+    `role`: "plugin" (the default, for compatibility) forwards messages and posts replies;
+    "cli" (e.g. `discord-auto-reply check`) may only ask for `status`, and is never sent
+    `send`/`typing` frames or requests.
+    """
 
     type: Literal["hello"]
     secret: str = ""
     client: str = ""
     version: str = ""
     self_id: str | None = None
+    role: Literal["plugin", "cli"] = "plugin"
 
 
 class Author(_Frame):
@@ -86,10 +92,16 @@ class Activity(_Frame):
     at: float = Field(ge=0)
 
 
-ClientFrameType = Hello | IncomingMessage | Sent | Opened | Activity
+class StatusRequest(_Frame):
+    """A client asks how the server is doing (answered with a `status` frame)."""
+
+    type: Literal["status"]
+
+
+ClientFrameType = Hello | IncomingMessage | Sent | Opened | Activity | StatusRequest
 ClientFrame = Annotated[ClientFrameType, Field(discriminator="type")]
 _client_frame: TypeAdapter[ClientFrameType] = TypeAdapter(ClientFrame)
-_CLIENT_FRAME_TYPES = ("hello", "message", "sent", "opened", "activity")
+_CLIENT_FRAME_TYPES = ("hello", "message", "sent", "opened", "activity", "status")
 
 
 def parse_client_frame(text: str | bytes) -> ClientFrameType:
@@ -165,3 +177,8 @@ def typing(channel: str) -> dict[str, Any]:
 def open_channel(nonce: str, channel: str) -> dict[str, Any]:
     """Ask the plugin to show `channel` in Discord; answered by an `opened` frame with `nonce`."""
     return {"type": "open_channel", "nonce": nonce, "channel": channel}
+
+
+def status(plugins: int, watching: int, messenger: str) -> dict[str, Any]:
+    """The answer to a `status` request: connected plugins, watched pairs, the messenger."""
+    return {"type": "status", "plugins": plugins, "watching": watching, "messenger": messenger}

@@ -86,6 +86,20 @@ def test_invalid_json_names_the_file_and_line(tmp_path: Path) -> None:
         load_settings(path, env={})
 
 
+def test_bad_values_name_the_key_and_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(
+        '{\n  "MAX_TOKENS": 100,\n  "WEBSOCKET_PORT": "x",\n  "OPENAI_MODLE": "m"\n}',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert str(caught.value) == (
+        f"{path}: WEBSOCKET_PORT (line 3): Input should be a valid integer (got 'x'); "
+        "unknown key 'OPENAI_MODLE' (line 4)"
+    )
+
+
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     path = write(tmp_path / "c.json", {"WEBSOCKET_PORT": 9000, "OPENAI_API_KEY": "from-file"})
     env = {

@@ -200,6 +200,38 @@ async def test_typing_is_204_and_recorded(
     assert unauthorized.status_code == 401
 
 
+async def test_current_user_is_the_token_owner_with_private_fields(
+    http: httpx2.AsyncClient, fake_discord: FakeDiscord
+) -> None:
+    response = await http.get(f"{fake_discord.base_url}/users/@me", headers=AUTH)
+    assert response.status_code == 200
+    user = response.json()
+    assert (user["id"], user["username"], user["global_name"]) == (
+        FakeDiscord.USER_ID,
+        "fake-user",
+        "Fake User",
+    )
+    assert user["discriminator"] == "0"
+    assert {"email", "verified", "mfa_enabled", "locale", "premium_type"} <= user.keys()
+    assert response.headers["X-RateLimit-Remaining"] == "4"
+    message = (await post_message(http, fake_discord)).json()
+    assert message["author"] == {key: user[key] for key in message["author"]}
+    assert (
+        response.headers["X-RateLimit-Bucket"]
+        != ((await post_message(http, fake_discord)).headers["X-RateLimit-Bucket"])
+    )
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "wrong"}])
+async def test_current_user_with_a_wrong_or_missing_token_is_401(
+    http: httpx2.AsyncClient, fake_discord: FakeDiscord, headers: dict[str, str]
+) -> None:
+    response = await http.get(f"{fake_discord.base_url}/users/@me", headers=headers)
+    assert response.status_code == 401
+    assert response.json() == {"message": "401: Unauthorized", "code": 0}
+    assert [r.path for r in fake_discord.requests] == ["/api/v9/users/@me"]
+
+
 @pytest.mark.parametrize(
     ("status", "body"),
     [
@@ -265,7 +297,7 @@ async def test_requests_are_recorded_and_delay_slows_answers(
 async def test_unknown_routes_are_a_json_404(
     http: httpx2.AsyncClient, fake_discord: FakeDiscord
 ) -> None:
-    response = await http.get(f"{fake_discord.base_url}/users/@me", headers=AUTH)
+    response = await http.get(f"{fake_discord.base_url}/users/@me/guilds", headers=AUTH)
     assert response.status_code == 404
     assert response.json() == {"message": "404: Not Found", "code": 0}
 

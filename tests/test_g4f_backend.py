@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import g4f.debug
 import pytest
 from g4f.providers.base_provider import AsyncGeneratorProvider, ProviderModelMixin
 
+from server.config import ConfigError, Settings
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
+from server.llm.chain import BackendChain, build_backend_chain
 from server.llm.g4f_backend import G4FBackend, g4f_installed
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CHAT = [
     ChatMessage("system", "You are Sam."),
@@ -99,7 +108,9 @@ async def test_model_and_temperature_from_options() -> None:
 async def test_provider_error_becomes_llm_error() -> None:
     backend = G4FBackend(provider=FailingProvider)
 
-    with pytest.raises(LLMError, match=r"^g4f: RuntimeError: provider is down$"):
+    with pytest.raises(
+        LLMError, match=r"^g4f \(FailingProvider\): RuntimeError: provider is down$"
+    ):
         await backend.complete(CHAT, OPTIONS)
 
 
@@ -107,7 +118,7 @@ async def test_hanging_provider_times_out() -> None:
     backend = G4FBackend(provider=HangingProvider, timeout=0.1)
 
     started = time.monotonic()
-    with pytest.raises(LLMError, match=r"^g4f: timed out after 0\.1 s$"):
+    with pytest.raises(LLMError, match=r"^g4f \(HangingProvider\): timed out after 0\.1 s$"):
         await backend.complete(CHAT, OPTIONS)
 
     assert time.monotonic() - started < 1.0
@@ -116,7 +127,7 @@ async def test_hanging_provider_times_out() -> None:
 async def test_blank_reply_is_an_error() -> None:
     backend = G4FBackend(provider=SilentProvider)
 
-    with pytest.raises(LLMError, match=r"^g4f: empty completion$"):
+    with pytest.raises(LLMError, match=r"^g4f \(SilentProvider\): empty completion$"):
         await backend.complete(CHAT, OPTIONS)
 
 
@@ -126,3 +137,86 @@ async def test_asyncio_is_not_patched_by_nest_asyncio() -> None:
 
     assert not hasattr(asyncio, "_nest_patched")
     assert not hasattr(type(asyncio.get_running_loop()), "_nest_patched")
+
+
+async def test_failure_falls_through_with_the_providers_name_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    chain = BackendChain([G4FBackend(provider=FailingProvider), G4FBackend(provider=EchoProvider)])
+
+    reply = await chain.complete(CHAT, OPTIONS)
+
+    assert reply == "sure, re: are you coming tonight?"
+    assert "LLM backend g4f failed: g4f (FailingProvider): RuntimeError: provider is down" in (
+        caplog.text
+    )
+
+
+def test_provider_is_chosen_by_name_from_the_config(tmp_path: Path) -> None:
+    settings = Settings(LLM_BACKENDS=["g4f"], G4F_PROVIDER="Pollinations", G4F_MODEL="openai")
+
+    [backend] = build_backend_chain(settings, tmp_path).backends
+
+    assert isinstance(backend, G4FBackend)
+    assert backend.provider_name == "Pollinations"
+    assert repr(backend) == "G4FBackend(provider='Pollinations', model='openai')"
+    assert repr(G4FBackend()) == "G4FBackend(provider='auto', model='')"
+
+
+@pytest.mark.parametrize("names", ["NoSuchProvider", "Pollinations NoSuchProvider"])
+def test_unknown_provider_is_a_config_error_naming_the_key(tmp_path: Path, names: str) -> None:
+    settings = Settings(LLM_BACKENDS=["g4f"], G4F_PROVIDER=names)
+
+    with pytest.raises(ConfigError, match=r"^G4F_PROVIDER: g4f has no provider named 'NoSuch"):
+        build_backend_chain(settings, tmp_path)
+
+
+def run_isolated(code: str, home: Path, **env: str) -> dict[str, Any]:
+    """Run `code` in a fresh interpreter (g4f reads its folder once, at import) with HOME=home."""
+    clean = {k: v for k, v in os.environ.items() if k != "G4F_CONFIG_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        cwd=home,
+        env={**clean, "HOME": str(home), "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    answer: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
+    return answer
+
+
+G4F_FILES = """
+import asyncio, json, pathlib
+from server.llm.g4f_backend import G4FBackend
+from server.llm.base import ChatMessage, GenerationOptions
+G4FBackend(config_dir=pathlib.Path("cfg").resolve())  # as the server does: g4f is not yet imported
+from tests.test_g4f_backend import EchoProvider
+backend = G4FBackend(provider=EchoProvider, config_dir=pathlib.Path("elsewhere").resolve())
+reply = asyncio.run(backend.complete([ChatMessage("user", "hi")], GenerationOptions(max_tokens=5)))
+import g4f.config, g4f.cookies
+print(json.dumps({"reply": reply, "config": str(g4f.config.CONFIG_DIR),
+                  "cookies": g4f.cookies.get_cookies_dir(), "cache": g4f.config.get_cache_dir()}))
+"""
+
+
+def test_g4f_files_go_under_the_config_folder_not_home(tmp_path: Path) -> None:
+    found = run_isolated(G4F_FILES, tmp_path)
+
+    folder = tmp_path / "cfg" / ".g4f"
+    assert found["reply"] == "sure, re: hi"
+    assert found["config"] == str(folder)
+    assert found["cookies"] == str(folder / "cookies")
+    assert found["cache"] == str(folder / "cache")
+    assert not (tmp_path / ".g4f").exists() and not (tmp_path / ".config").exists()
+    assert not (tmp_path / "elsewhere").exists()  # read once, as g4f is first imported
+
+
+def test_an_explicit_g4f_config_dir_is_respected(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+
+    found = run_isolated(G4F_FILES, tmp_path, G4F_CONFIG_DIR=str(mine))
+
+    assert found["config"] == str(mine)
+    assert not (tmp_path / "cfg").exists()

@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from server import __version__, log_redaction
+from tests.fakes.openai_api import FakeOpenAI
 from tests.relay_harness import SECRET, PluginClient, opened, running_app
 
 RULES = 'CONTEXT_MESSAGE = "hi"\nREPLY_TO = [("111", "222"), ("*", "333")]\n'
@@ -152,6 +153,9 @@ async def test_rule_changes_are_pushed_as_watch_frames(tmp_path: Path) -> None:
             "watch": [{"user": "555", "channel": "666"}],
         }
         await client.close()
+        later = await PluginClient.connect(running.url)  # welcomed with the new rules too
+        assert later.welcome["watch"] == [{"user": "555", "channel": "666"}]
+        await later.close()
 
 
 async def test_websocket_debug_logs_never_show_the_secret(
@@ -230,3 +234,93 @@ async def test_activity_reports_keep_the_latest_time_and_never_the_future(tmp_pa
         assert seen is not None
         assert now <= seen <= time.time()
         await client.close()
+
+
+CLI_HELLO = json.dumps({"type": "hello", "secret": SECRET, "client": "cli", "role": "cli"})
+
+
+async def status_of(ws: ClientConnection) -> dict[str, object]:
+    await ws.send('{"type": "status"}')
+    answer: dict[str, object] = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    return answer
+
+
+async def test_cli_client_is_welcomed_and_told_the_status(tmp_path: Path) -> None:
+    async with running_app(tmp_path, RULES) as running, connect(running.url) as ws:
+        await ws.send(CLI_HELLO)
+        welcome = json.loads(await ws.recv())
+        assert (welcome["type"], welcome["messenger"]) == ("welcome", "plugin")
+
+        assert await status_of(ws) == {
+            "type": "status",
+            "plugins": 0,
+            "watching": 2,
+            "messenger": "plugin",
+        }
+        plugin = await PluginClient.connect(running.url)
+        assert (await status_of(ws))["plugins"] == 1
+        await plugin.close()
+        for _ in range(100):  # the server notices the close a moment later
+            if (await status_of(ws))["plugins"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert (await status_of(ws))["plugins"] == 0
+
+
+async def test_cli_client_may_only_ask_for_status(tmp_path: Path) -> None:
+    async with running_app(tmp_path, RULES) as running, connect(running.url) as ws:
+        await ws.send(CLI_HELLO)
+        await ws.recv()
+        frame = {
+            "type": "message",
+            "id": "1",
+            "channel": "222",
+            "author": {"id": "111"},
+            "content": "hi",
+        }
+        await ws.send(json.dumps(frame))
+        answer = json.loads(await ws.recv())
+        assert answer == {
+            "type": "error",
+            "error": "a cli client may only ask for status, not send 'message'",
+        }
+        await ws.send("not json")
+        assert "not valid JSON" in json.loads(await ws.recv())["error"]
+        assert (await status_of(ws))["type"] == "status"  # still open
+
+
+async def test_unknown_role_is_a_bad_hello(tmp_path: Path) -> None:
+    async with running_app(tmp_path, RULES) as running, connect(running.url) as ws:
+        await ws.send(json.dumps({"type": "hello", "secret": SECRET, "role": "admin"}))
+        with pytest.raises(ConnectionClosed) as caught:
+            await ws.recv()
+        assert caught.value.rcvd is not None and caught.value.rcvd.code == 4002
+
+
+async def test_replies_go_to_the_plugin_never_to_a_newer_cli_client(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    settings = {"OPENAI_BASE_URL": fake_openai.base_url, "OPENAI_API_KEY": FakeOpenAI.API_KEY}
+    async with running_app(tmp_path, RULES, **settings) as running:
+        plugin = await PluginClient.connect(running.url)
+        async with connect(running.url) as cli:
+            await cli.send(CLI_HELLO)
+            await cli.recv()
+            await plugin.message("7", "111", "222", "still there?")
+            [sent] = await plugin.wait_for_sends(1)
+            assert sent["content"] == "[auto-reply] echo: still there? [turns=1]"
+            assert plugin.typing  # the typing indicator went to the plugin too
+            path = tmp_path / "reply_config.py"
+            path.write_text('REPLY_TO = [("555", "666")]\n', encoding="utf-8")
+            stat = path.stat()
+            os.utime(path, (stat.st_atime, stat.st_mtime + 5))
+            assert await running.app.rules_watcher.reload_if_changed()
+            assert (await plugin.next_frame())["type"] == "watch"
+            # The cli client got nothing but the answer to its own status request.
+            assert await status_of(cli) == {
+                "type": "status",
+                "plugins": 1,
+                "watching": 1,
+                "messenger": "plugin",
+            }
+        await plugin.close()

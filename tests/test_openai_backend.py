@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -10,8 +11,20 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
+from server.llm.chain import BackendChain
 from server.llm.openai_backend import OpenAIBackend
-from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.openai_api import (
+    BROKEN_STREAMING,
+    GEMMA_ON_LLAMA_CPP,
+    GEMMA_ON_VLLM,
+    GPT_5,
+    NO_STREAMING,
+    O1,
+    O1_MINI,
+    O3_MINI,
+    FakeOpenAI,
+    ModelProfile,
+)
 
 CHAT = [
     ChatMessage("system", "You are Sam. Reply briefly."),
@@ -35,11 +48,12 @@ async def make_backend(fake_openai: FakeOpenAI) -> AsyncIterator[MakeBackend]:
         base_url: str | None = None,
         timeout: float = 5.0,
         max_retries: int = 0,
+        model: str = "test-model",
     ) -> OpenAIBackend:
         backend = OpenAIBackend(
             api_key=api_key,
             base_url=fake_openai.base_url if base_url is None else base_url,
-            model="test-model",
+            model=model,
             timeout=timeout,
             max_retries=max_retries,
         )
@@ -197,7 +211,9 @@ async def test_wrong_path_is_an_http_404(
         await backend.complete(CHAT, OPTIONS)
 
 
-async def test_malformed_stream_is_an_error(make_backend: MakeBackend) -> None:
+async def test_server_that_only_ever_sends_a_broken_stream_is_an_error(
+    make_backend: MakeBackend,
+) -> None:
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         body = b'data: {"choices": [{"delta": {"content": "hi"}}]}\n\ndata: {broken\n\n'
@@ -210,5 +226,197 @@ async def test_malformed_stream_is_an_error(make_backend: MakeBackend) -> None:
     port = server.sockets[0].getsockname()[1]
     async with server:
         backend = make_backend(base_url=f"http://127.0.0.1:{port}/v1")
-        with pytest.raises(LLMError, match=r"malformed stream"):
+        with pytest.raises(LLMError, match=r"malformed answer \(not a chat completion\)"):
             await backend.complete(CHAT, OPTIONS)
+
+
+# --- Model families that refuse parts of a request, emulated with their servers' real errors.
+
+WARM = GenerationOptions(max_tokens=100, temperature=0.7)
+PERSONA_FIRST = "You are Sam. Reply briefly.\n\nhey, are you around?"
+
+
+def sent_keys(request: dict[str, object]) -> set[str]:
+    """The request fields that differ between model families."""
+    return {"max_tokens", "max_completion_tokens", "temperature", "stream"} & request.keys()
+
+
+def roles(request: dict[str, object]) -> list[str]:
+    messages = request["messages"]
+    assert isinstance(messages, list)
+    return [m["role"] for m in messages]
+
+
+@pytest.mark.parametrize(
+    ("model", "profile"),
+    [("o3-mini", O3_MINI), ("o4-mini", O3_MINI), ("gpt-5-mini", GPT_5), ("gpt-5.4", GPT_5)],
+)
+async def test_known_reasoning_models_are_asked_their_way_at_once(
+    fake_openai: FakeOpenAI, make_backend: MakeBackend, model: str, profile: ModelProfile
+) -> None:
+    fake_openai.models[model] = profile
+
+    reply = await make_backend(model=model).complete(CHAT, WARM)
+
+    assert reply == "echo: want to get lunch [turns=3]"
+    [request] = fake_openai.requests
+    assert sent_keys(request) == {"max_completion_tokens", "stream"}
+    assert request["max_completion_tokens"] == 100
+
+
+async def test_o1_mini_gets_the_persona_in_the_first_user_turn(
+    fake_openai: FakeOpenAI, make_backend: MakeBackend
+) -> None:
+    fake_openai.models["o1-mini"] = O1_MINI
+
+    reply = await make_backend(model="o1-mini").complete(CHAT, WARM)
+
+    assert reply == "echo: want to get lunch [turns=3]"
+    [request] = fake_openai.requests
+    assert roles(request) == ["user", "assistant", "user"]
+    assert request["messages"][0]["content"] == PERSONA_FIRST
+
+
+async def test_unknown_name_learns_each_refusal_once_and_remembers_it(
+    fake_openai: FakeOpenAI, make_backend: MakeBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An Azure-style deployment name hides an o1-mini: OpenAI's 400s teach what it takes."""
+    caplog.set_level(logging.INFO)
+    fake_openai.models["my-deployment"] = O1_MINI
+    backend = make_backend(model="my-deployment")
+
+    assert await backend.complete(CHAT, WARM) == "echo: want to get lunch [turns=3]"
+
+    first, second, third, accepted = fake_openai.requests
+    assert sent_keys(first) == {"max_tokens", "temperature", "stream"}
+    assert sent_keys(second) == {"max_completion_tokens", "temperature", "stream"}
+    assert sent_keys(third) == {"max_completion_tokens", "stream"}
+    assert roles(third)[0] == "system"
+    assert roles(accepted) == ["user", "assistant", "user"]
+    assert "model my-deployment wants max_completion_tokens" in caplog.text
+    assert "model my-deployment refuses the system role" in caplog.text
+
+    fake_openai.requests.clear()
+    await backend.complete(CHAT, WARM)
+    [again] = fake_openai.requests
+    assert sent_keys(again) == {"max_completion_tokens", "stream"}
+    assert roles(again) == ["user", "assistant", "user"]
+
+    fake_openai.requests.clear()
+    await backend.complete(CHAT, GenerationOptions(max_tokens=10, model="gpt-4o-mini"))
+    [other] = fake_openai.requests
+    assert sent_keys(other) == {"max_tokens", "stream"} and roles(other)[0] == "system"
+
+
+async def test_gpt5_under_another_name_drops_only_a_non_default_temperature(
+    fake_openai: FakeOpenAI, make_backend: MakeBackend
+) -> None:
+    fake_openai.models["reasoner"] = GPT_5
+    backend = make_backend(model="reasoner")
+
+    await backend.complete(CHAT, WARM)
+
+    assert [sent_keys(r) for r in fake_openai.requests] == [
+        {"max_tokens", "temperature", "stream"},
+        {"max_completion_tokens", "temperature", "stream"},
+        {"max_completion_tokens", "stream"},
+    ]
+    assert fake_openai.requests[1]["temperature"] == 0.7
+
+
+async def test_o1_that_cannot_stream_is_asked_without_streaming(
+    fake_openai: FakeOpenAI, make_backend: MakeBackend
+) -> None:
+    fake_openai.models["o1"] = O1
+    backend = make_backend(model="o1")
+
+    assert await backend.complete(CHAT, WARM) == "echo: want to get lunch [turns=3]"
+    assert await backend.complete(CHAT, WARM) == "echo: want to get lunch [turns=3]"
+
+    streamed, plain, remembered = fake_openai.requests
+    assert streamed["stream"] is True
+    assert "stream" not in plain and "stream" not in remembered
+    assert sent_keys(plain) == {"max_completion_tokens"}
+
+
+@pytest.mark.parametrize(
+    ("profile", "status"),
+    [(GEMMA_ON_VLLM, 400), (GEMMA_ON_LLAMA_CPP, 500)],
+    ids=["vllm", "llamacpp"],
+)
+async def test_chat_template_without_a_system_role_gets_the_persona_folded_in(
+    fake_openai: FakeOpenAI, make_backend: MakeBackend, profile: ModelProfile, status: int
+) -> None:
+    fake_openai.models["gemma-2-9b-it"] = profile
+    fake_openai.require_key = False
+    backend = make_backend(api_key="", model="gemma-2-9b-it")
+
+    assert await backend.complete(CHAT, WARM) == "echo: want to get lunch [turns=3]"
+    await backend.complete(CHAT, WARM)
+
+    refused, folded, remembered = fake_openai.requests
+    assert roles(refused) == ["system", "user", "assistant", "user"]
+    assert roles(folded) == roles(remembered) == ["user", "assistant", "user"]
+    assert folded["messages"][0]["content"] == PERSONA_FIRST
+    assert folded["temperature"] == 0.7 and folded["max_tokens"] == 100
+
+
+@pytest.mark.parametrize("profile", [NO_STREAMING, BROKEN_STREAMING], ids=["ignored", "malformed"])
+async def test_server_that_streams_badly_is_asked_without_streaming(
+    fake_openai: FakeOpenAI, make_backend: MakeBackend, profile: ModelProfile
+) -> None:
+    fake_openai.models["local"] = profile
+    backend = make_backend(model="local")
+
+    assert await backend.complete(CHAT, OPTIONS) == "echo: want to get lunch [turns=3]"
+    assert await backend.complete(CHAT, OPTIONS) == "echo: want to get lunch [turns=3]"
+
+    assert [r.get("stream") for r in fake_openai.requests] == [True, None, None]
+
+
+async def test_a_refusal_that_teaches_nothing_fails_at_once(
+    fake_openai: FakeOpenAI, make_backend: MakeBackend
+) -> None:
+    fake_openai.fail_next(400)
+
+    with pytest.raises(LLMError, match=r"HTTP 400 invalid_request_error: Bad Request"):
+        await make_backend().complete(CHAT, WARM)
+
+    assert len(fake_openai.requests) == 1
+
+
+async def test_llama_cpp_error_is_reported_on_one_line(
+    fake_openai: FakeOpenAI, make_backend: MakeBackend
+) -> None:
+    """With the system role already folded away, a template error left is reported as it is."""
+    fake_openai.models["gemma"] = GEMMA_ON_LLAMA_CPP
+    backend = make_backend(model="gemma")
+    await backend.complete(CHAT, OPTIONS)
+    fake_openai.fail_next(500)
+
+    with pytest.raises(LLMError) as caught:
+        await backend.complete(CHAT, OPTIONS)
+
+    assert "\n" not in str(caught.value)
+    assert "HTTP 500 server_error" in str(caught.value)
+
+
+@pytest.mark.parametrize("blank", ["", "  \n\t "])
+async def test_blank_completion_falls_through_to_the_next_backend(
+    fake_openai: FakeOpenAI, blank: str
+) -> None:
+    silent = FakeOpenAI()
+    await silent.start()
+    silent.reply_fn = lambda messages: blank
+    chain = BackendChain(
+        [
+            OpenAIBackend(api_key=FakeOpenAI.API_KEY, base_url=silent.base_url, model="a"),
+            OpenAIBackend(api_key=FakeOpenAI.API_KEY, base_url=fake_openai.base_url, model="b"),
+        ]
+    )
+    try:
+        assert await chain.complete(CHAT, OPTIONS) == "echo: want to get lunch [turns=3]"
+        assert len(silent.requests) == 1  # a blank answer is a failure, not a reason to retry
+    finally:
+        await chain.aclose()
+        await silent.stop()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from server.config import Settings
+from server.config import BackendName, ConfigError, Settings
 from server.llm.base import ChatMessage, GenerationOptions, LLMBackend, LLMError
 from server.llm.g4f_backend import G4FBackend, g4f_installed
 from server.llm.openai_backend import OpenAIBackend
@@ -60,30 +61,49 @@ class BackendChain:
             await backend.aclose()
 
 
-def build_backend_chain(settings: Settings) -> BackendChain:
+def skip_reason(settings: Settings, name: BackendName) -> str | None:
+    """Why backend `name` cannot run here (what to do about it), or None when it can."""
+    if name == "openai" and not (settings.OPENAI_API_KEY or settings.OPENAI_BASE_URL):
+        return "set OPENAI_API_KEY or OPENAI_BASE_URL"
+    if name == "g4f" and not g4f_installed():
+        return "install it with pip install 'discord-auto-reply[g4f]'"
+    return None
+
+
+def build_backend(
+    settings: Settings, name: BackendName, config_dir: Path | None = None
+) -> LLMBackend:
+    """Backend `name` as configured (check `skip_reason` first).
+
+    `config_dir` (the folder of config.json) holds g4f's own files. Raises `ConfigError` for a
+    G4F_PROVIDER that g4f does not know.
+    """
+    if name == "openai":
+        return OpenAIBackend(
+            api_key=settings.OPENAI_API_KEY,
+            base_url=settings.OPENAI_BASE_URL,
+            model=settings.OPENAI_MODEL,
+            timeout=settings.LLM_TIMEOUT_SECONDS,
+            max_retries=settings.LLM_MAX_RETRIES,
+        )
+    try:
+        return G4FBackend(
+            model=settings.G4F_MODEL,
+            provider=settings.G4F_PROVIDER,
+            timeout=settings.LLM_TIMEOUT_SECONDS,
+            config_dir=config_dir,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"G4F_PROVIDER: {exc}") from None
+
+
+def build_backend_chain(settings: Settings, config_dir: Path | None = None) -> BackendChain:
     """The LLM_BACKENDS that can run here, in order; logs why any other is skipped."""
     backends: list[LLMBackend] = []
     for name in dict.fromkeys(settings.LLM_BACKENDS):
-        if name == "openai":
-            if not (settings.OPENAI_API_KEY or settings.OPENAI_BASE_URL):
-                log.info("LLM backend openai skipped: set OPENAI_API_KEY or OPENAI_BASE_URL")
-                continue
-            backends.append(
-                OpenAIBackend(
-                    api_key=settings.OPENAI_API_KEY,
-                    base_url=settings.OPENAI_BASE_URL,
-                    model=settings.OPENAI_MODEL,
-                    timeout=settings.LLM_TIMEOUT_SECONDS,
-                    max_retries=settings.LLM_MAX_RETRIES,
-                )
-            )
+        reason = skip_reason(settings, name)
+        if reason is None:
+            backends.append(build_backend(settings, name, config_dir))
         else:
-            if not g4f_installed():
-                log.info(
-                    "LLM backend g4f skipped: install it with pip install 'discord-auto-reply[g4f]'"
-                )
-                continue
-            backends.append(
-                G4FBackend(model=settings.G4F_MODEL, timeout=settings.LLM_TIMEOUT_SECONDS)
-            )
+            log.info("LLM backend %s skipped: %s", name, reason)
     return BackendChain(backends)

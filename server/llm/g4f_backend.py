@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
 
+log = logging.getLogger(__name__)
+
 # Longest excerpt of a provider's error message kept in an LLMError (they can be whole web pages).
 MAX_DETAIL = 200
+# g4f keeps cookies, caches and usage logs in $G4F_CONFIG_DIR, read once as g4f is imported;
+# without it, in ~/.g4f or ~/.config/g4f. Ours go in this folder next to config.json.
+G4F_DIR_NAME = ".g4f"
 
 
 def g4f_installed() -> bool:
@@ -23,30 +31,53 @@ def g4f_installed() -> bool:
 class G4FBackend:
     """Chat completions through `g4f.client.AsyncClient`, bounded by `timeout` seconds.
 
-    `provider` is a g4f provider class (or registered name); None lets g4f pick one itself.
+    `provider` is a g4f provider class, or the name of one (several names separated by spaces
+    are tried in turn); None or "" lets g4f pick one itself. `config_dir` is where g4f's own files
+    go (in a `.g4f` folder), unless G4F_CONFIG_DIR is already set. Raises ValueError for a
+    provider name g4f does not know.
     """
 
     name = "g4f"
 
     def __init__(
-        self, *, model: str = "", provider: object | None = None, timeout: float = 60.0
+        self,
+        *,
+        model: str = "",
+        provider: object | None = None,
+        timeout: float = 60.0,
+        config_dir: Path | None = None,
     ) -> None:
+        if config_dir is not None:
+            os.environ.setdefault("G4F_CONFIG_DIR", str(config_dir / G4F_DIR_NAME))
         # Imported here, not at module level: g4f is an optional GPL extra and slow to import.
         import g4f.debug  # noqa: PLC0415
         from g4f.client import AsyncClient  # noqa: PLC0415
+        from g4f.client.service import convert_to_provider  # noqa: PLC0415
+        from g4f.errors import ProviderNotFoundError  # noqa: PLC0415
 
         # Otherwise g4f's first automatic provider pick starts a PyPI/GitHub version check.
         g4f.debug.version_check = False
         self.model = model
         self.timeout = timeout
+        if isinstance(provider, str):
+            self.provider_name = provider.strip() or "auto"
+            for name in provider.split():  # g4f itself skips unknown names in a list silently
+                try:
+                    convert_to_provider(name)
+                except ProviderNotFoundError:
+                    raise ValueError(f"g4f has no provider named {name!r}") from None
+            provider = convert_to_provider(provider.strip()) if provider.strip() else None
+        else:
+            self.provider_name = getattr(provider, "__name__", None) or "auto"
         self._client = AsyncClient(provider=provider)
 
     def __repr__(self) -> str:
-        return f"G4FBackend(model={self.model!r})"
+        return f"G4FBackend(provider={self.provider_name!r}, model={self.model!r})"
 
     async def complete(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> str:
         """Ask g4f for one (non-streamed) completion; raise `LLMError` on failure or timeout."""
         extra = {} if options.temperature is None else {"temperature": options.temperature}
+        where = f"{self.name} ({self.provider_name})"
         try:
             request = self._client.chat.completions.create(
                 messages=[{"role": m.role, "content": m.content} for m in messages],
@@ -57,12 +88,13 @@ class G4FBackend:
             response = await asyncio.wait_for(request, self.timeout)
             text = response.choices[0].message.content
         except TimeoutError:
-            raise LLMError(f"{self.name}: timed out after {self.timeout} s") from None
+            raise LLMError(f"{where}: timed out after {self.timeout} s") from None
         except Exception as err:  # g4f and its providers raise anything at all
-            detail = str(err)[:MAX_DETAIL]
-            raise LLMError(f"{self.name}: {type(err).__name__}: {detail}") from err
+            detail = " ".join(str(err).split())[:MAX_DETAIL]
+            raise LLMError(f"{where}: {type(err).__name__}: {detail}") from err
         if not isinstance(text, str) or not text.strip():
-            raise LLMError(f"{self.name}: empty completion")
+            raise LLMError(f"{where}: empty completion")
+        log.debug("g4f answered through provider %s", getattr(response, "provider", "?"))
         return text
 
     async def aclose(self) -> None:

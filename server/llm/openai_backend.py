@@ -2,25 +2,47 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import cast
 from urllib.parse import urlsplit
 
 import openai
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
+from server.llm.model_quirks import (
+    Lesson,
+    ModelQuirks,
+    Rejection,
+    RequestShape,
+    known_quirks,
+    learn,
+    learn_from_broken_stream,
+    shape_request,
+)
+
+log = logging.getLogger(__name__)
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 # Local servers ignore the key, but the SDK refuses to start without one.
 PLACEHOLDER_KEY = "not-needed"
 # Longest excerpt of a server's error message kept in an LLMError.
 MAX_DETAIL = 200
+# One request, plus one retry per thing a model can refuse (token parameter, temperature,
+# streaming, system role).
+MAX_ATTEMPTS = 5
+
+
+class MalformedAnswer(Exception):
+    """Not what an OpenAI-style server answers: a broken or empty stream, or text, not JSON."""
 
 
 class OpenAIBackend:
     """Chat completions over the OpenAI SDK, streamed and joined into one reply.
 
+    Each model is asked the way it accepts (see `model_quirks`): known families from a table,
+    the rest learned from the server's refusals and remembered per model for this backend's life.
     `timeout` bounds each attempt's connect and each read, as the SDK does; the SDK itself retries
     connection errors, timeouts, 408, 409, 429 and 5xx up to `max_retries` times.
     """
@@ -48,6 +70,7 @@ class OpenAIBackend:
         self.model = model
         self.timeout = timeout
         self._api_key = api_key
+        self._quirks: dict[str, ModelQuirks] = {}
         self._client = openai.AsyncOpenAI(
             api_key=api_key or PLACEHOLDER_KEY,
             base_url=url,
@@ -59,37 +82,92 @@ class OpenAIBackend:
         return f"OpenAIBackend(host={self.host!r}, model={self.model!r})"
 
     async def complete(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> str:
-        """Stream a chat completion and return its text; raise `LLMError` on any failure."""
+        """Ask for a chat completion and return its text; raise `LLMError` on any failure.
+
+        A refusal that names something the model does not accept is retried without it.
+        """
+        model = options.model or self.model
+        quirks = self._quirks.get(model) or known_quirks(model)
+        for _ in range(MAX_ATTEMPTS):
+            lesson: Lesson | None
+            try:
+                text = await self._ask(model, shape_request(messages, options, quirks))
+            except openai.APIStatusError as err:
+                lesson = learn(quirks, _rejection(err))
+                if lesson is None:
+                    raise self._error(self._reason(err)) from None
+            except MalformedAnswer as err:
+                lesson = learn_from_broken_stream(quirks)
+                if lesson is None:
+                    raise self._error(f"malformed answer ({err})") from None
+            except openai.OpenAIError as err:
+                # Not chained: SDK errors quote the server's body, which may echo part of the key.
+                raise self._error(self._reason(err)) from None
+            else:
+                if not text.strip():
+                    raise self._error("empty completion")
+                return text
+            log.info(
+                "%s (%s): model %s %s; asking again that way from now on",
+                self.name,
+                self.host,
+                model,
+                lesson.what,
+            )
+            quirks = self._quirks[model] = lesson.quirks
+        raise self._error(f"model {model} refused every request shape tried")
+
+    async def _ask(self, model: str, shape: RequestShape) -> str:
+        """One request shaped by `shape`; the reply text, possibly empty."""
         params = [
             cast(ChatCompletionMessageParam, {"role": m.role, "content": m.content})
-            for m in messages
+            for m in shape.messages
         ]
-        parts: list[str] = []
-        try:
-            stream = await self._client.chat.completions.create(
-                model=options.model or self.model,
+        create = self._client.chat.completions.create
+        max_tokens = openai.omit if shape.max_tokens is None else shape.max_tokens
+        max_completion_tokens = (
+            openai.omit if shape.max_completion_tokens is None else shape.max_completion_tokens
+        )
+        temperature = openai.omit if shape.temperature is None else shape.temperature
+        if not shape.stream:
+            completion = await create(
+                model=model,
                 messages=params,
-                max_tokens=options.max_tokens,
-                temperature=openai.omit if options.temperature is None else options.temperature,
-                stream=True,
+                max_tokens=max_tokens,
+                max_completion_tokens=max_completion_tokens,
+                temperature=temperature,
             )
-            async with stream:
+            if not isinstance(completion, ChatCompletion):  # the SDK hands back non-JSON as text
+                raise MalformedAnswer("not a chat completion")
+            return (completion.choices[0].message.content or "") if completion.choices else ""
+        stream = await create(
+            model=model,
+            messages=params,
+            max_tokens=max_tokens,
+            max_completion_tokens=max_completion_tokens,
+            temperature=temperature,
+            stream=True,
+        )
+        parts: list[str] = []
+        chunks = 0
+        async with stream:
+            try:
                 async for chunk in stream:
+                    chunks += 1
                     if chunk.choices and chunk.choices[0].delta.content:
                         parts.append(chunk.choices[0].delta.content)
-        except openai.OpenAIError as err:
-            # Not chained: SDK errors quote the server's body, which may echo part of the key.
-            raise LLMError(f"{self.name} ({self.host}): {self._reason(err)}") from None
-        except ValueError as err:  # a stream event that is not JSON: not an OpenAI-style server
-            raise LLMError(f"{self.name} ({self.host}): malformed stream ({err})") from None
-        text = "".join(parts)
-        if not text.strip():
-            raise LLMError(f"{self.name} ({self.host}): empty completion")
-        return text
+            except ValueError as err:  # an event that is not JSON: not an OpenAI-style stream
+                raise MalformedAnswer(f"malformed stream: {err}") from None
+        if not chunks:
+            raise MalformedAnswer("a stream without a single chunk")
+        return "".join(parts)
 
     async def aclose(self) -> None:
         """Close the SDK's HTTP connections."""
         await self._client.close()
+
+    def _error(self, reason: str) -> LLMError:
+        return LLMError(f"{self.name} ({self.host}): {reason}")
 
     def _reason(self, err: openai.OpenAIError) -> str:
         """A short, secret-free description of an SDK error."""
@@ -99,7 +177,8 @@ class OpenAIBackend:
             cause = err.__cause__
             return f"connection failed: {cause or err}"
         if isinstance(err, openai.APIStatusError):
-            reason = f"HTTP {err.status_code} {err.code or err.type or err.response.reason_phrase}"
+            labels = (label for label in (err.code, err.type) if label and not label.isdigit())
+            reason = f"HTTP {err.status_code} {next(labels, err.response.reason_phrase)}"
             detail = err.body.get("message") if isinstance(err.body, dict) else None
             # 401/403 messages quote a masked key; leave them out entirely.
             if isinstance(detail, str) and detail and err.status_code not in (401, 403):
@@ -111,4 +190,16 @@ class OpenAIBackend:
         """Cut a server-provided message short and blank out the key if it appears."""
         if self._api_key:
             text = text.replace(self._api_key, "***")
-        return text[:MAX_DETAIL]
+        return " ".join(text.split())[:MAX_DETAIL]
+
+
+def _rejection(err: openai.APIStatusError) -> Rejection:
+    """The parts of an error answer that can teach something about the model."""
+    body = err.body if isinstance(err.body, dict) else {}
+    message = body.get("message")
+    return Rejection(
+        status=err.status_code,
+        message=message if isinstance(message, str) else "",
+        param=err.param,
+        code=err.code,
+    )

@@ -1,4 +1,5 @@
-"""A local fake of Discord's REST API v9: create message, typing, rate limits and error shapes.
+"""A local fake of Discord's REST API v9: create message, typing, the current user, rate limits
+and error shapes.
 
 Run standalone for other test suites: `python -m tests.fakes.discord_api [--port N]` prints
 `http://127.0.0.1:PORT/api/v9` once listening, then serves until SIGTERM or Ctrl-C.
@@ -27,6 +28,7 @@ MAX_CONTENT_LENGTH = 2000
 MAX_NONCE_LENGTH = 25
 MESSAGES_ROUTE = "POST /channels/{channel_id}/messages"
 TYPING_ROUTE = "POST /channels/{channel_id}/typing"
+ME_ROUTE = "GET /users/@me"
 # Fields of which at least one makes a message non-empty.
 MESSAGE_PAYLOAD_FIELDS = ("embeds", "sticker_ids", "components", "attachments", "files", "poll")
 FAILURE_BODIES: dict[int, dict[str, Any]] = {
@@ -122,6 +124,8 @@ class FakeDiscord:
 
     TOKEN = "fake-user-token.abc"
     USER_ID = "1180000000000000001"
+    USERNAME = "fake-user"
+    GLOBAL_NAME = "Fake User"
 
     def __init__(
         self, *, limit: int = 5, window: float = 5.0, nonce_ttl: float = 300.0, port: int = 0
@@ -160,6 +164,7 @@ class FakeDiscord:
         app = web.Application(middlewares=[record])
         app.router.add_post("/api/v9/channels/{channel_id}/messages", self._create_message)
         app.router.add_post("/api/v9/channels/{channel_id}/typing", self._trigger_typing)
+        app.router.add_get("/api/v9/users/@me", self._current_user)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -241,6 +246,42 @@ class FakeDiscord:
         self.typing.append(channel_id)
         return web.Response(status=204, headers=headers)
 
+    async def _current_user(self, request: web.Request) -> web.Response:
+        """The account's own user object, with the private fields a user token can see."""
+        if request.headers.get("Authorization") != self.TOKEN:
+            return _error(401, "401: Unauthorized", 0)
+        headers, allowed = self._spend(ME_ROUTE, "@me")
+        if not allowed:
+            return self._too_many(headers, float(headers["X-RateLimit-Reset-After"]), False)
+        user = {
+            **self._author(),
+            "banner": None,
+            "accent_color": None,
+            "banner_color": None,
+            "avatar_decoration_data": None,
+            "mfa_enabled": False,
+            "locale": "en-US",
+            "premium_type": 0,
+            "email": "fake-user@example.com",
+            "verified": True,
+            "phone": None,
+            "nsfw_allowed": True,
+            "bio": "",
+        }
+        return web.json_response(user, headers=headers)
+
+    def _author(self) -> dict[str, Any]:
+        """The account as message objects show it."""
+        return {
+            "id": self.USER_ID,
+            "username": self.USERNAME,
+            "global_name": self.GLOBAL_NAME,
+            "avatar": None,
+            "discriminator": "0",
+            "public_flags": 0,
+            "flags": 0,
+        }
+
     async def _message_response(self, request: web.Request, channel_id: str) -> web.Response:
         try:
             body = json.loads(await request.read())
@@ -289,15 +330,7 @@ class FakeDiscord:
             "flags": 0,
             "components": [],
             "id": self._snowflake(),
-            "author": {
-                "id": self.USER_ID,
-                "username": "fake-user",
-                "global_name": "Fake User",
-                "avatar": None,
-                "discriminator": "0",
-                "public_flags": 0,
-                "flags": 0,
-            },
+            "author": self._author(),
         }
         nonce = body.get("nonce")
         if nonce is not None:

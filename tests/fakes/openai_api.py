@@ -2,7 +2,10 @@
 
 Serves `POST /v1/chat/completions` (JSON or SSE streaming) and `GET /v1/models` on 127.0.0.1, with
 OpenAI's error bodies, and lets tests inject latency and failures and inspect what was received.
-Run standalone for the plugin tests: `python -m tests.fakes.openai_api [--port N] [--delay S]`.
+Each model name can be given a `ModelProfile` that refuses what a real model family refuses, with
+the error body its real server sends (OpenAI's reasoning models, Gemma on vLLM or llama.cpp,
+servers that cannot stream). Run standalone for the plugin tests:
+`python -m tests.fakes.openai_api [--port N] [--delay S]`.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -44,6 +48,121 @@ FAILURES: dict[int, tuple[str, str | None, str]] = {
     502: ("server_error", None, "Bad gateway."),
     503: ("server_error", None, "The engine is currently overloaded, please try again later."),
 }
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """What one model refuses, and how its server words the refusal.
+
+    `max_tokens`: False answers OpenAI's 400 `unsupported_parameter` (o-series, gpt-5 family).
+    `temperature`: "unsupported_parameter" (o3-mini: any temperature), "default_only" (o1, gpt-5:
+    anything but 1 is an `unsupported_value`). `stream`: "rejected" (o1's 400 on `stream: true`),
+    "ignored" (a server that answers plain JSON anyway), "malformed" (an SSE body that is not
+    JSON). `system_role`: "openai" (o1-mini's 400 on `messages[0].role`), "vllm" (a chat template
+    raising "System role not supported", HTTP 400), "llamacpp" (the same through llama-server
+    --jinja, HTTP 500).
+    """
+
+    max_tokens: bool = True
+    temperature: Literal["any", "unsupported_parameter", "default_only"] = "any"
+    stream: Literal["yes", "rejected", "ignored", "malformed"] = "yes"
+    system_role: Literal["yes", "openai", "vllm", "llamacpp"] = "yes"
+
+
+# The model families the backend is tested against, as their servers behaved when checked.
+GPT_4O = ModelProfile()
+O1_MINI = ModelProfile(max_tokens=False, temperature="default_only", system_role="openai")
+O1 = ModelProfile(max_tokens=False, temperature="default_only", stream="rejected")
+O3_MINI = ModelProfile(max_tokens=False, temperature="unsupported_parameter")
+GPT_5 = ModelProfile(max_tokens=False, temperature="default_only")
+GEMMA_ON_VLLM = ModelProfile(system_role="vllm")
+GEMMA_ON_LLAMA_CPP = ModelProfile(system_role="llamacpp")
+NO_STREAMING = ModelProfile(stream="ignored")
+BROKEN_STREAMING = ModelProfile(stream="malformed")
+
+LLAMA_CPP_TEMPLATE_ERROR = (
+    "\n------------\nWhile executing CallExpression at line 2, column 30 in source:\n"
+    "...{%- if messages[0]['role'] == 'system' %}{{ raise_exception('System role not "
+    "supported') }}...\n                             ^\n"
+    "Error: Jinja Exception: System role not supported"
+)
+
+
+def refusal(profile: ModelProfile, body: JSONDict) -> web.Response | None:
+    """The error a model with `profile` answers to `body`, as its server words it; or None."""
+    if not profile.max_tokens and "max_tokens" in body:
+        return web.json_response(
+            error_body(
+                "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead.",
+                "invalid_request_error",
+                "unsupported_parameter",
+                "max_tokens",
+            ),
+            status=400,
+        )
+    temperature = body.get("temperature")
+    if temperature is not None and profile.temperature == "unsupported_parameter":
+        return web.json_response(
+            error_body(
+                "Unsupported parameter: 'temperature' is not supported with this model.",
+                "invalid_request_error",
+                "unsupported_parameter",
+                "temperature",
+            ),
+            status=400,
+        )
+    if temperature not in (None, 1) and profile.temperature == "default_only":
+        return web.json_response(
+            error_body(
+                f"Unsupported value: 'temperature' does not support {json.dumps(temperature)} "
+                "with this model. Only the default (1) value is supported.",
+                "invalid_request_error",
+                "unsupported_value",
+                "temperature",
+            ),
+            status=400,
+        )
+    if body.get("stream") and profile.stream == "rejected":
+        return web.json_response(
+            error_body(
+                "Unsupported value: 'stream' does not support true with this model. "
+                "Supported values are: false.",
+                "invalid_request_error",
+                "unsupported_value",
+                "stream",
+            ),
+            status=400,
+        )
+    return _template_refusal(profile, body["messages"])
+
+
+def _template_refusal(profile: ModelProfile, messages: list[JSONDict]) -> web.Response | None:
+    system = next((i for i, m in enumerate(messages) if m.get("role") == "system"), None)
+    if system is None or profile.system_role == "yes":
+        return None
+    if profile.system_role == "openai":
+        return web.json_response(
+            error_body(
+                f"Unsupported value: 'messages[{system}].role' does not support 'system' with "
+                "this model.",
+                "invalid_request_error",
+                "unsupported_value",
+                f"messages[{system}].role",
+            ),
+            status=400,
+        )
+    if profile.system_role == "vllm":  # vLLM's flat error object, not OpenAI's envelope
+        flat = {
+            "object": "error",
+            "message": "System role not supported",
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        }
+        return web.json_response(flat, status=400)
+    error = {"code": 500, "message": LLAMA_CPP_TEMPLATE_ERROR, "type": "server_error"}
+    return web.json_response({"error": error}, status=500)
 
 
 def reply(messages: list[JSONDict]) -> str:
@@ -80,8 +199,9 @@ class FakeOpenAI:
     """An OpenAI-compatible server on 127.0.0.1 with a random free port (or a chosen one).
 
     Tests may set `delay` (seconds before the first byte of every response), `reply_fn` (messages
-    -> reply text), and `require_key` (False accepts any or no key, like a keyless llama.cpp), and
-    read `requests`: the JSON bodies received on /v1/chat/completions, refused ones included.
+    -> reply text), `require_key` (False accepts any or no key, like a keyless llama.cpp) and
+    `models` (model name -> `ModelProfile`; other names accept everything), and read `requests`:
+    the JSON bodies received on /v1/chat/completions, refused ones included.
     """
 
     API_KEY = "sk-fake-test-key-0123456789abcdef"
@@ -92,6 +212,7 @@ class FakeOpenAI:
         self.require_key = require_key
         self.delay = 0.0
         self.reply_fn: ReplyFn = reply
+        self.models: dict[str, ModelProfile] = {}
         self.requests: list[JSONDict] = []
         self._failures: deque[tuple[int, float]] = deque()
         self._runner: web.AppRunner | None = None
@@ -201,6 +322,10 @@ class FakeOpenAI:
         invalid = validate(body)
         if invalid is not None:
             return web.json_response(invalid, status=400)
+        profile = self.models.get(body["model"], GPT_4O)
+        refused = refusal(profile, body)
+        if refused is not None:
+            return refused
 
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         pieces = re.findall(r"\s*\S+", self.reply_fn(body["messages"]))
@@ -219,7 +344,9 @@ class FakeOpenAI:
             "model": body["model"],
             "system_fingerprint": FINGERPRINT,
         }
-        if body.get("stream"):
+        if body.get("stream") and profile.stream == "malformed":
+            return await malformed_stream(request, head)
+        if body.get("stream") and profile.stream == "yes":
             options = body.get("stream_options") or {}
             return await stream(
                 request,
@@ -309,6 +436,17 @@ async def stream(
         chunk = {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage}
         await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
     await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
+
+
+async def malformed_stream(request: web.Request, head: JSONDict) -> web.StreamResponse:
+    """An SSE answer whose second event is cut off mid-JSON, as a broken proxy can send."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
+    await response.prepare(request)
+    choice = {"index": 0, "delta": {"role": "assistant", "content": "hi"}, "finish_reason": None}
+    chunk = {**head, "object": "chat.completion.chunk", "choices": [choice]}
+    await response.write(f"data: {json.dumps(chunk)}\n\ndata: {{broken\n\n".encode())
     await response.write_eof()
     return response
 

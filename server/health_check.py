@@ -1,0 +1,354 @@
+"""`discord-auto-reply check`: does each part of the configured path work, right now?
+
+Each check does the real thing once (a one-line prompt to every LLM backend, the token against
+Discord, a status request to the running server as a command-line client, the GUI macro's
+imports on the desktop) and is reduced to a `CheckResult`. Whether the whole path works, and the
+table or JSON that says so, are decided by pure functions at the bottom.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import httpx2
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from server import __version__, protocol
+from server.app import check_settings, describe_backend
+from server.config import BackendName, ConfigError, Settings, load_settings
+from server.llm.base import ChatMessage, GenerationOptions, LLMError
+from server.llm.chain import build_backend, skip_reason
+from server.log_redaction import SecretRedactor
+from server.messengers.rest import USER_AGENT
+from server.rules import RulesError
+from server.rules_file import load_rules
+
+Kind = Literal["config", "rules", "llm", "server", "plugin", "messenger"]
+
+# The one-line prompt each backend is asked; with a system turn, as the relay sends them.
+PROMPT = [
+    ChatMessage("system", "You are checking that a chat relay works. Answer in a few words."),
+    ChatMessage("user", "Say hello."),
+]
+DISCORD_TIMEOUT_SECONDS = 15.0
+MACRO_TIMEOUT_SECONDS = 15.0
+# Importing pyautogui connects to the display; pyperclip.paste() needs a working clipboard tool.
+MACRO_PROBE = "import pyautogui, pyperclip; pyperclip.paste()"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One row of the report: a part, whether it works, and why (never a secret)."""
+
+    part: str
+    ok: bool
+    detail: str
+    kind: Kind
+    # False for one LLM backend among several: the chain needs only one of them to answer.
+    needed: bool = True
+
+
+async def run_checks(
+    config: Path, reply_config: Path, env: Mapping[str, str] = os.environ
+) -> list[CheckResult]:
+    """Load and validate both files, then check every part the configured path uses."""
+    loaded = await asyncio.to_thread(check_files, config, reply_config, env)
+    if loaded.settings is None:
+        return loaded.results
+    settings = loaded.settings
+    messenger = settings.messenger_name()
+    names = list(dict.fromkeys(settings.LLM_BACKENDS))
+    llm, (server, plugin), token, macro = await asyncio.gather(
+        asyncio.gather(*(_check_backend(settings, name, loaded.folder) for name in names)),
+        _check_server(settings),
+        _check_token(settings) if messenger == "rest" else _nothing(),
+        _check_macro(env) if messenger == "macro" else _nothing(),
+    )
+    results = [*loaded.results, *llm]
+    if not llm:
+        results.append(CheckResult("LLM", False, "LLM_BACKENDS is empty", "llm"))
+    results += [server, plugin]
+    if messenger == "plugin":
+        detail = "posts through the connected plugin" if plugin.ok else "needs a connected plugin"
+        results.append(CheckResult("messenger plugin", plugin.ok, detail, "messenger"))
+    results += [r for r in (token, macro) if r is not None]
+    redactor = SecretRedactor(settings.secret_values())
+    return [replace(r, detail=redactor.redact(r.detail)) for r in results]
+
+
+@dataclass(frozen=True)
+class LoadedFiles:
+    """The outcome of reading config.json and reply_config.py."""
+
+    settings: Settings | None  # None when config.json cannot be used
+    folder: Path  # the folder of config.json, where g4f keeps its files
+    results: list[CheckResult]
+
+
+def check_files(config: Path, reply_config: Path, env: Mapping[str, str]) -> LoadedFiles:
+    """Read and validate config.json (and the environment) and reply_config.py."""
+    folder = config.resolve().parent
+    try:
+        settings = load_settings(config, env)
+        check_settings(settings, allow_remote=True)
+    except ConfigError as exc:
+        return LoadedFiles(None, folder, [CheckResult(config.name, False, str(exc), "config")])
+    names = ", ".join(dict.fromkeys(settings.LLM_BACKENDS)) or "[]"
+    read = "read" if config.exists() else "not found: defaults and the environment used"
+    detail = f"{config} {read}: messenger {settings.messenger_name()}, LLM_BACKENDS {names}"
+    results = [CheckResult(config.name, True, detail, "config"), _check_rules(reply_config)]
+    return LoadedFiles(settings, folder, results)
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _check_rules(path: Path) -> CheckResult:
+    try:
+        rules = load_rules(path)
+    except RulesError as exc:
+        return CheckResult(path.name, False, str(exc), "rules")
+    count = len(rules.rules)
+    detail = (
+        f"{count} pair(s) watched" if count else "valid, but REPLY_TO is empty: nobody is answered"
+    )
+    return CheckResult(path.name, True, detail, "rules")
+
+
+async def _check_backend(settings: Settings, name: BackendName, config_dir: Path) -> CheckResult:
+    """Ask backend `name` the one-line prompt; its model, latency or failure."""
+    part = f"LLM {name}"
+    described = describe_backend(settings, name)
+    reason = skip_reason(settings, name)
+    if reason is not None:
+        return CheckResult(part, False, f"skipped: {reason}", "llm", needed=False)
+    try:
+        backend = build_backend(settings, name, config_dir)
+    except ConfigError as exc:
+        return CheckResult(part, False, str(exc), "llm", needed=False)
+    started = time.monotonic()
+    try:
+        await backend.complete(PROMPT, GenerationOptions(max_tokens=settings.MAX_TOKENS))
+    except LLMError as exc:
+        return CheckResult(part, False, str(exc), "llm", needed=False)
+    finally:
+        await backend.aclose()
+    took = time.monotonic() - started
+    return CheckResult(part, True, f"{described} answered in {took:.2f} s", "llm", needed=False)
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What the running server says about itself."""
+
+    url: str
+    version: str
+    plugins: int
+    watching: int
+    messenger: str
+
+
+class ServerUnreachable(Exception):
+    """No usable server on the configured address; the text says why and what to do."""
+
+
+def server_url(settings: Settings) -> str:
+    """Where the server listens, as a client on this machine reaches it."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(
+        settings.WEBSOCKET_HOST, settings.WEBSOCKET_HOST
+    )
+    return f"ws://{f'[{host}]' if ':' in host else host}:{settings.WEBSOCKET_PORT}"
+
+
+async def ask_server(settings: Settings) -> ServerStatus:
+    """Connect as a command-line client, authenticate, and ask for the server's status."""
+    url = server_url(settings)
+    timeout = settings.HELLO_TIMEOUT_SECONDS
+    hello = {
+        "type": "hello",
+        "secret": settings.WEBSOCKET_SECRET,
+        "client": "discord-auto-reply check",
+        "version": __version__,
+        "role": "cli",
+    }
+    try:
+        async with asyncio.timeout(timeout), connect(url, open_timeout=None) as ws:
+            await ws.send(protocol.encode(hello))
+            welcome = json.loads(await ws.recv())
+            await ws.send(protocol.encode({"type": "status"}))
+            status = json.loads(await ws.recv())
+    except TimeoutError:
+        raise ServerUnreachable(f"no answer from {url} within {timeout:g} s") from None
+    except ConnectionClosed as exc:
+        if exc.rcvd is not None and exc.rcvd.code == protocol.CLOSE_BAD_SECRET:
+            raise ServerUnreachable(
+                f"the server at {url} refused WEBSOCKET_SECRET: is it running with another "
+                "config.json?"
+            ) from None
+        raise ServerUnreachable(f"the server at {url} closed the connection ({exc})") from None
+    except InvalidHandshake as exc:
+        raise ServerUnreachable(f"{url} is not this relay's websocket server ({exc})") from None
+    except ConnectionRefusedError:
+        raise ServerUnreachable(
+            f"nothing is listening on {url}: start it with `discord-auto-reply serve`"
+        ) from None
+    except OSError as exc:
+        raise ServerUnreachable(f"cannot connect to {url}: {exc.strerror or exc}") from None
+    if not isinstance(status, dict) or status.get("type") != "status":
+        raise ServerUnreachable(
+            f"the server at {url} does not answer status requests: it is an older version, "
+            "restart it"
+        )
+    return ServerStatus(
+        url=url,
+        version=str(welcome.get("server_version", "?")),
+        plugins=int(status.get("plugins", 0)),
+        watching=int(status.get("watching", 0)),
+        messenger=str(status.get("messenger", "?")),
+    )
+
+
+async def _check_server(settings: Settings) -> tuple[CheckResult, CheckResult]:
+    """The server row and the plugin row (messages reach the relay only through a plugin)."""
+    try:
+        status = await ask_server(settings)
+    except ServerUnreachable as exc:
+        unknown = "unknown: the server could not be asked"
+        return (
+            CheckResult("server", False, str(exc), "server"),
+            CheckResult("plugin", False, unknown, "plugin"),
+        )
+    configured = settings.messenger_name()
+    detail = (
+        f"running at {status.url} (version {status.version}), watching {status.watching} "
+        f"pair(s), messenger {status.messenger}"
+    )
+    server_ok = status.messenger == configured
+    if not server_ok:
+        detail += f", but config.json says {configured}: restart the server to apply it"
+    plugin = (
+        CheckResult("plugin", True, f"{status.plugins} plugin(s) connected", "plugin")
+        if status.plugins
+        else CheckResult(
+            "plugin",
+            False,
+            "none connected: open Discord and enable DiscordAutoReply (Settings > Plugins)",
+            "plugin",
+        )
+    )
+    return CheckResult("server", server_ok, detail, "server"), plugin
+
+
+async def _check_token(settings: Settings) -> CheckResult:
+    """`GET /users/@me` with DISCORD_AUTHORIZATION: whose account it is, never the token."""
+    part = "messenger rest"
+    url = settings.DISCORD_API_BASE.rstrip("/") + "/users/@me"
+    headers = {"Authorization": settings.DISCORD_AUTHORIZATION, "User-Agent": USER_AGENT}
+    try:
+        async with httpx2.AsyncClient(headers=headers, timeout=DISCORD_TIMEOUT_SECONDS) as http:
+            response = await http.get(url)
+    except httpx2.TransportError as exc:
+        return CheckResult(
+            part, False, f"cannot reach {url}: {type(exc).__name__}: {exc}", "messenger"
+        )
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    body = body if isinstance(body, dict) else {}
+    status = response.status_code
+    if status == 200:
+        name = body.get("global_name") or body.get("username") or "?"
+        detail = f"token accepted by Discord: signed in as {name} (@{body.get('username', '?')})"
+        return CheckResult(part, True, detail, "messenger")
+    if status == 401:
+        detail = "Discord refused DISCORD_AUTHORIZATION (HTTP 401): copy the token again"
+    elif status == 429:
+        detail = f"rate limited by Discord: try again in {body.get('retry_after', '?')} s"
+    else:
+        detail = f"Discord answered HTTP {status}: {body.get('message', response.reason_phrase)}"
+    return CheckResult(part, False, detail, "messenger")
+
+
+async def _check_macro(env: Mapping[str, str]) -> CheckResult:
+    """Import pyautogui (which opens the display) and read the clipboard, in a child process."""
+    part = "messenger macro"
+    if sys.platform not in ("win32", "darwin") and not env.get("DISPLAY"):
+        return CheckResult(part, False, "no desktop session: $DISPLAY is not set", "messenger")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        MACRO_PROBE,
+        env=dict(env),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), MACRO_TIMEOUT_SECONDS)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return CheckResult(part, False, "the desktop session did not answer", "messenger")
+    if process.returncode == 0:
+        where = env.get("DISPLAY") or "this desktop"
+        detail = f"pyautogui reaches {where}, and the clipboard works"
+        return CheckResult(part, True, detail, "messenger")
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    last = lines[-1] if lines else f"exit status {process.returncode}"
+    if "No module named" in last:
+        last = f"{last}: pip install 'discord-auto-reply[macro]'"
+    return CheckResult(part, False, last, "messenger")
+
+
+# --- Pure: the verdict and how it is shown.
+
+
+def problems(results: Sequence[CheckResult]) -> list[str]:
+    """The parts that stop the configured path: every needed part that fails, and the LLM
+    backends together when none of them answered."""
+    blocking = [r.part for r in results if r.needed and not r.ok]
+    llm = [r for r in results if r.kind == "llm"]
+    if llm and not any(r.ok for r in llm) and not any(r.needed for r in llm):
+        blocking.append(" and ".join(r.part for r in llm) + " (none answered)")
+    return blocking
+
+
+def path_works(results: Sequence[CheckResult]) -> bool:
+    """True when every needed part works and at least one LLM backend answered."""
+    return not problems(results) and any(r.ok for r in results if r.kind == "llm")
+
+
+def render_table(results: Sequence[CheckResult], *, unicode: bool = True) -> str:
+    """One row per part (mark, part, reason), and a last line with the verdict."""
+    good, bad = ("✔", "✘") if unicode else ("OK", "FAIL")
+    width = max(len(r.part) for r in results)
+    mark_width = max(len(good), len(bad))
+    another_answered = any(r.ok for r in results if r.kind == "llm")
+    lines = []
+    for result in results:
+        mark = good if result.ok else bad
+        spared = not (result.ok or result.needed) and another_answered
+        optional = " (another backend answers)" if spared else ""
+        lines.append(f"{mark:<{mark_width}}  {result.part:<{width}}  {result.detail}{optional}")
+    blocking = problems(results)
+    if blocking:
+        lines.append(f"not ready: fix {', '.join(blocking)}")
+    else:
+        lines.append("ready: messages can be answered and the replies posted")
+    return "\n".join(lines)
+
+
+def render_json(results: Sequence[CheckResult]) -> str:
+    """The same report as JSON: `{"ok": bool, "checks": [{part, ok, detail, kind, needed}]}`."""
+    report = {"ok": path_works(results), "checks": [asdict(r) for r in results]}
+    return json.dumps(report, ensure_ascii=False, indent=2)
