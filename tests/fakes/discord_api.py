@@ -286,10 +286,10 @@ class FakeDiscord:
         if not isinstance(body, dict):
             return _error(400, "The request body contains invalid JSON.", 50109)
         content = body.get("content")
-        if self.flavour == "spacebar" and isinstance(content, str):
-            if utf16_length(content) > MAX_CONTENT_LENGTH:
-                message = "Content length over max character limit"
-                return _error(400, message, 400, errors=None, data=None)
+        spacebar = self.flavour == "spacebar"
+        if spacebar and isinstance(content, str) and utf16_length(content) > MAX_CONTENT_LENGTH:
+            message = "Content length over max character limit"
+            return _error(400, message, 400, errors=None, data=None)
         errors = _form_errors(body)
         if errors:
             return _error(400, "Invalid Form Body", 50035, errors=errors)
