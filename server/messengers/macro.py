@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from server.messengers.base import MessengerError
+from server.messengers.base import Messenger, MessengerError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _import_gui() -> tuple[Any, Any]:
     return pyautogui, pyperclip
 
 
-class MacroMessenger:
+class MacroMessenger(Messenger):
     """Types replies into whatever window has keyboard focus, like the person would.
 
     Limitation: it cannot choose the channel. The person keeps the conversation open in the
@@ -72,16 +72,35 @@ class MacroMessenger:
         self._keyboard = threading.Lock()
 
     async def send(
-        self, channel_id: str, content: str, *, nonce: str, reply_to: str | None = None
+        self,
+        channel_id: str,
+        content: str,
+        *,
+        nonce: str,
+        reply_to: str | None = None,
+        deadline: float | None = None,
     ) -> None:
-        """Paste `content` into the focused window and press Enter, one send at a time."""
-        async with self._lock:
+        """Paste `content` into the focused window and press Enter, one send at a time.
+
+        Waiting behind another send past `deadline` (loop time) gives up before typing.
+        """
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise MessengerError(
+                f"the macro send to channel {channel_id} was given up: another send held the "
+                "keyboard past the reply's deadline"
+            ) from None
+        try:
             log.info(
                 "macro: pasting %d characters meant for channel %s into the focused window",
                 len(content),
                 channel_id,
             )
             await asyncio.to_thread(self._paste_and_submit, channel_id, content)
+        finally:
+            self._lock.release()
 
     def _paste_and_submit(self, channel_id: str, content: str) -> None:
         """Blocking: swap the clipboard, paste, press Enter, restore the clipboard."""
