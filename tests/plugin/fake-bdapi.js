@@ -52,9 +52,11 @@ function nextId() {
  * The fake Discord client: modules in a webpack-like registry, plus helpers to play gateway events.
  * `missing` names modules to leave out: "dispatcher", "userStore", "messageActions", "typing".
  * With `echo` (default), sendMessage dispatches the optimistic local copy and then the gateway
- * copy of the owner's message, as the real client does.
+ * copy of the owner's message, as the real client does. The copies carry the nonce passed to
+ * sendMessage; with `keepNonce: false` they carry one of the client's own instead (whether
+ * Discord's client keeps a caller's nonce is unverified).
  */
-function createFakeDiscord({ missing = [], echo = true } = {}) {
+function createFakeDiscord({ missing = [], echo = true, keepNonce = true } = {}) {
     const dispatcher = new FakeDispatcher();
     const sent = []; // sendMessage calls
     const decoySent = [];
@@ -81,7 +83,7 @@ function createFakeDiscord({ missing = [], echo = true } = {}) {
                 discord.failNextSend = null;
                 return Promise.reject(error);
             }
-            const nonce = options.nonce ?? nextId();
+            const nonce = (keepNonce && options.nonce) || nextId();
             const base = {
                 channel_id: channelId,
                 author: { ...SELF },
