@@ -54,31 +54,31 @@ class PluginMessenger(Messenger):
         posted without posting it twice. `deadline` (loop time) shortens the timeout.
         """
         loop = asyncio.get_running_loop()
-        give_up_at = loop.time() + self._timeout
-        if deadline is not None:
-            give_up_at = min(give_up_at, deadline)
+        timeout_at = loop.time() + self._timeout
+        give_up_at = timeout_at if deadline is None else min(timeout_at, deadline)
         frame = protocol.send(nonce, channel_id, content, reply_to)
         disconnected: ConnectionError | None = None
-        while True:
+        while (remaining := give_up_at - loop.time()) > 0:
             try:
-                answer = await self._link.request(frame, nonce, give_up_at - loop.time())
-                break
+                answer = await self._link.request(frame, nonce, remaining)
             except TimeoutError:
-                waited = f"{self._timeout:g} s" if deadline is None else "the reply's deadline"
-                if disconnected is not None:
-                    why = f"{disconnected}, and no plugin answered within {waited}"
-                else:
-                    why = f"no answer from the plugin within {waited}"
-                raise MessengerError(
-                    f"channel {channel_id}: {why} (is Discord open with the plugin enabled?)"
-                ) from None
+                break
             except ConnectionError as exc:
                 disconnected = exc
                 log.info("channel %s: %s; asking again once a plugin is connected", channel_id, exc)
                 await asyncio.sleep(RESEND_PAUSE_SECONDS)
-        if not answer.ok:
-            reason = answer.error or "unknown error"
-            raise MessengerError(f"channel {channel_id}: the plugin could not send: {reason}")
+                continue
+            if not answer.ok:
+                reason = answer.error or "unknown error"
+                raise MessengerError(f"channel {channel_id}: the plugin could not send: {reason}")
+            return
+        waited = f"{self._timeout:g} s" if give_up_at == timeout_at else "the reply's deadline"
+        why = f"no answer from the plugin within {waited}"
+        if disconnected is not None:
+            why = f"{disconnected}, and no plugin answered within {waited}"
+        raise MessengerError(
+            f"channel {channel_id}: {why} (is Discord open with the plugin enabled?)"
+        )
 
     async def typing(self, channel_id: str) -> None:
         """Ask the plugin to show the typing indicator, if one is connected."""
