@@ -438,6 +438,14 @@ async def test_a_429_within_the_deadline_is_still_waited_out(
     assert statuses(fake_discord) == [429, 200]
 
 
+async def test_a_deadline_in_the_past_posts_nothing(
+    messenger: RestMessenger, fake_discord: FakeDiscord
+) -> None:
+    with pytest.raises(MessengerError, match=r"channel 100 now would pass the reply's deadline"):
+        await messenger.send("100", "too late", nonce="n", deadline=loop_time() - 1.0)
+    assert fake_discord.requests == []
+
+
 async def test_a_deadline_already_passed_while_queued_gives_up(
     messenger: RestMessenger, fake_discord: FakeDiscord
 ) -> None:

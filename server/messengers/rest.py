@@ -210,6 +210,8 @@ class RestMessenger(Messenger):
         A wait (rate limit or retry) that would end after `deadline` (loop time) gives up at
         once with `MessengerError`; a POST already sent is not cut short.
         """
+        if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+            raise self._too_late(f"Posting to channel {channel_id} now", deadline)
         body = message_body(content, nonce, reply_to)
         attempts = await self._request(
             MESSAGES_ROUTE, channel_id, body, self._max_attempts, deadline
