@@ -26,6 +26,10 @@ const EPHEMERAL_FLAG = 64;
 const OPEN_CHANNEL_TIMEOUT_MS = 3000; // how long Discord may take to show a channel we opened
 const ACTIVITY_INTERVAL_MS = 2000; // at most one activity report per interval
 const ACTIVITY_EVENTS = ["keydown", "mousedown", "mousemove", "wheel"];
+// Nonces of posted replies, remembered so that a repeated `send` never posts twice. The server
+// resends only within its reply deadline (REPLY_WITHIN_MINUTES, 10 by default).
+const POSTED_NONCES_LIMIT = 1000;
+const POSTED_NONCES_MAX_AGE_MS = 10 * 60 * 1000;
 
 /**
  * Every lookup of a Discord internal lives here: the one place to fix when Discord renames
@@ -303,6 +307,48 @@ class Outbox {
     }
 }
 
+/**
+ * The `send` nonces posted (or being posted), each with the promise of its outcome (null, or the
+ * error text), so that a `send` repeated after a lost connection is answered from the first post
+ * instead of posting again. Bounded in count and age; a failed post is forgotten, so it may be
+ * tried again.
+ */
+class PostedNonces {
+    constructor({ limit = POSTED_NONCES_LIMIT, maxAgeMs = POSTED_NONCES_MAX_AGE_MS, now = Date.now } = {}) {
+        this.limit = limit;
+        this.maxAgeMs = maxAgeMs;
+        this.now = now;
+        this.entries = new Map(); // nonce -> {outcome, at}, oldest first
+    }
+
+    /** The outcome promise of a recent post with this nonce, or undefined. */
+    get(nonce) {
+        this.expire();
+        return this.entries.get(nonce)?.outcome;
+    }
+
+    add(nonce, outcome) {
+        this.entries.set(nonce, { outcome, at: this.now() });
+        for (const oldest of this.entries.keys()) {
+            if (this.entries.size <= this.limit) break;
+            this.entries.delete(oldest);
+        }
+    }
+
+    /** Forget `nonce` if it still stands for this `outcome`. */
+    forget(nonce, outcome) {
+        if (this.entries.get(nonce)?.outcome === outcome) this.entries.delete(nonce);
+    }
+
+    expire() {
+        const oldest = this.now() - this.maxAgeMs;
+        for (const [nonce, entry] of this.entries) {
+            if (entry.at >= oldest) break;
+            this.entries.delete(nonce);
+        }
+    }
+}
+
 /** The `sendMessage` arguments for a server `send` frame: ping nobody, reply when asked. */
 function sendMessageArgs(frame, guildId) {
     const message = { content: frame.content, tts: false, invalidEmojis: [], validNonShortcutEmojis: [] };
@@ -369,6 +415,7 @@ module.exports = class DiscordAutoReply {
         this.welcomeTimeoutMs = options.welcomeTimeoutMs ?? WELCOME_TIMEOUT_MS;
         this.welcomeTimer = null;
         this.outbox = new Outbox(options.outbox);
+        this.postedNonces = new PostedNonces(options.postedNonces);
         this.watch = null; // null until the server first tells us; then the allow-list
         this.status = "disabled";
         this.socket = null;
@@ -629,21 +676,16 @@ module.exports = class DiscordAutoReply {
         this.renderStatus();
     }
 
+    /** Post a `send` frame once per nonce, and answer `sent`; a repeat gets the first post's outcome. */
     async sendToDiscord(frame) {
         const nonce = String(frame.nonce ?? "");
-        const actions = DiscordInternals.messageActions();
-        let error = null;
-        if (!actions) {
-            error = "Discord's message-sending module was not found in the client";
-        } else if (typeof frame.channel !== "string" || typeof frame.content !== "string") {
-            error = "send frame needs a string channel and content";
-        } else {
-            try {
-                await actions.sendMessage(...sendMessageArgs(frame, this.guildOfChannel.get(frame.channel)));
-            } catch (failure) {
-                error = `sendMessage failed: ${failure?.message ?? String(failure)}`;
-            }
+        let outcome = nonce ? this.postedNonces.get(nonce) : undefined;
+        if (!outcome) {
+            outcome = this.postToDiscord(frame);
+            if (nonce) this.postedNonces.add(nonce, outcome);
         }
+        const error = await outcome;
+        if (error !== null) this.postedNonces.forget(nonce, outcome);
         this.send({ type: "sent", nonce, ok: error === null, error });
     }
 
@@ -676,6 +718,19 @@ module.exports = class DiscordAutoReply {
             error = `Discord still shows ${shown === null ? "no channel" : `channel ${shown}`} after ${this.openChannelTimeoutMs} ms`;
         }
         this.send({ type: "opened", nonce, channel: shown, ok: error === null, focused: windowHasFocus(), error });
+    }
+
+    /** Post with Discord's own message-sending module; resolves to null, or the error text. */
+    async postToDiscord(frame) {
+        const actions = DiscordInternals.messageActions();
+        if (!actions) return "Discord's message-sending module was not found in the client";
+        if (typeof frame.channel !== "string" || typeof frame.content !== "string") return "send frame needs a string channel and content";
+        try {
+            await actions.sendMessage(...sendMessageArgs(frame, this.guildOfChannel.get(frame.channel)));
+            return null;
+        } catch (failure) {
+            return `sendMessage failed: ${failure?.message ?? String(failure)}`;
+        }
     }
 
     showTyping(frame) {

@@ -138,7 +138,8 @@ class Gateway:
 
     async def _refuse(self, connection: ServerConnection, peer: str, code: int, why: str) -> None:
         log.warning("refused websocket client %s: %s", peer, why)
-        await connection.close(code, why[:120])
+        # A close reason may hold at most 123 bytes of UTF-8; more is a protocol error.
+        await connection.close(code, why.encode()[:120].decode(errors="ignore"))
 
     async def _on_frame(self, connection: ServerConnection, text: str | bytes, peer: str) -> None:
         try:

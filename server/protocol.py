@@ -6,6 +6,7 @@ Parsing is pure: text in, a typed frame or a `ProtocolError` out. Ids are string
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -13,6 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 PROTOCOL_VERSION = 1
 CLOSE_BAD_SECRET = 4001
 CLOSE_NO_HELLO = 4002
+FRAME_TYPES = ("hello", "message", "sent", "opened", "activity", "status")
+# How much of a bad value an error text quotes: enough to recognise it, never a flood.
+MAX_QUOTED = 40
+# A surrogate escape (or character) may leave half a UTF-16 pair in a string, which nothing
+# downstream can encode (logs, the LLM request, Discord, the database): such frames are refused.
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 
 
 class ProtocolError(Exception):
@@ -101,22 +108,46 @@ class StatusRequest(_Frame):
 ClientFrameType = Hello | IncomingMessage | Sent | Opened | Activity | StatusRequest
 ClientFrame = Annotated[ClientFrameType, Field(discriminator="type")]
 _client_frame: TypeAdapter[ClientFrameType] = TypeAdapter(ClientFrame)
-_CLIENT_FRAME_TYPES = ("hello", "message", "sent", "opened", "activity", "status")
+
+
+def _quoted(text: str) -> str:
+    """`text` quoted for an error message, cut to MAX_QUOTED characters."""
+    return repr(text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "…")
+
+
+def _is_valid_unicode(data: object) -> bool:
+    """Whether every string in decoded JSON can be encoded (no unpaired surrogate)."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_client_frame(text: str | bytes) -> ClientFrameType:
-    """Parse one frame from the plugin, or raise `ProtocolError` saying what is wrong."""
+    """Parse one frame from the plugin, or raise `ProtocolError` saying what is wrong.
+
+    Whatever the input, only `ProtocolError` is raised, and its text stays short.
+    """
     if isinstance(text, bytes):
         raise ProtocolError("binary frames are not part of protocol v1; send JSON text")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise ProtocolError("not acceptable JSON: nested too deeply") from None
+    except ValueError:  # an integer of more digits than Python converts (4300)
+        raise ProtocolError("not acceptable JSON: a number has too many digits") from None
+    if _SURROGATE.search(text) and not _is_valid_unicode(data):
+        raise ProtocolError("a string holds an unpaired surrogate (\\ud800-\\udfff), not text")
     if not isinstance(data, dict):
         raise ProtocolError("a frame must be a JSON object")
     kind = data.get("type")
-    if kind not in _CLIENT_FRAME_TYPES:
-        raise ProtocolError(f"unknown frame type {kind!r}")
+    if not isinstance(kind, str):
+        raise ProtocolError(f'a frame needs a string "type", one of {", ".join(FRAME_TYPES)}')
+    if kind not in FRAME_TYPES:
+        raise ProtocolError(f"unknown frame type {_quoted(kind)}")
     try:
         return _client_frame.validate_python(data)
     except ValidationError as exc:
@@ -128,8 +159,8 @@ def parse_client_frame(text: str | bytes) -> ClientFrameType:
 
 
 def encode(frame: dict[str, Any]) -> str:
-    """Serialise a server frame."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    """Serialise a server frame, as ASCII: any text, even an LLM's lone surrogate, can be sent."""
+    return json.dumps(frame, separators=(",", ":"))
 
 
 def welcome(server_version: str, watch: list[dict[str, str]], messenger: str) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from server.messengers.base import Messenger, MessengerError
 from server.protocol import Author, IncomingMessage
 from server.reply_policy import ReplyPolicy, burst_wait
 from server.rules import WILDCARD, Rule, RuleSet
-from server.splitter import split_message
+from server.splitter import discord_length, split_message
 from server.summarizer import summarize
 from server.tokens import TokenCounter
 
@@ -58,6 +58,8 @@ class _Pending:
     rule: Rule
     turn_id: int | None
     """Its turn in the store; None if the database could not store it."""
+    accepted_at: float
+    """When the relay accepted it (Unix time): its reply is due within REPLY_WITHIN_MINUTES."""
 
 
 @dataclass
@@ -174,7 +176,7 @@ class Relay:
                     author=Author(id=pending.pair[0]),
                     content=pending.content,
                 )
-                self._queue(pending.pair, _Pending(message, rule, pending.turn_id))
+                self._queue(pending.pair, _Pending(message, rule, pending.turn_id, pending.at))
         if expired:
             log.warning(
                 "%d message(s) accepted before the restart are older than REPLY_WITHIN_MINUTES "
@@ -190,7 +192,12 @@ class Relay:
         a part that did go out is not posted twice."""
         about = f"reply {reply.reply_id}"
         delivered = await self._deliver(
-            reply.pair[1], reply.parts, reply.first_undelivered, reply.reply_to, about=about
+            reply.pair[1],
+            reply.parts,
+            reply.first_undelivered,
+            reply.reply_to,
+            self._due(reply.at),
+            about=about,
         )
         await self._stored(self._store.record_delivery(reply.reply_id, delivered), None)
         if delivered > reply.first_undelivered:
@@ -242,7 +249,7 @@ class Relay:
         elif skip:
             log.info("message %s remembered, not answered: %s", message.id, skip)
         else:
-            self._queue(pair, _Pending(message, rule, turn_id or None))
+            self._queue(pair, _Pending(message, rule, turn_id or None, now))
 
     async def _accept_owner_message(self, message: IncomingMessage) -> None:
         """The owner wrote in a watched chat: step aside there, and remember their words."""
@@ -321,6 +328,18 @@ class Relay:
     async def _answer(self, pair: PairKey, batch: list[_Pending], state: _Pair) -> None:
         """Generate one reply to the whole burst and send it, unless the owner took over."""
         newest = batch[-1]
+        if not self._messenger.available:
+            log.debug(
+                "message %s not answered: the messenger can deliver nothing", newest.message.id
+            )
+            await self._settle(batch, "failed", "the messenger can deliver nothing more")
+            return
+        if time.time() > self._due(newest.accepted_at):
+            log.warning(
+                "message %s not answered: it waited past REPLY_WITHIN_MINUTES", newest.message.id
+            )
+            await self._settle(batch, "expired", "waited too long for its turn")
+            return
         decision = self._policy.may_reply(pair, time.time())
         if not decision.reply:
             log.log(
@@ -427,16 +446,15 @@ class Relay:
         """Split and record the reply (the outbox), then post it part by part."""
         message = batch[-1].message
         prefix = self._settings.REPLY_PREFIX
-        parts = [
-            ReplyPart(new_nonce(), text)
-            for text in split_message(generated.text, DISCORD_MESSAGE_LIMIT - len(prefix))
-        ]
+        room = DISCORD_MESSAGE_LIMIT - discord_length(prefix)
+        parts = [ReplyPart(new_nonce(), text) for text in split_message(generated.text, room)]
         answers = [pending.turn_id for pending in batch if pending.turn_id is not None]
         record = self._store.record_reply(pair, answers, generated.backend, parts)
         reply_id = await self._stored(record, None)
         self._policy.replied(pair, generated.text, time.time())
         reply_to = message.id if message.guild is not None else None
-        delivered = await self._deliver(pair[1], parts, 0, reply_to, about=message.id)
+        due = self._due(batch[0].accepted_at)
+        delivered = await self._deliver(pair[1], parts, 0, reply_to, due, about=message.id)
         if reply_id is not None:
             await self._stored(self._store.record_delivery(reply_id, delivered), None)
         if delivered:
@@ -450,11 +468,19 @@ class Relay:
             )
 
     async def _deliver(
-        self, channel: str, parts: list[ReplyPart], start: int, reply_to: str | None, about: str
+        self,
+        channel: str,
+        parts: list[ReplyPart],
+        start: int,
+        reply_to: str | None,
+        due: float,
+        *,
+        about: str,
     ) -> int:
-        """Post `parts[start:]` in order (`reply_to` on the first part); how many are delivered
-        in all. Stops at a failure or a takeover, saying which part and why."""
+        """Post `parts[start:]` in order (`reply_to` on the first part) by `due` (Unix time); how
+        many are delivered in all. Stops at a failure or a takeover, saying which part and why."""
         prefix = self._settings.REPLY_PREFIX
+        deadline = asyncio.get_running_loop().time() + (due - time.time())
         for index in range(start, len(parts)):
             part = parts[index]
             decision = self._policy.may_send(channel, time.time())
@@ -465,7 +491,11 @@ class Relay:
             self._echoes.expect(part.nonce, channel, content)
             try:
                 await self._messenger.send(
-                    channel, content, nonce=part.nonce, reply_to=reply_to if index == 0 else None
+                    channel,
+                    content,
+                    nonce=part.nonce,
+                    reply_to=reply_to if index == 0 else None,
+                    deadline=deadline,
                 )
             except MessengerError as exc:
                 if self._closing:
@@ -484,6 +514,10 @@ class Relay:
                     )
                 return index
         return len(parts)
+
+    def _due(self, accepted_at: float) -> float:
+        """When a reply to a message accepted at `accepted_at` is too late (Unix time)."""
+        return accepted_at + self._settings.REPLY_WITHIN_MINUTES * 60
 
     async def _settle(self, batch: list[_Pending], status: MessageStatus, reason: str) -> None:
         """Record why the messages of `batch` get no reply."""

@@ -1,9 +1,16 @@
-"""Splits a reply into Discord-sized parts at natural boundaries, keeping code fences balanced."""
+"""Splits a reply into Discord-sized parts at natural boundaries, keeping code fences balanced.
+
+Lengths are measured in UTF-16 code units (`discord_length`), the stricter of the two counts
+Discord-compatible servers use, so every part is accepted by all of them.
+"""
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
+import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 FENCE = "```"
@@ -22,6 +29,39 @@ BOUNDARIES = (
 )
 # Code indentation kept at the start of a part that reopens a block; more is dropped.
 MAX_KEPT_INDENT = 16
+ZERO_WIDTH_JOINER = "\u200d"
+
+
+def discord_length(text: str) -> int:
+    """The length of `text` as a message limit counts it: UTF-16 code units.
+
+    Discord's API counts code points; JavaScript servers such as Spacebar count UTF-16 units,
+    in which a character outside the Basic Multilingual Plane (most emoji) counts twice. The
+    UTF-16 count is never the smaller one, so text within a limit by it fits both.
+    """
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _unit_offsets(text: str) -> Sequence[int]:
+    """`offsets[i]` is `discord_length(text[:i])`, for every i from 0 to len(text)."""
+    if discord_length(text) == len(text):  # no surrogate pairs: units are code points
+        return range(len(text) + 1)
+    return list(itertools.accumulate((2 if ord(ch) > 0xFFFF else 1 for ch in text), initial=0))
+
+
+def _attaches(char: str) -> bool:
+    """Whether `char` belongs to the symbol before it: combining marks, variation selectors,
+    joiners, skin tones and emoji tags."""
+    return (
+        unicodedata.category(char) in ("Mn", "Mc", "Me")
+        or char == ZERO_WIDTH_JOINER
+        or "\U0001f3fb" <= char <= "\U0001f3ff"
+        or "\U000e0020" <= char <= "\U000e007f"
+    )
+
+
+def _is_regional_indicator(char: str) -> bool:
+    return "\U0001f1e6" <= char <= "\U0001f1ff"
 
 
 @dataclass(frozen=True)
@@ -55,6 +95,7 @@ class _Splitter:
     def __init__(self, text: str, limit: int) -> None:
         self.text = text
         self.limit = limit
+        self.offsets = _unit_offsets(text)
         self.blocks = _blocks(text)
         self.block_starts = [block.start for block in self.blocks]
         self.tokens = [match.span() for match in FENCE_RE.finditer(text)]
@@ -69,9 +110,25 @@ class _Splitter:
         inside = block.end <= cut and (block.close is None or cut <= block.close)
         return block if inside else None
 
+    def width(self, start: int, end: int) -> int:
+        """`discord_length(text[start:end])`."""
+        return self.offsets[end] - self.offsets[start]
+
     def splits_token(self, cut: int) -> bool:
         index = bisect.bisect_left(self.token_starts, cut) - 1
         return index >= 0 and cut < self.tokens[index][1]
+
+    def splits_symbol(self, cut: int) -> bool:
+        """Whether a cut at `cut` would break one visible symbol (an emoji sequence, a flag, a
+        letter with its accents) in two."""
+        if not 0 < cut < len(self.text):
+            return False
+        before, after = self.text[cut - 1], self.text[cut]
+        return (
+            _attaches(after)
+            or before == ZERO_WIDTH_JOINER
+            or (_is_regional_indicator(before) and _is_regional_indicator(after))
+        )
 
     def fits(self, pos: int, cut: int, reopen: str, strict: bool) -> bool:
         """Whether `text[pos:cut]` makes a valid part, closing any block it leaves open.
@@ -82,7 +139,8 @@ class _Splitter:
         if cut <= pos or not body.strip() or self.splits_token(cut):
             return False
         block = self.block_at(cut)
-        if len(reopen) + len(body) + (len(CLOSE_FENCE) if block else 0) > self.limit:
+        size = len(reopen) + self.width(pos, pos + len(body)) + (len(CLOSE_FENCE) if block else 0)
+        if size > self.limit:
             return False
         if block is None or not strict:
             return True
@@ -92,7 +150,9 @@ class _Splitter:
 
     def cut(self, pos: int, reopen: str) -> int:
         """The best place to end the part that starts at `pos`."""
-        window_end = pos + self.limit - len(reopen)
+        # The furthest end whose text fits the limit, by UTF-16 units.
+        window_end = bisect.bisect_right(self.offsets, self.offsets[pos] + self.limit - len(reopen))
+        window_end -= 1
         for boundary in BOUNDARIES:
             cuts = []
             for match in boundary.finditer(self.text, pos):
@@ -103,6 +163,9 @@ class _Splitter:
                 if self.fits(pos, cut, reopen, strict=True):
                     return cut
         for cut in range(window_end, pos, -1):
+            if not self.splits_symbol(cut) and self.fits(pos, cut, reopen, strict=False):
+                return cut
+        for cut in range(window_end, pos, -1):  # one symbol longer than a part: cut it anyway
             if self.fits(pos, cut, reopen, strict=False):
                 return cut
         raise AssertionError("unreachable: MIN_LIMIT leaves room for a hard cut")
@@ -120,9 +183,11 @@ class _Splitter:
 
 
 def split_message(text: str, limit: int = 2000) -> list[str]:
-    """Split `text` into parts of at most `limit` characters, at the best boundary available.
+    """Split `text` into parts of at most `limit` UTF-16 units, at the best boundary available.
 
-    Boundaries, best first: blank line, line, sentence end, word, else a hard cut. Whitespace
+    `limit` is in `discord_length` units: pass the message limit less `discord_length(prefix)`
+    of anything put before each part. Boundaries, best first: blank line, line, sentence end,
+    word, else a hard cut that keeps emoji sequences and accented letters whole. Whitespace
     at cut points is dropped. A part that ends inside a code block closes it, and the next
     part reopens it with the same language tag. Whitespace-only text gives no parts.
     """
@@ -130,7 +195,7 @@ def split_message(text: str, limit: int = 2000) -> list[str]:
         raise ValueError(f"limit must be at least {MIN_LIMIT} characters, got {limit}")
     if not text.strip():
         return []
-    if len(text) <= limit:
+    if discord_length(text) <= limit:
         return [text]
     splitter = _Splitter(text, limit)
     parts: list[str] = []
@@ -138,7 +203,7 @@ def split_message(text: str, limit: int = 2000) -> list[str]:
     reopen = ""
     while text[pos:].strip():
         rest = text[pos:].rstrip()
-        if len(reopen) + len(rest) <= limit:
+        if len(reopen) + splitter.width(pos, pos + len(rest)) <= limit:
             parts.append(reopen + rest)
             break
         cut = splitter.cut(pos, reopen)

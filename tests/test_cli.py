@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,21 @@ def test_serve_names_the_key_and_file_of_a_bad_setting(tmp_path: Path) -> None:
     assert "config.json" in result.stderr
     assert "WEBSOCKET_PORT" in result.stderr
     assert "unknown key 'Z'" in result.stderr
+
+
+def test_serve_on_a_busy_port_says_so_and_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "reply_config.py").write_text('REPLY_TO = [("1", "2")]\n')
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {"WEBSOCKET_SECRET": "s3cret-value-for-the-test", "WEBSOCKET_PORT": str(port)}
+        result = cli("serve", cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "s3cret-value" not in result.stderr
 
 
 def test_serve_refuses_a_remote_bind_without_allow_remote(tmp_path: Path) -> None:

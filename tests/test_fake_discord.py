@@ -126,6 +126,58 @@ async def test_over_long_content_and_nonce_are_50035_with_nested_errors(
     assert ok.status_code == 200
 
 
+async def test_discord_counts_content_length_in_code_points(
+    http: httpx2.AsyncClient, fake_discord: FakeDiscord
+) -> None:
+    emoji = await post_message(http, fake_discord, body={"content": "🙂" * 2000})  # 4,000 units
+    assert emoji.status_code == 200
+    over = await post_message(http, fake_discord, body={"content": "🙂" * 2001})
+    assert over.status_code == 400
+    assert over.json()["code"] == 50035
+
+
+@pytest_asyncio.fixture
+async def spacebar() -> AsyncIterator[FakeDiscord]:
+    fake = FakeDiscord(flavour="spacebar")
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+async def test_spacebar_counts_content_length_in_utf16_units(
+    http: httpx2.AsyncClient, spacebar: FakeDiscord
+) -> None:
+    refused = await post_message(http, spacebar, body={"content": "🙂" * 1001})  # 2,002 units
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "code": 400,
+        "message": "Content length over max character limit",
+        "errors": None,
+        "data": None,
+    }
+    assert (await post_message(http, spacebar, body={"content": "🙂" * 1000})).status_code == 200
+    assert (await post_message(http, spacebar, body={"content": "x" * 2000})).status_code == 200
+    assert [len(m["content"]) for m in spacebar.messages] == [1000, 2000]
+
+
+async def test_spacebar_refuses_a_wrong_token_with_400_and_code_40001(
+    http: httpx2.AsyncClient, spacebar: FakeDiscord
+) -> None:
+    wrong = await post_message(http, spacebar, headers={"Authorization": "wrong"})
+    assert wrong.status_code == 400
+    assert wrong.json()["code"] == 40001
+    assert wrong.json()["message"].startswith("Unauthorized")
+    typing = await http.post(
+        f"{spacebar.base_url}/channels/100/typing", headers={"Authorization": "wrong"}
+    )
+    assert (typing.status_code, typing.json()["code"]) == (400, 40001)
+    missing = await post_message(http, spacebar, headers={})
+    assert missing.status_code == 401
+    assert spacebar.messages == []
+
+
 @pytest.mark.parametrize("body", [{"content": ""}, {"content": "  \n"}, {"nonce": "1"}])
 async def test_an_empty_message_is_50006(
     http: httpx2.AsyncClient, fake_discord: FakeDiscord, body: dict[str, Any]

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from server.messengers.base import MessengerError
+from server.messengers.base import MessengerError, MessengerUnavailable
 from server.messengers.rest import (
     MESSAGES_ROUTE,
     TYPING_ROUTE,
@@ -29,11 +29,13 @@ from server.messengers.rest_rate_limit import (
     RateLimiter,
     RateLimitHeaders,
     RateLimitWait,
+    WaitPastDeadline,
     parse_rate_limit_headers,
     parse_rate_limited_body,
     rate_limit_wait,
 )
-from tests.fakes.discord_api import FakeDiscord
+from server.splitter import discord_length, split_message
+from tests.fakes.discord_api import FakeDiscord, utf16_length
 
 MESSAGES_PATH = "/api/v9/channels/{}/messages"
 
@@ -244,30 +246,56 @@ async def test_a_lost_response_is_retried_without_a_duplicate(fake_discord: Fake
 # --- Refusals --------------------------------------------------------------------------------
 
 
-async def test_401_stops_the_messenger_after_one_request(
-    fake_discord: FakeDiscord, caplog: pytest.LogCaptureFixture
+@pytest_asyncio.fixture
+async def spacebar() -> AsyncIterator[FakeDiscord]:
+    """The fake in Spacebar's flavour: UTF-16 lengths, 400 + code 40001 for a bad token."""
+    fake = FakeDiscord(flavour="spacebar")
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+@pytest.mark.parametrize(
+    ("flavour", "why"), [("discord", "HTTP 401"), ("spacebar", "HTTP 400, code 40001")]
+)
+async def test_a_refused_token_stops_the_messenger_after_one_request(
+    fake_discord: FakeDiscord,
+    spacebar: FakeDiscord,
+    caplog: pytest.LogCaptureFixture,
+    flavour: str,
+    why: str,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    fake = spacebar if flavour == "spacebar" else fake_discord
     secret = "mfa.super-secret-user-token"
-    rest = RestMessenger(secret, fake_discord.base_url, retry_backoff=0.01)
+    rest = RestMessenger(secret, fake.base_url, retry_backoff=0.01)
+    assert rest.available
     try:
-        with pytest.raises(MessengerError) as first:
+        with pytest.raises(MessengerUnavailable) as first:
             await rest.send("100", "hi", nonce="n")
-        with pytest.raises(MessengerError) as second:
+        assert not rest.available
+        with pytest.raises(MessengerUnavailable) as second:
             await rest.send("200", "hi again", nonce="m")
         await rest.typing("100")
     finally:
         await rest.aclose()
-    assert len(fake_discord.requests) == 1
-    assert "401" in str(first.value) and "channel 100" in str(first.value)
+    assert len(fake.requests) == 1
+    assert why in str(first.value) and "channel 100" in str(first.value)
     assert "channel 200" in str(second.value)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in errors] == [
-        "Discord rejected DISCORD_AUTHORIZATION (401); the REST messenger is stopped until you "
-        "fix the token and restart"
+        f"Discord rejected DISCORD_AUTHORIZATION ({why}); the REST messenger is stopped until "
+        "you fix the token and restart"
     ]
     for text in (str(first.value), str(second.value), caplog.text, repr(rest)):
         assert secret not in text
+
+
+async def test_a_working_messenger_is_available(messenger: RestMessenger) -> None:
+    await messenger.send("100", "hi", nonce="n")
+    assert messenger.available
 
 
 async def test_the_token_never_reaches_errors_or_logs(
@@ -314,6 +342,122 @@ async def test_an_over_long_message_names_the_field_error(
     assert statuses(fake_discord) == [400]
 
 
+# --- Length as Discord-compatible servers count it -------------------------------------------
+
+
+async def test_an_emoji_heavy_reply_split_for_utf16_is_accepted_whole_by_spacebar(
+    spacebar: FakeDiscord,
+) -> None:
+    """Spacebar refused a 1,998-character part of 3,322 UTF-16 units; the rest was lost."""
+    prefix = "[auto-reply] "
+    reply = " ".join(["🎉🙂 fine, thanks!"] * 300) + " " + "🚀" * 1500
+    rest = RestMessenger(FakeDiscord.TOKEN, spacebar.base_url, retry_backoff=0.01)
+    try:
+        parts = split_message(reply, 2000 - discord_length(prefix))
+        for index, part in enumerate(parts):
+            await rest.send("100", prefix + part, nonce=f"n{index}")
+    finally:
+        await rest.aclose()
+    assert statuses(spacebar) == [200] * len(parts)
+    assert [m["content"] for m in spacebar.messages] == [prefix + part for part in parts]
+    assert max(utf16_length(m["content"]) for m in spacebar.messages) <= 2000
+
+
+async def test_a_part_over_2000_utf16_units_is_refused_by_spacebar_not_by_discord(
+    spacebar: FakeDiscord, fake_discord: FakeDiscord
+) -> None:
+    content = "🙂" * 1998  # 1,998 code points, 3,996 UTF-16 units
+    for fake in (spacebar, fake_discord):
+        rest = RestMessenger(FakeDiscord.TOKEN, fake.base_url, retry_backoff=0.01)
+        try:
+            if fake is spacebar:
+                with pytest.raises(MessengerError, match="Content length over max character"):
+                    await rest.send("100", content, nonce="n")
+            else:
+                await rest.send("100", content, nonce="n")
+        finally:
+            await rest.aclose()
+    assert statuses(spacebar) == [400]
+    assert statuses(fake_discord) == [200]
+
+
+# --- Deadlines: waits never deliver a reply later than it is wanted ---------------------------
+
+
+def loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
+@pytest.mark.parametrize("is_global", [False, True])
+async def test_a_429_whose_wait_passes_the_deadline_gives_up_at_once(
+    messenger: RestMessenger,
+    fake_discord: FakeDiscord,
+    caplog: pytest.LogCaptureFixture,
+    is_global: bool,
+) -> None:
+    fake_discord.fail_next(429, retry_after=5.0, is_global=is_global)
+    started = time.monotonic()
+    with pytest.raises(MessengerError, match=r"would pass the reply's deadline") as given_up:
+        await messenger.send("100", "late", nonce="n", deadline=loop_time() + 1.0)
+    assert time.monotonic() - started < 1.0  # no sleeping until the deadline, let alone 5 s
+    assert "channel 100" in str(given_up.value)
+    scope = "global" if is_global else "user"
+    assert f"Rate limited by Discord ({scope})" in str(given_up.value)
+    assert statuses(fake_discord) == [429]
+    assert fake_discord.messages == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [str(given_up.value)]
+
+
+async def test_after_a_global_429_a_send_with_an_earlier_deadline_makes_no_request(
+    messenger: RestMessenger, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.fail_next(429, retry_after=5.0, is_global=True)
+    with pytest.raises(MessengerError):
+        await messenger.send("100", "first", nonce="n1", deadline=loop_time() + 1.0)
+    with pytest.raises(MessengerError, match=r"Rate limited \(global\) for channel 200"):
+        await messenger.send("200", "other", nonce="n2", deadline=loop_time() + 1.0)
+    assert statuses(fake_discord, "200") == []
+
+
+async def test_an_exhausted_bucket_past_the_deadline_gives_up_without_a_request(
+    messenger: RestMessenger, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.limit, fake_discord.window = 1, 5.0
+    await messenger.send("100", "first", nonce="n1", deadline=loop_time() + 1.0)
+    with pytest.raises(MessengerError, match=r"Rate limited \(bucket\) for channel 100"):
+        await messenger.send("100", "second", nonce="n2", deadline=loop_time() + 1.0)
+    assert statuses(fake_discord) == [200]
+
+
+async def test_a_429_within_the_deadline_is_still_waited_out(
+    messenger: RestMessenger, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.fail_next(429, retry_after=0.1)
+    await messenger.send("100", "in time", nonce="n", deadline=loop_time() + 5.0)
+    assert statuses(fake_discord) == [429, 200]
+
+
+async def test_a_deadline_in_the_past_posts_nothing(
+    messenger: RestMessenger, fake_discord: FakeDiscord
+) -> None:
+    with pytest.raises(MessengerError, match=r"channel 100 now would pass the reply's deadline"):
+        await messenger.send("100", "too late", nonce="n", deadline=loop_time() - 1.0)
+    assert fake_discord.requests == []
+
+
+async def test_a_deadline_already_passed_while_queued_gives_up(
+    messenger: RestMessenger, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.delay = 0.5  # the first request holds the bucket's only slot for 0.5 s
+    first = asyncio.create_task(messenger.send("100", "slow", nonce="n1"))
+    await asyncio.sleep(0.05)
+    with pytest.raises(MessengerError, match="deadline"):
+        await messenger.send("100", "queued", nonce="n2", deadline=loop_time() + 0.1)
+    await first
+    assert [m["content"] for m in fake_discord.messages] == ["slow"]
+
+
 # --- Pure decisions --------------------------------------------------------------------------
 
 
@@ -326,7 +470,23 @@ def test_backoff_grows_like_discord_py() -> None:
     [
         (200, RateLimitHeaders(), {}, Verdict(Outcome.DELIVERED)),
         (204, RateLimitHeaders(), None, Verdict(Outcome.DELIVERED)),
-        (401, RateLimitHeaders(), {"code": 0}, Verdict(Outcome.UNAUTHORIZED)),
+        (401, RateLimitHeaders(), {"code": 0}, Verdict(Outcome.UNAUTHORIZED, "HTTP 401")),
+        (
+            400,
+            RateLimitHeaders(),
+            {"code": 40001, "message": "Unauthorized"},
+            Verdict(Outcome.UNAUTHORIZED, "HTTP 400, code 40001"),
+        ),
+        (
+            400,
+            RateLimitHeaders(),
+            {"code": 50035, "message": "Invalid Form Body"},
+            Verdict(
+                Outcome.REFUSED,
+                "Discord refused the request for channel 9: HTTP 400, code 50035: "
+                "Invalid Form Body",
+            ),
+        ),
         (
             429,
             RateLimitHeaders(scope="user"),
@@ -488,6 +648,65 @@ def test_the_global_gate_stays_closed_for_the_longest_wait() -> None:
     gate.close_for(0.5, now=1.0)
     assert gate.wait_time(2.0) == 1.0
     assert gate.wait_time(4.0) == 0.0
+
+
+def test_a_known_wait_past_the_deadline_raises_at_once() -> None:
+    bucket = Bucket(clock=lambda: 10.0)
+    bucket.exhaust(2.0, now=10.0)
+    with pytest.raises(WaitPastDeadline) as caught:
+        asyncio.run(bucket.acquire(deadline=11.0))
+    assert (caught.value.seconds, caught.value.scope) == (2.0, "bucket")
+    gate = GlobalGate(clock=lambda: 10.0)
+    gate.close_for(3.0, now=10.0)
+    with pytest.raises(WaitPastDeadline, match="global"):
+        asyncio.run(gate.wait(deadline=12.0))
+
+
+def test_idle_buckets_are_forgotten() -> None:
+    now = [0.0]
+    limiter = RateLimiter(clock=lambda: now[0], idle_seconds=60.0)
+    for channel in range(1000):
+        limiter.bucket(MESSAGES_ROUTE, str(channel))
+    assert len(limiter) == 1000
+    now[0] = 30.0
+    recent = limiter.bucket(MESSAGES_ROUTE, "7")
+    now[0] = 61.0
+    limiter.bucket(MESSAGES_ROUTE, "new")
+    assert len(limiter) == 2  # channel 7 (used at 30 s) and the new one
+    assert limiter.bucket(MESSAGES_ROUTE, "7") is recent
+
+
+def test_a_bucket_in_use_or_still_limited_is_not_forgotten() -> None:
+    now = [0.0]
+    limiter = RateLimiter(clock=lambda: now[0], idle_seconds=60.0)
+    in_use = limiter.bucket(MESSAGES_ROUTE, "1")
+    in_use.take()  # a request is in flight
+    limited = limiter.bucket(MESSAGES_ROUTE, "2")
+    limited.exhaust(500.0, now=0.0)  # a long 429 window is still running
+    limiter.bucket(MESSAGES_ROUTE, "3")
+    now[0] = 100.0
+    assert limiter.bucket(MESSAGES_ROUTE, "4") is not None
+    assert len(limiter) == 3  # only the idle bucket of channel 3 was forgotten
+    assert limiter.bucket(MESSAGES_ROUTE, "1") is in_use
+    assert limiter.bucket(MESSAGES_ROUTE, "2") is limited
+    in_use.release()
+    now[0] = 600.0
+    limiter.bucket(MESSAGES_ROUTE, "5")
+    assert len(limiter) == 1
+
+
+async def test_the_messenger_forgets_idle_buckets_over_http(fake_discord: FakeDiscord) -> None:
+    rest = RestMessenger(FakeDiscord.TOKEN, fake_discord.base_url, bucket_idle_seconds=0.2)
+    fake_discord.window = 0.1
+    try:
+        for channel in range(20):
+            await rest.send(str(channel), "hi", nonce=f"n{channel}")
+        assert len(rest._limiter) == 20
+        await asyncio.sleep(0.3)
+        await rest.send("new", "hi", nonce="new")
+        assert len(rest._limiter) == 1
+    finally:
+        await rest.aclose()
 
 
 def test_buckets_are_per_channel_and_rekeyed_by_discords_hash() -> None:

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from server.splitter import MIN_LIMIT, split_message
+from server.splitter import MIN_LIMIT, discord_length, split_message
 
 # The spec's fence: three backticks, with a language tag (up to 16 characters) ending its line.
 FENCE = re.compile(r"```(?:([A-Za-z0-9_+\-.#]{1,16})(?=\r?\n))?")
@@ -58,6 +58,7 @@ def _is_original_plus_added_fences(parts: list[str], original: str) -> bool:
 
 def _random_text(rng: random.Random) -> str:
     words = ["a", "hi", "okay", "Discord", "rate-limit", "naïve", "日本語", "🙂", "x" * 60]
+    words += ["🙂" * rng.randint(1, 40), "👍🏽", "👨\u200d👩\u200d👧", "🇫🇷", "e\u0301"]
     chunks: list[str] = []
     for _ in range(rng.randint(5, 60)):
         kind = rng.random()
@@ -172,11 +173,64 @@ def test_random_texts_keep_every_invariant() -> None:
         text = _random_text(rng)
         limit = rng.randint(MIN_LIMIT, 400)
         parts = split_message(text, limit)
-        if len(text) <= limit:
+        if discord_length(text) <= limit:
             assert parts == [text]
             continue
         for part in parts:
-            assert 0 < len(part) <= limit, (limit, part)
+            assert 0 < discord_length(part) <= limit, (limit, part)
             assert part == part.strip(), part
             assert _open_lang(part) is None, f"unbalanced fences in {part!r}"
         assert _is_original_plus_added_fences(parts, text), (limit, text, parts)
+
+
+# --- Length as Discord-compatible servers count it ---------------------------------------------
+
+
+def test_discord_length_counts_utf16_units() -> None:
+    assert discord_length("hello") == 5
+    assert discord_length("日本語") == 3  # in the Basic Multilingual Plane: one unit each
+    assert discord_length("🙂") == 2  # outside it: a surrogate pair
+    assert discord_length("👨\u200d👩\u200d👧") == 8
+    assert discord_length("\ud800") == 1  # a lone surrogate is one unit, not an error
+
+
+def test_an_emoji_heavy_reply_splits_within_2000_utf16_units() -> None:
+    """The reply Spacebar refused: 1,998 code points, 3,322 UTF-16 units in one part."""
+    text = " ".join(["🙂🎉 ok"] * 400) + " " + "🚀" * 1200
+    assert len(text) < 4000 < discord_length(text)
+    parts = split_message(text)
+    assert all(discord_length(part) <= 2000 for part in parts), [len(p) for p in parts]
+    assert all(len(part) <= 2000 for part in parts)
+    assert _non_space("".join(parts)) == _non_space(text)
+    # Word boundaries first; the 2,400-unit run of rockets is cut hard, at 2,000 units.
+    assert [discord_length(part) for part in parts] == [1999, 1199, 2000, 400]
+
+
+def test_a_prefix_measured_in_utf16_units_keeps_every_message_within_the_limit() -> None:
+    prefix = "🤖 auto: "
+    parts = split_message("🙂" * 3000, 2000 - discord_length(prefix))
+    assert all(discord_length(prefix + part) <= 2000 for part in parts)
+    assert max(discord_length(prefix + part) for part in parts) >= 1999  # and parts stay full
+
+
+def test_a_text_within_the_code_point_limit_but_over_in_utf16_is_split() -> None:
+    text = "🙂" * 1500  # 1,500 code points, 3,000 units
+    parts = split_message(text, 2000)
+    assert parts == ["🙂" * 1000, "🙂" * 500]
+
+
+def test_a_hard_cut_keeps_emoji_sequences_and_accented_letters_whole() -> None:
+    family = "👨\u200d👩\u200d👧"  # five code points, eight units, one symbol
+    parts = split_message(family * 30, 64)
+    assert all(part == family * (len(part) // len(family)) for part in parts), parts
+    assert all(discord_length(part) <= 64 for part in parts)
+    for symbol in ("👍🏽", "🇫🇷", "e\u0301", "❤\ufe0f"):
+        parts = split_message(symbol * 100, 65)
+        assert all(part == symbol * (len(part) // len(symbol)) for part in parts), (symbol, parts)
+
+
+def test_a_symbol_longer_than_a_part_is_still_cut() -> None:
+    text = "e" + "\u0301" * 200  # one letter with 200 accents: no whole-symbol cut exists
+    parts = split_message(text, 64)
+    assert "".join(parts) == text
+    assert all(discord_length(part) <= 64 for part in parts)

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from server.messengers.base import MessengerError
+from server.messengers.base import Messenger, MessengerError
 from server.messengers.window_guard import (
     Clearance,
     TypingSpan,
@@ -53,7 +53,7 @@ def _import_gui() -> tuple[Any, Any]:
     return pyautogui, pyperclip
 
 
-class MacroMessenger:
+class MacroMessenger(Messenger):
     """Types replies into the Discord window, like the person would, but only when it is safe.
 
     Before each message the plugin (through `guard`) opens the reply's channel and confirms that
@@ -101,22 +101,42 @@ class MacroMessenger:
         self._own_typing: list[TypingSpan] = []  # the recent ones: older activity is moot
 
     async def send(
-        self, channel_id: str, content: str, *, nonce: str, reply_to: str | None = None
+        self,
+        channel_id: str,
+        content: str,
+        *,
+        nonce: str,
+        reply_to: str | None = None,
+        deadline: float | None = None,
     ) -> None:
         """Paste `content` into `channel_id` and press Enter once it is safe; one send at a time.
 
-        Raises `MessengerError` naming the channel and the last reason when it never became safe.
+        Raises `MessengerError` naming the channel and the last reason when it never became safe
+        before `SEND_TIMEOUT_SECONDS`, or before `deadline` (loop time) where that comes first.
         """
-        async with self._lock:
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise MessengerError(
+                f"the macro send to channel {channel_id} was given up: another send held the "
+                "keyboard past the reply's deadline"
+            ) from None
+        try:
             await asyncio.to_thread(self._desktop, channel_id)  # before moving Discord at all
-            await self._wait_until_clear(channel_id)
+            await self._wait_until_clear(channel_id, deadline)
             log.info("macro: pasting %d characters into channel %s", len(content), channel_id)
             await asyncio.to_thread(self._paste_and_submit, channel_id, content)
+        finally:
+            self._lock.release()
 
-    async def _wait_until_clear(self, channel_id: str) -> None:
-        """Ask the plugin to open the channel until `clearance` allows typing, or give up."""
+    async def _wait_until_clear(self, channel_id: str, limit: float | None) -> None:
+        """Ask the plugin to open the channel until `clearance` allows typing, or give up at
+        SEND_TIMEOUT_SECONDS or `limit` (loop time), whichever comes first."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
+        if limit is not None:
+            deadline = min(deadline, limit)
         told = ""
         while True:
             verdict = idle_clearance(

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any, Protocol
 
 from server import protocol
-from server.messengers.base import MessengerError
+from server.messengers.base import Messenger, MessengerError
 from server.protocol import Sent
+
+log = logging.getLogger(__name__)
+
+# After the plugin disconnects mid-send: a pause before asking again, so that a connection
+# that is closing is not asked in a busy loop.
+RESEND_PAUSE_SECONDS = 0.05
 
 
 class PluginLink(Protocol):
@@ -21,7 +29,7 @@ class PluginLink(Protocol):
         ...
 
 
-class PluginMessenger:
+class PluginMessenger(Messenger):
     """Sends through the connected plugin; needs no token and no GUI."""
 
     name = "plugin"
@@ -31,22 +39,46 @@ class PluginMessenger:
         self._timeout = timeout
 
     async def send(
-        self, channel_id: str, content: str, *, nonce: str, reply_to: str | None = None
+        self,
+        channel_id: str,
+        content: str,
+        *,
+        nonce: str,
+        reply_to: str | None = None,
+        deadline: float | None = None,
     ) -> None:
-        """Ask the plugin to post `content`; waits for a plugin to (re)connect up to the timeout."""
+        """Ask the plugin to post `content`; waits for a plugin to (re)connect up to the timeout.
+
+        If the plugin disconnects before answering, the same frame (same nonce) goes again to
+        the next plugin connected within the timeout: the plugin answers a nonce it has already
+        posted without posting it twice. `deadline` (loop time) shortens the timeout.
+        """
+        loop = asyncio.get_running_loop()
+        timeout_at = loop.time() + self._timeout
+        give_up_at = timeout_at if deadline is None else min(timeout_at, deadline)
         frame = protocol.send(nonce, channel_id, content, reply_to)
-        try:
-            answer = await self._link.request(frame, nonce, self._timeout)
-        except TimeoutError:
-            raise MessengerError(
-                f"channel {channel_id}: no answer from the plugin within {self._timeout:g} s "
-                "(is Discord open with the plugin enabled?)"
-            ) from None
-        except ConnectionError as exc:
-            raise MessengerError(f"channel {channel_id}: {exc}") from None
-        if not answer.ok:
-            reason = answer.error or "unknown error"
-            raise MessengerError(f"channel {channel_id}: the plugin could not send: {reason}")
+        disconnected: ConnectionError | None = None
+        while (remaining := give_up_at - loop.time()) > 0:
+            try:
+                answer = await self._link.request(frame, nonce, remaining)
+            except TimeoutError:
+                break
+            except ConnectionError as exc:
+                disconnected = exc
+                log.info("channel %s: %s; asking again once a plugin is connected", channel_id, exc)
+                await asyncio.sleep(RESEND_PAUSE_SECONDS)
+                continue
+            if not answer.ok:
+                reason = answer.error or "unknown error"
+                raise MessengerError(f"channel {channel_id}: the plugin could not send: {reason}")
+            return
+        waited = f"{self._timeout:g} s" if give_up_at == timeout_at else "the reply's deadline"
+        why = f"no answer from the plugin within {waited}"
+        if disconnected is not None:
+            why = f"{disconnected}, and no plugin answered within {waited}"
+        raise MessengerError(
+            f"channel {channel_id}: {why} (is Discord open with the plugin enabled?)"
+        )
 
     async def typing(self, channel_id: str) -> None:
         """Ask the plugin to show the typing indicator, if one is connected."""

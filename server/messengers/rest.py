@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -11,12 +12,14 @@ from typing import Any
 import httpx2
 
 from server import __version__
-from server.messengers.base import MessengerError
+from server.messengers.base import Messenger, MessengerError, MessengerUnavailable
 from server.messengers.rest_rate_limit import (
+    BUCKET_IDLE_SECONDS,
     Bucket,
     RateLimiter,
     RateLimitHeaders,
     RateLimitWait,
+    WaitPastDeadline,
     parse_rate_limit_headers,
     parse_rate_limited_body,
     rate_limit_wait,
@@ -28,10 +31,16 @@ MESSAGES_ROUTE = "POST /channels/{channel_id}/messages"
 TYPING_ROUTE = "POST /channels/{channel_id}/typing"
 RETRIED_STATUSES = frozenset({500, 502, 503, 504, 524})
 USER_AGENT = f"discord-auto-reply/{__version__} (httpx2)"
-STOPPED_MESSAGE = (
-    "Discord rejected DISCORD_AUTHORIZATION (401); the REST messenger is stopped until you fix "
-    "the token and restart"
-)
+# Discord-compatible servers such as Spacebar refuse a bad token with 400 and this code.
+UNAUTHORIZED_CODE = 40001
+
+
+def stopped_message(why: str) -> str:
+    """The one error logged when Discord refuses the token; `why` names status and code."""
+    return (
+        f"Discord rejected DISCORD_AUTHORIZATION ({why}); the REST messenger is stopped until "
+        "you fix the token and restart"
+    )
 
 
 def message_body(content: str, nonce: str, reply_to: str | None) -> dict[str, Any]:
@@ -110,11 +119,17 @@ class Verdict:
 def judge_response(
     channel_id: str, status: int, headers: RateLimitHeaders, body: object, backoff: float
 ) -> Verdict:
-    """Decide from one answer: delivered, retry (429: its wait; 5xx: `backoff`), or give up."""
+    """Decide from one answer: delivered, retry (429: its wait; 5xx: `backoff`), or give up.
+
+    A 401, or any refusal with code 40001 (Spacebar answers 400), means the token is bad.
+    """
     if 200 <= status < 300:
         return Verdict(Outcome.DELIVERED)
+    code = body.get("code") if isinstance(body, dict) else None
     if status == 401:
-        return Verdict(Outcome.UNAUTHORIZED)
+        return Verdict(Outcome.UNAUTHORIZED, "HTTP 401")
+    if code == UNAUTHORIZED_CODE and not isinstance(code, bool):
+        return Verdict(Outcome.UNAUTHORIZED, f"HTTP {status}, code {UNAUTHORIZED_CODE}")
     if status == 429:
         wait = rate_limit_wait(parse_rate_limited_body(body), headers)
         if wait is None:
@@ -141,10 +156,11 @@ def _attempts(count: int) -> str:
     return f"{count} attempt{'' if count == 1 else 's'}"
 
 
-class RestMessenger:
+class RestMessenger(Messenger):
     """Sends as the account owner over Discord's REST API, within Discord's rate limits.
 
-    After a 401 it stops for good: Discord bans IPs that keep sending invalid requests.
+    After a refused token (401, or 40001) it stops for good: Discord bans IPs that keep sending
+    invalid requests; `available` turns False and every send raises `MessengerUnavailable`.
     """
 
     name = "rest"
@@ -157,14 +173,16 @@ class RestMessenger:
         retry_backoff: float = 1.0,
         max_attempts: int = 5,
         timeout: float = 15.0,
+        bucket_idle_seconds: float = BUCKET_IDLE_SECONDS,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._api_base = api_base.rstrip("/")
         self._retry_backoff = retry_backoff
         self._max_attempts = max_attempts
-        self._limiter = RateLimiter()
+        self._limiter = RateLimiter(idle_seconds=bucket_idle_seconds)
         self._stopped = False
+        self._stopped_why = ""
         self._client = httpx2.AsyncClient(
             headers={"Authorization": token, "User-Agent": USER_AGENT},
             timeout=timeout,
@@ -173,12 +191,31 @@ class RestMessenger:
     def __repr__(self) -> str:
         return f"RestMessenger(api_base={self._api_base!r}, stopped={self._stopped})"
 
+    @property
+    def available(self) -> bool:
+        """False once Discord has refused the token."""
+        return not self._stopped
+
     async def send(
-        self, channel_id: str, content: str, *, nonce: str, reply_to: str | None = None
+        self,
+        channel_id: str,
+        content: str,
+        *,
+        nonce: str,
+        reply_to: str | None = None,
+        deadline: float | None = None,
     ) -> None:
-        """Post `content` to `channel_id`, retrying 429s, 5xx and lost connections."""
+        """Post `content` to `channel_id`, retrying 429s, 5xx and lost connections.
+
+        A wait (rate limit or retry) that would end after `deadline` (loop time) gives up at
+        once with `MessengerError`; a POST already sent is not cut short.
+        """
+        if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+            raise self._too_late(f"Posting to channel {channel_id} now", deadline)
         body = message_body(content, nonce, reply_to)
-        attempts = await self._request(MESSAGES_ROUTE, channel_id, body, self._max_attempts)
+        attempts = await self._request(
+            MESSAGES_ROUTE, channel_id, body, self._max_attempts, deadline
+        )
         log.info(
             "Delivered %d characters to channel %s (%s)",
             len(content),
@@ -200,23 +237,32 @@ class RestMessenger:
         await self._client.aclose()
 
     async def _request(
-        self, route: str, channel_id: str, body: dict[str, Any] | None, max_attempts: int
+        self,
+        route: str,
+        channel_id: str,
+        body: dict[str, Any] | None,
+        max_attempts: int,
+        deadline: float | None = None,
     ) -> int:
         """POST on `route` within the rate limits; return the attempts it took, or raise."""
         self._raise_if_stopped(channel_id)
         bucket = self._limiter.bucket(route, channel_id)
         # Like discord.py, one bucket slot is held across the retries of one request.
-        async with bucket:
+        await self._rate_limit_wait(bucket.acquire(deadline), channel_id, deadline)
+        try:
             for attempt in range(1, max_attempts + 1):
                 self._raise_if_stopped(channel_id)
-                await self._limiter.global_gate.wait()
+                gate = self._limiter.global_gate.wait(deadline)
+                await self._rate_limit_wait(gate, channel_id, deadline)
                 backoff = backoff_delay(self._retry_backoff, attempt - 1)
                 verdict = await self._attempt(route, channel_id, body, bucket, backoff=backoff)
                 if verdict.outcome is Outcome.DELIVERED:
                     return attempt
                 if verdict.outcome is Outcome.UNAUTHORIZED:
-                    self._stop()
-                    raise MessengerError(f"{STOPPED_MESSAGE} (channel {channel_id})")
+                    self._stop(verdict.detail)
+                    raise MessengerUnavailable(
+                        f"{stopped_message(verdict.detail)} (channel {channel_id})"
+                    )
                 if verdict.outcome is Outcome.REFUSED:
                     raise MessengerError(verdict.detail)
                 if attempt == max_attempts:
@@ -224,6 +270,7 @@ class RestMessenger:
                         f"Could not post to channel {channel_id} after {_attempts(attempt)}: "
                         f"{verdict.detail}"
                     )
+                self._give_up_if_too_late(verdict, channel_id, deadline)
                 log.warning(
                     "%s for channel %s; retrying in %.2f s (attempt %d of %d)",
                     verdict.detail,
@@ -233,7 +280,43 @@ class RestMessenger:
                     max_attempts,
                 )
                 await asyncio.sleep(verdict.wait)
+        finally:
+            bucket.release()
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _rate_limit_wait(
+        self, waiting: Awaitable[None], channel_id: str, deadline: float | None
+    ) -> None:
+        """Await a bucket or the global gate, but not past `deadline`."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiting
+        except WaitPastDeadline as exc:
+            raise self._too_late(
+                f"Rate limited ({exc.scope}) for channel {channel_id}: waiting {exc.seconds:.2f} s",
+                deadline,
+            ) from None
+        except TimeoutError:
+            raise self._too_late(
+                f"Still waiting for the rate limit of channel {channel_id}", deadline
+            ) from None
+
+    def _give_up_if_too_late(
+        self, verdict: Verdict, channel_id: str, deadline: float | None
+    ) -> None:
+        """Raise instead of a retry whose wait would deliver after `deadline`."""
+        if deadline is not None and asyncio.get_running_loop().time() + verdict.wait > deadline:
+            raise self._too_late(
+                f"{verdict.detail} for channel {channel_id}: retrying in {verdict.wait:.2f} s",
+                deadline,
+            )
+
+    def _too_late(self, what: str, deadline: float | None) -> MessengerError:
+        """Log and build the error for a wait that would end after the reply's deadline."""
+        left = 0.0 if deadline is None else deadline - asyncio.get_running_loop().time()
+        text = f"{what} would pass the reply's deadline ({max(0.0, left):.2f} s left); giving up"
+        log.warning("%s", text)
+        return MessengerError(text)
 
     async def _attempt(
         self,
@@ -259,11 +342,14 @@ class RestMessenger:
             self._limiter.rate_limited(bucket, verdict.rate_limit)
         return verdict
 
-    def _stop(self) -> None:
+    def _stop(self, why: str) -> None:
         if not self._stopped:
             self._stopped = True
-            log.error(STOPPED_MESSAGE)
+            self._stopped_why = why
+            log.error("%s", stopped_message(why))
 
     def _raise_if_stopped(self, channel_id: str) -> None:
         if self._stopped:
-            raise MessengerError(f"{STOPPED_MESSAGE}; not posting to channel {channel_id}")
+            raise MessengerUnavailable(
+                f"{stopped_message(self._stopped_why)}; not posting to channel {channel_id}"
+            )

@@ -3,7 +3,8 @@
 Modelled on discord.py's `Ratelimit`: a bucket is keyed by route template and channel id until
 Discord names the route's bucket (`X-RateLimit-Bucket`), then by that hash and the channel id.
 The decisions (how long must a request wait) are synchronous methods taking `now`; the async
-methods only sleep on them.
+methods only sleep on them. Waits are bounded: given a deadline, a wait that would end after it
+raises `WaitPastDeadline` at once; buckets left idle are forgotten.
 """
 
 from __future__ import annotations
@@ -12,11 +13,29 @@ import asyncio
 import contextlib
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 
 Clock = Callable[[], float]
+# A bucket unused for this long, with no request in it and its window over, is forgotten.
+BUCKET_IDLE_SECONDS = 300.0
+
+
+class WaitPastDeadline(Exception):
+    """A rate-limit wait of `seconds` would end after the caller's deadline."""
+
+    def __init__(self, seconds: float, scope: str) -> None:
+        super().__init__(f"{scope} rate limit: {seconds:.2f} s to wait")
+        self.seconds = seconds
+        self.scope = scope
+
+
+def check_deadline(seconds: float, now: float, deadline: float | None, scope: str) -> None:
+    """Raise `WaitPastDeadline` if waiting `seconds` from `now` ends after `deadline`."""
+    if deadline is not None and now + seconds > deadline:
+        raise WaitPastDeadline(seconds, scope)
 
 
 @dataclass(frozen=True)
@@ -123,6 +142,7 @@ class Bucket:
         self.remaining = 1
         self.outgoing = 0
         self.expires_at: float | None = None
+        self.last_used = clock()
         self._updated_in_window = False
         self._clock = clock
         self._turn = asyncio.Lock()
@@ -174,10 +194,21 @@ class Bucket:
             self.remaining = max(self.remaining, self.limit - self.outgoing)
         self._notify()
 
-    async def acquire(self) -> None:
-        """Wait, in arrival order, until the bucket has a request left, and take it."""
+    def is_idle(self, now: float) -> bool:
+        """No request holds or awaits the bucket and its window is over: nothing to remember."""
+        window_over = self.expires_at is None or now >= self.expires_at
+        return self.outgoing == 0 and not self._turn.locked() and window_over
+
+    async def acquire(self, deadline: float | None = None) -> None:
+        """Wait, in arrival order, until the bucket has a request left, and take it.
+
+        A known wait that would end after `deadline` (this bucket's clock) raises
+        `WaitPastDeadline` at once; the caller bounds waiting for its turn.
+        """
         async with self._turn:
-            while (delay := self.wait_time(self._clock())) != 0.0:
+            while (delay := self.wait_time(now := self._clock())) != 0.0:
+                if delay is not None:
+                    check_deadline(delay, now, deadline, "bucket")
                 changed = self._changed
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), timeout=delay)
@@ -221,10 +252,11 @@ class GlobalGate:
         """Seconds until the gate opens; 0.0 when it is open."""
         return max(0.0, self._open_at - now)
 
-    async def wait(self) -> None:
-        """Return once the gate is open."""
-        # Loop: another global 429 may move the deadline while this one sleeps.
-        while (delay := self.wait_time(self._clock())) > 0.0:  # noqa: ASYNC110
+    async def wait(self, deadline: float | None = None) -> None:
+        """Return once the gate is open; raise `WaitPastDeadline` if that is after `deadline`."""
+        # Loop: another global 429 may move the opening time while this one sleeps.
+        while (delay := self.wait_time(now := self._clock())) > 0.0:
+            check_deadline(delay, now, deadline, "global")
             await asyncio.sleep(delay)
 
 
@@ -234,22 +266,54 @@ def bucket_key(route: str, channel_id: str, bucket_hash: str | None) -> str:
 
 
 class RateLimiter:
-    """Every bucket of one token, and its global gate."""
+    """Every bucket of one token, and its global gate.
 
-    def __init__(self, *, clock: Clock = time.monotonic, wall_clock: Clock = time.time) -> None:
+    Buckets idle for `idle_seconds` are forgotten, so memory stays bounded by the channels
+    recently written to, not by every channel ever answered.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        idle_seconds: float = BUCKET_IDLE_SECONDS,
+    ) -> None:
         self._clock = clock
         self._wall_clock = wall_clock
+        self._idle_seconds = idle_seconds
         self._hashes: dict[str, str] = {}
-        self._buckets: dict[str, Bucket] = {}
+        self._buckets: OrderedDict[str, Bucket] = OrderedDict()  # least recently used first
         self.global_gate = GlobalGate(clock)
+
+    def __len__(self) -> int:
+        """The number of buckets remembered."""
+        return len(self._buckets)
 
     def bucket(self, route: str, channel_id: str) -> Bucket:
         """The bucket a request on `route` (e.g. "POST /channels/{channel_id}/messages") uses."""
+        now = self._clock()
+        self._forget_idle(now)
         key = bucket_key(route, channel_id, self._hashes.get(route))
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = Bucket(self._clock)
+        else:
+            self._buckets.move_to_end(key)
+        bucket.last_used = now
         return bucket
+
+    def _forget_idle(self, now: float) -> None:
+        """Drop the buckets unused for `idle_seconds` that are idle; look at busy ones later."""
+        while self._buckets:
+            key, bucket = next(iter(self._buckets.items()))
+            if now - bucket.last_used < self._idle_seconds:
+                return
+            if bucket.is_idle(now):
+                del self._buckets[key]
+            else:
+                bucket.last_used = now
+                self._buckets.move_to_end(key)
 
     def observe(
         self, route: str, channel_id: str, bucket: Bucket, headers: RateLimitHeaders, status: int

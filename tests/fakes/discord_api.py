@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -38,6 +38,8 @@ FAILURE_BODIES: dict[int, dict[str, Any]] = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Which server the fake behaves like where Discord-compatible servers differ (see FakeDiscord).
+Flavour = Literal["discord", "spacebar"]
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,17 @@ def _field_error(code: str, message: str) -> dict[str, Any]:
     return {"_errors": [{"code": code, "message": message}]}
 
 
+def utf16_length(text: str) -> int:
+    """`text.length` in JavaScript: UTF-16 code units (an emoji outside the BMP counts 2)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
 def _form_errors(body: dict[str, Any]) -> dict[str, Any]:
-    """Discord's nested `errors` for the create-message fields the fake checks."""
+    """Discord's nested `errors` for the create-message fields the fake checks.
+
+    Discord's API is Python and counts code points (discord-api-docs#1315), so a content of
+    2,000 emoji (4,000 UTF-16 units) is accepted.
+    """
     errors: dict[str, Any] = {}
     content = body.get("content")
     if content is not None and not isinstance(content, str):
@@ -120,6 +131,11 @@ class FakeDiscord:
     fields of the request body as received (`nonce`, `enforce_nonce`, `allowed_mentions`,
     `message_reference`…). Rate limits are per route and channel: `limit` requests per `window`
     seconds. `fail_next` injects failures and `delay` slows every answer.
+
+    `flavour="spacebar"` answers where Spacebar (a JavaScript Discord-compatible server) differs:
+    it measures content in UTF-16 units (`content.length`) and refuses an over-long one with
+    400 "Content length over max character limit"; it refuses a wrong token with 400 and code
+    40001 "Unauthorized" instead of 401 (a missing header is still 401).
     """
 
     TOKEN = "fake-user-token.abc"
@@ -128,8 +144,15 @@ class FakeDiscord:
     GLOBAL_NAME = "Fake User"
 
     def __init__(
-        self, *, limit: int = 5, window: float = 5.0, nonce_ttl: float = 300.0, port: int = 0
+        self,
+        *,
+        limit: int = 5,
+        window: float = 5.0,
+        nonce_ttl: float = 300.0,
+        port: int = 0,
+        flavour: Flavour = "discord",
     ) -> None:
+        self.flavour = flavour
         self.limit = limit
         self.window = window
         self.nonce_ttl = nonce_ttl
@@ -227,8 +250,9 @@ class FakeDiscord:
         failure = self._take_failure(channel_id)
         if failure is not None:
             return self._failure_response(failure)
-        if request.headers.get("Authorization") != self.TOKEN:
-            return _error(401, "401: Unauthorized", 0)
+        refused = self._refuse_token(request)
+        if refused is not None:
+            return refused
         headers, allowed = self._spend(MESSAGES_ROUTE, channel_id)
         if not allowed:
             return self._too_many(headers, float(headers["X-RateLimit-Reset-After"]), False)
@@ -238,18 +262,32 @@ class FakeDiscord:
 
     async def _trigger_typing(self, request: web.Request) -> web.Response:
         channel_id = request.match_info["channel_id"]
-        if request.headers.get("Authorization") != self.TOKEN:
-            return _error(401, "401: Unauthorized", 0)
+        refused = self._refuse_token(request)
+        if refused is not None:
+            return refused
         headers, allowed = self._spend(TYPING_ROUTE, channel_id)
         if not allowed:
             return self._too_many(headers, float(headers["X-RateLimit-Reset-After"]), False)
         self.typing.append(channel_id)
         return web.Response(status=204, headers=headers)
 
+    def _refuse_token(self, request: web.Request) -> web.Response | None:
+        """The answer to a missing or wrong token, in the fake's flavour; None for the right one."""
+        token = request.headers.get("Authorization")
+        if token == self.TOKEN:
+            return None
+        if self.flavour == "spacebar":
+            if token is None:
+                return _error(401, "Missing Authorization Header", 401, errors=None, data=None)
+            message = "Unauthorized. Provide a valid token and try again"
+            return _error(400, message, 40001, errors=None, data=None)
+        return _error(401, "401: Unauthorized", 0)
+
     async def _current_user(self, request: web.Request) -> web.Response:
         """The account's own user object, with the private fields a user token can see."""
-        if request.headers.get("Authorization") != self.TOKEN:
-            return _error(401, "401: Unauthorized", 0)
+        refused = self._refuse_token(request)
+        if refused is not None:
+            return refused
         headers, allowed = self._spend(ME_ROUTE, "@me")
         if not allowed:
             return self._too_many(headers, float(headers["X-RateLimit-Reset-After"]), False)
@@ -289,6 +327,11 @@ class FakeDiscord:
             body = None
         if not isinstance(body, dict):
             return _error(400, "The request body contains invalid JSON.", 50109)
+        content = body.get("content")
+        spacebar = self.flavour == "spacebar"
+        if spacebar and isinstance(content, str) and utf16_length(content) > MAX_CONTENT_LENGTH:
+            message = "Content length over max character limit"
+            return _error(400, message, 400, errors=None, data=None)
         errors = _form_errors(body)
         if errors:
             return _error(400, "Invalid Form Body", 50035, errors=errors)
@@ -421,8 +464,8 @@ class FakeDiscord:
         return web.json_response(body, status=failure.status)
 
 
-async def _serve(port: int) -> None:
-    fake = FakeDiscord(port=port)
+async def _serve(port: int, flavour: Flavour) -> None:
+    fake = FakeDiscord(port=port, flavour=flavour)
     await fake.start()
     print(fake.base_url, flush=True)
     stopped = asyncio.Event()
@@ -441,9 +484,12 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m tests.fakes.discord_api", description="Fake Discord REST API v9."
     )
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: free)")
+    parser.add_argument(
+        "--flavour", choices=["discord", "spacebar"], default="discord", help="server to mimic"
+    )
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.port))
+        asyncio.run(_serve(args.port, args.flavour))
 
 
 if __name__ == "__main__":

@@ -59,7 +59,9 @@ const CHANNELS = [
  * The fake Discord client: modules in a webpack-like registry, plus helpers to play gateway events.
  * `missing` names modules to leave out: "dispatcher", "userStore", "messageActions", "typing",
  * "router", "selectedChannelStore". With `echo` (default), sendMessage dispatches the optimistic
- * local copy and then the gateway copy of the owner's message, as the real client does.
+ * local copy and then the gateway copy of the owner's message, as the real client does. The
+ * copies carry the nonce passed to sendMessage; with `keepNonce: false` they carry one of the
+ * client's own instead (whether Discord's client keeps a caller's nonce is unverified).
  * `router` is "named" (an object with transitionTo, as older clients export it) or "mangled" (the
  * bare function under a minified export name, as current clients do).
  *
@@ -68,7 +70,7 @@ const CHANNELS = [
  * that SelectedChannelStore follows) if the path names a channel the client knows under its own
  * guild (or @me for a DM); otherwise, or while `navigationBlocked` is set, the selection stays.
  */
-function createFakeDiscord({ missing = [], echo = true, router = "named" } = {}) {
+function createFakeDiscord({ missing = [], echo = true, router = "named", keepNonce = true } = {}) {
     const dispatcher = new FakeDispatcher();
     const sent = []; // sendMessage calls
     const decoySent = [];
@@ -125,7 +127,7 @@ function createFakeDiscord({ missing = [], echo = true, router = "named" } = {})
                 discord.failNextSend = null;
                 return Promise.reject(error);
             }
-            const nonce = options.nonce ?? nextId();
+            const nonce = (keepNonce && options.nonce) || nextId();
             const base = {
                 channel_id: channelId,
                 author: { ...SELF },

@@ -71,8 +71,8 @@ function spyWebSocket({ origin = DISCORD_ORIGIN } = {}) {
 }
 
 /** A fresh fake Discord + BdApi + spy, and a constructed (not yet started) plugin. */
-function setup({ settings, missing, echo, router, backoff = FAST_BACKOFF, options, origin } = {}) {
-    const discord = createFakeDiscord({ missing, echo, router });
+function setup({ settings, missing, echo, router, keepNonce, backoff = FAST_BACKOFF, options, origin } = {}) {
+    const discord = createFakeDiscord({ missing, echo, router, keepNonce });
     const document = createFakeDocument();
     const fake = createFakeBdApi(discord, { document });
     const spy = spyWebSocket({ origin });

@@ -187,6 +187,75 @@ describe("Outbox: the unacknowledged buffer", () => {
     });
 });
 
+describe("exactly once: a repeated send is answered without posting again", () => {
+    /** A plugin "connected" through a fake open socket, recording the frames it sends. */
+    function connectedPlugin(options) {
+        const context = setup({ options });
+        const frames = [];
+        context.plugin.socket = { readyState: 1, send: (data) => frames.push(JSON.parse(data)) };
+        context.plugin.welcomed = true;
+        const deliver = (frame) => context.plugin.onFrame(context.plugin.socket, JSON.stringify({ type: "send", channel: "222", content: "hi", reply_to: null, ...frame }));
+        const answers = (nonce) => frames.filter((frame) => frame.type === "sent" && frame.nonce === nonce);
+        return { ...context, frames, deliver, answers };
+    }
+
+    it("answers a repeat of a posted nonce with sent ok, posting once", async () => {
+        const { discord, deliver, answers } = connectedPlugin();
+        deliver({ nonce: "n1" });
+        await waitFor(() => answers("n1").length === 1, { what: "the first answer" });
+        deliver({ nonce: "n1" });
+        await waitFor(() => answers("n1").length === 2, { what: "the repeat's answer" });
+        assert.deepEqual(answers("n1").map((answer) => answer.ok), [true, true]);
+        assert.equal(discord.sent.length, 1);
+        deliver({ nonce: "n2" }); // another nonce is another message
+        await waitFor(() => answers("n2").length === 1, { what: "n2's answer" });
+        assert.equal(discord.sent.length, 2);
+    });
+
+    it("a repeat that arrives while the post is in flight waits for it", async () => {
+        const { discord, deliver, answers } = connectedPlugin();
+        discord.sendDelayMs = 100;
+        deliver({ nonce: "n1" });
+        deliver({ nonce: "n1" });
+        await waitFor(() => answers("n1").length === 2, { what: "two answers" });
+        assert.deepEqual(answers("n1").map((answer) => answer.ok), [true, true]);
+        assert.equal(discord.sent.length, 1);
+    });
+
+    it("a failed post is tried again by a repeat", async () => {
+        const { discord, deliver, answers } = connectedPlugin();
+        discord.failNextSend = new Error("Missing Permissions");
+        deliver({ nonce: "n1" });
+        await waitFor(() => answers("n1").length === 1, { what: "the failure" });
+        assert.equal(answers("n1")[0].ok, false);
+        deliver({ nonce: "n1" });
+        await waitFor(() => answers("n1").length === 2, { what: "the retry's answer" });
+        assert.equal(answers("n1")[1].ok, true);
+        assert.equal(discord.sent.length, 2);
+    });
+
+    it("remembers at most `limit` nonces, for at most `maxAgeMs`", async () => {
+        let now = 0;
+        const { discord, deliver, answers } = connectedPlugin({ postedNonces: { limit: 2, maxAgeMs: 1000, now: () => now } });
+        for (const nonce of ["a", "b", "c"]) deliver({ nonce });
+        await waitFor(() => ["a", "b", "c"].every((nonce) => answers(nonce).length === 1), { what: "three answers" });
+        deliver({ nonce: "c" }); // remembered
+        deliver({ nonce: "a" }); // the oldest, dropped for the limit: posted again
+        await waitFor(() => answers("a").length === 2 && answers("c").length === 2, { what: "the repeats" });
+        assert.equal(discord.sent.length, 4);
+        now = 1001;
+        deliver({ nonce: "c" }); // too old now: posted again
+        await waitFor(() => answers("c").length === 3, { what: "the late repeat" });
+        assert.equal(discord.sent.length, 5);
+    });
+
+    it("defaults to 1,000 nonces for 10 minutes", () => {
+        const { plugin } = setup();
+        assert.equal(plugin.postedNonces.limit, 1000);
+        assert.equal(plugin.postedNonces.maxAgeMs, 10 * 60 * 1000);
+    });
+});
+
 describe("sendMessageArgs", () => {
     it("calls Discord's sendMessage like the client: no tts, no pings, reply reference when asked", () => {
         const [channel, message, wait, options] = sendMessageArgs({ nonce: "n1", channel: "222", content: "yo", reply_to: "77" }, "9");
@@ -204,7 +273,7 @@ describe("sendMessageArgs", () => {
 
 describe("the Discord adapter against the fake webpack", () => {
     it("finds each module with byKeys filters, skipping the decoys", () => {
-        const { discord, fake, plugin } = setup();
+        const { discord, fake } = setup();
         const { DiscordInternals } = loadPlugin({ BdApi: fake.BdApi }).internals;
         assert.equal(DiscordInternals.dispatcher(), discord.dispatcher);
         assert.equal(DiscordInternals.currentUserId(), SELF.id);
@@ -213,8 +282,14 @@ describe("the Discord adapter against the fake webpack", () => {
         assert.equal(discord.decoySent.length, 0);
         assert.ok(DiscordInternals.startTyping("42"));
         assert.deepEqual(discord.typing, ["42"]);
-        assert.ok(fake.lookups.every((lookup) => lookup.filter === null || Array.isArray(lookup.filter.props)));
-        assert.ok(plugin);
+        // Every module is looked up by its keys (BD 1.13's byKeys), or as a store by name.
+        const byKeys = fake.lookups.filter((lookup) => lookup.filter !== null).map((lookup) => lookup.filter.props.join(","));
+        assert.deepEqual(byKeys, ["dispatch,subscribe,register", "sendMessage,editMessage", "startTyping,stopTyping"]);
+        assert.equal(fake.lookups.length, byKeys.length + 1); // + getStore("UserStore")
+        // Found modules are cached: using them again looks nothing up.
+        DiscordInternals.dispatcher();
+        DiscordInternals.messageActions();
+        assert.equal(fake.lookups.length, byKeys.length + 1);
     });
 
     it("falls back to the local typing action when the typing module is missing", () => {
@@ -230,17 +305,34 @@ describe("the Discord adapter against the fake webpack", () => {
         assert.equal(DiscordInternals.dispatcher(), discord.dispatcher);
     });
 
-    for (const [missing, expected] of [
-        [["messageActions"], /^DiscordAutoReply: Discord's message-sending module was not found; in-client sending is off$/],
-        [["dispatcher", "userStore"], /dispatcher was not found/],
-        [["userStore"], /UserStore was not found/],
+    for (const [missing, expected, afterwards] of [
+        [["messageActions"], /^DiscordAutoReply: Discord's message-sending module was not found; in-client sending is off$/, "still forwards"],
+        [["dispatcher", "userStore"], /dispatcher was not found/, "hears nothing"],
+        [["userStore"], /UserStore was not found/, "forwards nothing, says why once"],
     ]) {
-        it(`a missing ${missing.join(" and ")} module gives a toast, not an exception`, async () => {
+        it(`a missing ${missing.join(" and ")} module gives a toast, not an exception; the plugin ${afterwards}`, async () => {
             const port = await freePort();
             const context = setup({ missing, settings: { host: "127.0.0.1", port, secret: "x", enabled: true } });
             assert.doesNotThrow(() => started(context));
             assert.ok(context.fake.toasts.some((toast) => expected.test(toast.content)), JSON.stringify(context.fake.toasts));
-            assert.doesNotThrow(() => context.discord.receive({ content: "still fine" }));
+            const { plugin, discord, fake } = context;
+            discord.receive({ content: "one" });
+            discord.receive({ content: "two" });
+            const warnings = fake.logs.filter((log) => log.level === "warn").map((log) => log.text);
+            if (afterwards === "still forwards") {
+                // Sending is off, but watched messages are still buffered for the server.
+                assert.deepEqual(plugin.outbox.pending().map((frame) => frame.content), ["one", "two"]);
+                assert.deepEqual(warnings, []);
+            } else if (afterwards === "hears nothing") {
+                assert.equal(discord.dispatcher.listenerCount("MESSAGE_CREATE"), 0);
+                assert.equal(plugin.outbox.size, 0);
+            } else {
+                // Without the owner's id, own messages cannot be told apart: nothing leaves.
+                assert.equal(discord.dispatcher.listenerCount("MESSAGE_CREATE"), 1);
+                assert.equal(plugin.outbox.size, 0);
+                assert.deepEqual(warnings.filter((text) => /your user id is unknown/.test(text)).length, 1);
+                assert.ok(!warnings.some((text) => /could not handle/.test(text)), "no exception caught");
+            }
         });
     }
 });
@@ -275,6 +367,23 @@ describe("lifecycle without a server", () => {
             for (const socket of peers) socket.destroy();
             await new Promise((resolve) => silent.close(resolve));
         }
+    });
+
+    it("uses the watch list saved at the last connection until the first welcome", async () => {
+        const port = await freePort(); // nothing listens: no welcome will come
+        const context = setup({ settings: { host: "127.0.0.1", port, secret: "x", enabled: true } });
+        context.fake.data.set(META.name, "watch", [{ user: "111", channel: "222" }, { user: "*", channel: "333" }]);
+        started(context);
+        const { discord, plugin } = context;
+        discord.receive({ channel_id: "222", author: { id: "111" }, content: "watched pair" });
+        discord.receive({ channel_id: "333", author: { id: "700" }, content: "anyone in 333" });
+        discord.receive({ channel_id: "222", author: { id: "555" }, content: "SECRET other user" });
+        discord.receive({ channel_id: "999", author: { id: "111" }, content: "SECRET other channel" });
+        discord.receive({ channel_id: "222", author: { ...SELF }, content: "my own, in a watched channel" });
+        discord.receive({ channel_id: "999", author: { ...SELF }, content: "SECRET my own elsewhere" });
+        assert.deepEqual(plugin.outbox.pending().map((frame) => frame.content), ["watched pair", "anyone in 333", "my own, in a watched channel"]);
+        assert.ok(!plugin.welcomed);
+        assert.match(plugin.statusLine(), /2 watched pair\(s\)/);
     });
 
     it("buffers watched candidates while no server was ever reached", async () => {

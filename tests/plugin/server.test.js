@@ -17,6 +17,9 @@ const RULES = [
     ["*", "335"],
     ["*", "336"],
     ["*", "337"],
+    ["*", "339"],
+    ["*", "340"],
+    ["*", "341"],
 ];
 
 let llm;
@@ -68,6 +71,8 @@ function upgradeStatus(origin) {
 }
 
 const repliesIn = (discord, channel) => discord.sent.filter((call) => call.channelId === channel).map((call) => call.message.content);
+const turnsIn = (reply) => Number(/\[turns=(\d+)\]$/.exec(reply)?.[1]);
+const acked = (spy, id) => spy.received.some((frame) => frame.type === "ack" && frame.id === id);
 
 describe("plugin <-> relay server", () => {
     it("says hello with the secret and the owner's id, and gets the watch list", async () => {
@@ -134,8 +139,50 @@ describe("plugin <-> relay server", () => {
         // Discord echoes our reply as the owner's message: forwarded as self, carrying the nonce.
         const echo = await waitFor(() => spy.messages().find((frame) => frame.self && frame.channel === "334"), { what: "the echo" });
         assert.equal(echo.nonce, send.nonce);
-        await sleep(300);
-        assert.equal(discord.sent.length, 1, "the echo of our reply is not answered");
+    });
+
+    for (const keepNonce of [true, false]) {
+        const how = keepNonce ? "by the nonce it carries" : "by channel and text when the client drops the nonce";
+        it(`recognises the echo of its reply ${how}: not answered, not remembered twice`, async () => {
+            const channel = keepNonce ? "340" : "341";
+            const { discord, spy } = await connected({ keepNonce });
+            discord.receive({ channel_id: channel, author: { id: "705", username: "x" }, content: "first question" });
+            const send = await waitFor(() => spy.received.find((frame) => frame.type === "send" && frame.channel === channel), { what: "the send" });
+            const echo = await waitFor(() => spy.messages().find((frame) => frame.self && frame.channel === channel), { what: "the echo" });
+            assert.equal(echo.content, send.content);
+            if (keepNonce) assert.equal(echo.nonce, send.nonce);
+            else assert.notEqual(echo.nonce, send.nonce);
+            await waitFor(() => acked(spy, echo.id), { what: "the echo's ack" });
+
+            // The pair's messages are handled in order: a reply to the echo, or the echo remembered
+            // as something the owner typed, would show before or in the answer to the next question.
+            discord.receive({ channel_id: channel, author: { id: "705", username: "x" }, content: "second question" });
+            await waitFor(() => repliesIn(discord, channel).length >= 2, { what: "the second reply" });
+            const [first, second] = repliesIn(discord, channel);
+            assert.equal(echoedText(first), "first question");
+            assert.equal(echoedText(second), "second question");
+            assert.equal(turnsIn(second), 3, "question, reply, question: the echo is not a turn of its own");
+            assert.equal(repliesIn(discord, channel).length, 2);
+        });
+    }
+
+    it("answers a send repeated after a reconnect without posting it twice", async () => {
+        const { discord, spy, plugin } = await connected();
+        discord.sendDelayMs = 500; // the post is still in flight when the connection drops
+        discord.receive({ channel_id: "339", author: { id: "706", username: "x" }, content: "only once" });
+        const send = await waitFor(() => spy.received.find((frame) => frame.type === "send" && frame.channel === "339"), { what: "the send" });
+        spy.sockets[send.socket].close();
+        await waitFor(() => spy.received.some((frame) => frame.type === "send" && frame.nonce === send.nonce && frame.socket > send.socket), {
+            what: `the server to send it again after the reconnect; server log:\n${server.output}`,
+        });
+        // The repeat waits for the post still in flight and answers with its outcome.
+        const answer = await waitFor(() => spy.sent.find((frame) => frame.type === "sent" && frame.nonce === send.nonce && frame.socket > send.socket), {
+            what: "the repeat answered",
+        });
+        assert.equal(answer.ok, true);
+        assert.deepEqual(repliesIn(discord, "339"), [send.content], "posted once");
+        assert.equal(plugin.status, "connected");
+        discord.sendDelayMs = 0;
     });
 
     it("shows the typing indicator through Discord's typing module", async () => {

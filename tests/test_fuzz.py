@@ -1,0 +1,366 @@
+"""Fuzzing the frame parser and a live server socket: random JSON, wrong types, huge strings, deep
+nesting, binary frames, frames before hello, floods. The server answers `error` or closes that
+one connection, stays up, and its memory stays bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from websockets.asyncio.client import connect as connect_async
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as connect_sync
+
+from server.protocol import Hello, IncomingMessage, ProtocolError, Sent, parse_client_frame
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "fuzz-websocket-secret-0123456789"
+MIB = 1024 * 1024
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
+)
+LIVE_FUZZ = settings(FUZZ, max_examples=100)
+
+# --- What a client may send ------------------------------------------------------------------
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+strings_or_not = st.text(max_size=30) | json_values
+frame_objects = st.fixed_dictionaries(
+    {"type": st.sampled_from(["hello", "message", "sent", "ack", "welcome", ""]) | json_values},
+    optional={
+        "id": strings_or_not,
+        "channel": strings_or_not,
+        "guild": strings_or_not,
+        "author": st.fixed_dictionaries({}, optional={"id": strings_or_not, "bot": json_values})
+        | json_values,
+        "content": strings_or_not,
+        "self": json_values,
+        "nonce": strings_or_not,
+        "ok": json_values,
+        "error": strings_or_not,
+        "secret": strings_or_not,
+    },
+)
+NESTED = "[" * 100_000 + "]" * 100_000
+HOSTILE_TEXTS = [
+    NESTED[: 2 * 100_000 - 1],  # unbalanced too
+    NESTED,
+    '{"type": "message", "id": ' + "[" * 5_000 + "]" * 5_000 + "}",
+    '{"a": ' * 3_000 + "1" + "}" * 3_000,
+    "9" * 5_000,  # more digits than Python converts
+    '{"type": "message", "id": ' + "9" * 5_000 + "}",
+    '{"type": "' + "🙂" * 5_000 + '"}',  # a long non-ASCII type, quoted in the error
+    '{"type": "message", "id": "\\ud800", "channel": "1", "author": {"id": "2"}, "content": "x"}',
+    '{"type": "hello", "secret": "\\udfff"}',
+    json.dumps({"type": "message", "id": "big", "channel": "9", "author": {"id": "8"}})[:-1]
+    + ', "content": "'
+    + "x" * (MIB - 200)
+    + '"}',  # just under the frame limit: valid, acknowledged
+    "x" * (MIB + 1),  # over it: the connection is closed with 1009
+    "\x00\ufeff{}",
+]
+wire_frames: st.SearchStrategy[str | bytes] = st.one_of(
+    frame_objects.map(json.dumps),
+    json_values.map(json.dumps),
+    st.text(max_size=200),
+    st.binary(max_size=200),
+    st.sampled_from(HOSTILE_TEXTS),
+)
+
+
+# --- The parser alone ------------------------------------------------------------------------
+
+
+@FUZZ
+@given(wire_frames)
+def test_the_parser_returns_a_frame_or_a_short_protocol_error(text: str | bytes) -> None:
+    try:
+        frame = parse_client_frame(text)
+    except ProtocolError as exc:
+        assert 0 < len(str(exc)) <= 400, str(exc)[:500]
+        return
+    assert isinstance(frame, Hello | IncomingMessage | Sent)
+    if isinstance(frame, IncomingMessage):
+        assert frame.id and frame.channel and isinstance(frame.author.id, str)
+    json.dumps(frame.model_dump()).encode()  # every string in it is valid Unicode
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (NESTED, "nested too deeply"),
+        ('{"a": ' * 3_000 + "1" + "}" * 3_000, "nested too deeply"),
+        ("9" * 5_000, "a number has too many digits"),
+        ('{"type": ["hello"]}', 'a frame needs a string "type"'),
+        ('{"type": "' + "z" * 1_000 + '"}', "unknown frame type 'zzzzzzzzzz"),
+        ('{"type": "hello", "secret": "\\ud800"}', "unpaired surrogate"),
+    ],
+)
+def test_hostile_json_is_a_protocol_error(text: str, expected: str) -> None:
+    with pytest.raises(ProtocolError, match=expected) as caught:
+        parse_client_frame(text)
+    assert len(str(caught.value)) < 120
+
+
+# --- A live server in its own process ---------------------------------------------------------
+
+
+class ServerProcess:
+    """`python -m server serve` on a free port, logging to a file; its RSS read from /proc."""
+
+    def __init__(self, directory: Path) -> None:
+        config = {
+            "WEBSOCKET_PORT": 0,
+            "WEBSOCKET_SECRET": SECRET,
+            "HELLO_TIMEOUT_SECONDS": 0.5,
+            "LLM_BACKENDS": ["openai"],
+            "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",  # nothing listens: replies fail fast
+            "LLM_MAX_RETRIES": 0,
+            "SEND_TIMEOUT_SECONDS": 1.0,
+        }
+        (directory / "config.json").write_text(json.dumps(config))
+        (directory / "reply_config.py").write_text('REPLY_TO = [("111", "222")]\n')
+        self.log_path = directory / "server.log"
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "server", "serve"],
+                cwd=directory,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdout=log,
+                stderr=log,
+            )
+        self.url = f"ws://127.0.0.1:{self._wait_for_port()}"
+
+    def _wait_for_port(self) -> int:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for line in self.log().splitlines():
+                if "listening on ws://127.0.0.1:" in line:
+                    return int(line.rsplit(":", 1)[1])
+            assert self.process.poll() is None, self.log()
+            time.sleep(0.05)
+        raise AssertionError(f"the server did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def rss_mib(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+        return kib / 1024
+
+    def assert_healthy(self) -> None:
+        """Still running, never a crashed handler, and a fresh client still gets a welcome."""
+        assert self.process.poll() is None, self.log()
+        log = self.log()
+        assert "Traceback" not in log and "connection handler failed" not in log, log[-3000:]
+        with authenticated(self.url):
+            pass  # `authenticated` checks the welcome
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    running = ServerProcess(tmp_path_factory.mktemp("fuzz-server"))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def hello() -> str:
+    return json.dumps({"type": "hello", "secret": SECRET, "client": "fuzz", "version": "1"})
+
+
+@contextmanager
+def authenticated(url: str) -> Iterator[ClientConnection]:
+    """A connection that said hello and got its welcome."""
+    with connect_sync(url, open_timeout=10, close_timeout=2) as ws:
+        ws.send(hello())
+        welcome = json.loads(ws.recv(timeout=10))
+        assert welcome["type"] == "welcome", welcome
+        yield ws
+
+
+probe_ids = itertools.count()
+
+
+def probe() -> tuple[str, str]:
+    """An unwatched message: the server acknowledges it and does nothing else."""
+    message_id = f"probe-{next(probe_ids)}"
+    frame = {
+        "type": "message",
+        "id": message_id,
+        "channel": "999",
+        "author": {"id": "998"},
+        "content": "probe",
+    }
+    return message_id, json.dumps(frame)
+
+
+def send_authenticated(ws: ClientConnection, frame: str | bytes) -> bool:
+    """Send `frame`, then a probe; check the answers. False if the connection was closed."""
+    probe_id, probe_frame = probe()
+    probe_ack = {"type": "ack", "id": probe_id}
+    try:
+        ws.send(frame)
+        ws.send(probe_frame)
+        answers = []
+        while (answer := json.loads(ws.recv(timeout=10))) != probe_ack:
+            answers.append(answer)
+    except ConnectionClosed as closed:
+        # Only a frame over the 1 MiB limit may end an authenticated connection.
+        assert closed.rcvd is not None and closed.rcvd.code == 1009, closed
+        assert len(frame) > MIB
+        return False
+    assert len(answers) <= 1, answers  # one answer per frame at most (`sent`: none)
+    assert all(answer["type"] in ("error", "ack") for answer in answers), answers
+    return True
+
+
+def send_before_hello(url: str, frames: list[str | bytes]) -> None:
+    """Send `frames` without a hello: the server closes the connection, saying why."""
+    with connect_sync(url, open_timeout=10, close_timeout=2) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            for frame in frames:
+                ws.send(frame)
+            ws.recv(timeout=10)
+        received = closed.value.rcvd
+        assert received is not None and received.code in (4001, 4002, 1009), closed.value
+
+
+@LIVE_FUZZ
+@given(frames=st.lists(wire_frames, min_size=1, max_size=4))
+def test_an_authenticated_client_gets_error_or_ack_for_anything(
+    server: ServerProcess, frames: list[str | bytes]
+) -> None:
+    with authenticated(server.url) as ws:
+        for frame in frames:
+            if not send_authenticated(ws, frame):
+                break
+    assert server.process.poll() is None, server.log()
+
+
+@LIVE_FUZZ
+@given(frames=st.lists(wire_frames, min_size=1, max_size=3))
+def test_anything_before_hello_closes_that_connection_only(
+    server: ServerProcess, frames: list[str | bytes]
+) -> None:
+    send_before_hello(server.url, frames)
+    assert server.process.poll() is None, server.log()
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE_TEXTS)))
+def test_each_hostile_frame_before_and_after_hello(server: ServerProcess, index: int) -> None:
+    send_before_hello(server.url, [HOSTILE_TEXTS[index]])
+    with authenticated(server.url) as ws:
+        send_authenticated(ws, HOSTILE_TEXTS[index])
+    server.assert_healthy()
+
+
+def test_the_server_is_healthy_after_the_fuzzing(server: ServerProcess) -> None:
+    server.assert_healthy()
+
+
+# --- Floods ----------------------------------------------------------------------------------
+
+
+def flood_frames(count: int, start: int) -> list[str | bytes]:
+    """Frames that each get exactly one answer: bad JSON, wrong types, binary, big messages.
+
+    A flood of 2,000 carries 16 MB of message text, more than the second flood may add below.
+    """
+    kinds: list[Any] = [
+        "{",
+        '{"type": "shout"}',
+        b"\x00\x01binary",
+        '{"type": "message", "id": 1}',
+        "[" * 50_000,
+        lambda n: json.dumps(
+            {"type": "message", "id": f"f{n}", "channel": "9", "author": {"id": "8"}, "content": n}
+        ),
+        lambda n: json.dumps(
+            {
+                "type": "message",
+                "id": f"big{n}",
+                "channel": "9",
+                "author": {"id": "8"},
+                "content": "y" * 65_536,
+            }
+        ),
+    ]
+    frames: list[str | bytes] = []
+    for n in range(start, start + count):
+        kind = kinds[n % len(kinds)]
+        frames.append(kind(str(n)) if callable(kind) else kind)
+    return frames
+
+
+async def flood(url: str, frames: list[str | bytes]) -> None:
+    """Send every frame as fast as the server takes them while reading every answer."""
+    async with connect_async(url, max_size=None) as ws:
+        await ws.send(hello())
+        assert json.loads(await ws.recv())["type"] == "welcome"
+
+        async def write() -> None:
+            for frame in frames:
+                await ws.send(frame)
+
+        async def read() -> None:
+            for _ in frames:
+                assert json.loads(await ws.recv())["type"] in ("ack", "error")
+
+        await asyncio.wait_for(asyncio.gather(write(), read()), timeout=120)
+
+
+async def idle_connections(url: str, count: int) -> None:
+    """Open `count` connections that never say hello: each is closed by the server (4002)."""
+    sockets = [await connect_async(url) for _ in range(count)]
+    for ws in sockets:
+        await asyncio.wait_for(ws.wait_closed(), timeout=10)
+        assert ws.close_code == 4002
+
+
+def test_floods_keep_the_server_up_and_its_memory_bounded(server: ServerProcess) -> None:
+    asyncio.run(flood(server.url, flood_frames(400, 0)))  # warm up: imports, caches, buffers
+    before = server.rss_mib()
+    asyncio.run(flood(server.url, flood_frames(2_000, 1_000)))
+    asyncio.run(idle_connections(server.url, 50))
+    after_first = server.rss_mib()
+    asyncio.run(flood(server.url, flood_frames(2_000, 10_000)))
+    asyncio.run(idle_connections(server.url, 50))
+    after_second = server.rss_mib()
+    # Generous bounds (a flood adds 1 to 3 MiB, then under 1): what matters is that a second
+    # flood does not keep adding what it carried.
+    assert after_first - before < 40, (before, after_first, after_second)
+    assert after_second - after_first < 12, (before, after_first, after_second)
+    server.assert_healthy()
