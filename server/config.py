@@ -89,7 +89,8 @@ def load_settings(path: Path, env: Mapping[str, str] = os.environ) -> Settings:
     values: dict[str, object] = {}
     if path.exists():
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            # utf-8-sig: Windows PowerShell 5 and older Notepads start UTF-8 files with a BOM.
+            raw = json.loads(path.read_text(encoding="utf-8-sig"))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
         except OSError as exc:
@@ -110,7 +111,7 @@ def write_initial_config(path: Path) -> None:
     text = json.dumps(settings.model_dump(), indent=2) + "\n"
     try:
         with path.open("x", encoding="utf-8") as file:
-            os.chmod(path, 0o600)
+            os.chmod(path, 0o600)  # POSIX only: on Windows the file takes the folder's ACL
             file.write(text)
     except FileExistsError as exc:
         raise ConfigError(f"{path} already exists; not overwriting it") from exc

@@ -21,6 +21,9 @@ import pytest
 from server.messengers.base import MessengerError
 from server.messengers.macro import MacroMessenger
 
+# Xvfb, xclip and select() on pipes: the real-window test runs on Linux (and the BSDs) only.
+pytestmark = pytest.mark.posix
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = Path(__file__).with_name("gui_target.py")
 TIMEOUT = 10.0

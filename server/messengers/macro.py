@@ -5,23 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 import threading
 import time
 from typing import Any
 
+from server.messengers import desktop
 from server.messengers.base import MessengerError
 
 log = logging.getLogger(__name__)
 
-# Discord's paste shortcut: Cmd+V on macOS, Ctrl+V elsewhere.
-_PASTE_MODIFIER = "command" if sys.platform == "darwin" else "ctrl"
-
 
 def _import_gui() -> tuple[Any, Any]:
     """Import pyautogui and pyperclip; pyautogui connects to the X server as it is imported."""
-    uses_x11 = sys.platform not in ("darwin", "win32")
-    if uses_x11 and not os.environ.get("DISPLAY"):
+    if desktop.uses_x11() and not os.environ.get("DISPLAY"):
         raise MessengerError("the macro messenger needs a desktop session: $DISPLAY is not set")
     try:
         import pyautogui  # noqa: PLC0415 -- connects to X: only when the macro is used
@@ -98,7 +94,7 @@ class MacroMessenger:
                             f"the macro send to channel {channel_id} was abandoned: the clipboard "
                             f"did not take the reply within {self._clipboard_timeout_seconds} s"
                         )
-                    pyautogui.hotkey(_PASTE_MODIFIER, "v")
+                    pyautogui.hotkey(*desktop.paste_hotkey())
                     time.sleep(self._settle_seconds)
                     pyautogui.press("enter")
                 finally:
@@ -107,7 +103,7 @@ class MacroMessenger:
             except pyperclip.PyperclipException as exc:
                 raise MessengerError(
                     f"the macro messenger cannot use the clipboard for channel {channel_id}: "
-                    f"install xclip or xsel ({exc})"
+                    f"{desktop.clipboard_help()} ({exc})"
                 ) from exc
             except pyautogui.FailSafeException as exc:
                 raise MessengerError(
