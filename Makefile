@@ -28,11 +28,12 @@ config.json: | $(RUN_STAMP)
 run: $(RUN_STAMP) config.json
 	$(BIN)/discord-auto-reply serve --config config.json --reply-config reply_config.py
 
-# Xvfb, xclip and Tk for the GUI macro test (a real window).
+# Xvfb, xclip and Tk for the GUI macro test (a real window); Chromium for the plugin in a browser.
 system-deps:
 	@missing=""; \
 	command -v Xvfb >/dev/null || missing="$$missing xvfb"; \
 	command -v xclip >/dev/null || missing="$$missing xclip"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	$(PYTHON) -c "import tkinter" 2>/dev/null || missing="$$missing python3-tk"; \
 	if [ -n "$$missing" ]; then \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
