@@ -48,8 +48,9 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy server
 
-pytest: $(VENV)/.installed-test system-deps
-	$(BIN)/pytest
+# NODE: the plugin-installer tests evaluate the installed plugin file with it.
+pytest: $(VENV)/.installed-test system-deps node
+	NODE="$$(bash tests/plugin/node.sh | cut -d' ' -f1)" $(BIN)/pytest
 
 # A Node with a WebSocket for the plugin tests (22+, or 20.10+ with a flag): checked first, so an
 # old one is reported before anything runs; fetched into .cache/node when there is none.

@@ -25,7 +25,7 @@ from server.plugin_installer import (
 )
 
 HOME = Path("/home/sam")
-NODE = shutil.which("node")
+NODE = os.environ.get("NODE") or shutil.which("node")  # `make test`: tests/plugin/node.sh's
 
 # Evaluates a plugin file as BetterDiscord would (a `module` object, no require) and prints its
 # default settings.

