@@ -18,9 +18,9 @@ from tests.browser.plugin_page import SECRET, PluginPage, RelayServer
 pytestmark = pytest.mark.asyncio(loop_scope="module")  # the module's browser lives on that loop
 
 
-def echo(text: str, turns: int = 1) -> str:
-    """The fake LLM's reply to `text`, as the relay posts it."""
-    return f"[auto-reply] echo: {text} [turns={turns}]"
+def echo(text: str) -> str:
+    """The fake LLM's reply to `text` as the first turn of its pair, as the relay posts it."""
+    return f"[auto-reply] echo: {text} [turns=1]"
 
 
 async def open_plugin(
