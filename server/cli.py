@@ -16,7 +16,12 @@ from server.app import App
 from server.config import ConfigError, Settings, load_settings, write_initial_config
 from server.conversations import ConversationStore
 from server.database import DatabaseError
-from server.plugin_installer import default_plugin_dir, install_plugin
+from server.plugin_installer import (
+    InstallError,
+    check_install_target,
+    default_plugin_dir,
+    install_plugin,
+)
 from server.rules import RulesError
 
 log = logging.getLogger("server")
@@ -27,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.command(args)
-    except (ConfigError, RulesError, DatabaseError) as exc:
+    except (ConfigError, RulesError, DatabaseError, InstallError) as exc:
         print(f"discord-auto-reply: error: {exc}", file=sys.stderr)
         return 2
     return code
@@ -122,6 +127,10 @@ def _serve(args: argparse.Namespace) -> int:
         where = f"{settings.WEBSOCKET_HOST}:{settings.WEBSOCKET_PORT}"
         log.error("cannot listen on %s: %s", where, exc.strerror or exc)
         return 1
+    except KeyboardInterrupt:
+        # Windows: asyncio.run turned Ctrl-C into a cancel of the main task, whose `finally`
+        # has already stopped the app; it re-raises the interrupt only to say so.
+        pass
     return 0
 
 
@@ -129,7 +138,8 @@ async def _run_until_signal(app: App) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # Windows has no signal handlers
+        # Windows has no loop signal handlers: there Ctrl-C cancels this task (see `_serve`).
+        with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
     await app.start()
     try:
@@ -179,6 +189,7 @@ def _plugin_install(args: argparse.Namespace) -> int:
             "so the plugin and the server share a secret"
         )
     directory = args.dir or default_plugin_dir()
+    check_install_target(directory)
     path = install_plugin(
         directory,
         host=settings.WEBSOCKET_HOST,
@@ -187,7 +198,8 @@ def _plugin_install(args: argparse.Namespace) -> int:
     )
     print(f"installed {path}")
     print("next: in Discord open Settings > Plugins, enable DiscordAutoReply,")
-    print("      then start the server with `make run` (the plugin connects by itself)")
+    print("      then start the server with `discord-auto-reply serve` (or `make run`);")
+    print("      the plugin connects by itself")
     return 0
 
 

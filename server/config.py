@@ -106,7 +106,8 @@ def load_settings(path: Path, env: Mapping[str, str] = os.environ) -> Settings:
     lines: dict[str, int] = {}
     if path.exists():
         try:
-            text = path.read_text(encoding="utf-8")
+            # utf-8-sig: Windows PowerShell 5 and older Notepads start UTF-8 files with a BOM.
+            text = path.read_text(encoding="utf-8-sig")
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
@@ -135,7 +136,7 @@ def write_initial_config(path: Path) -> None:
     text = json.dumps(settings.model_dump(), indent=2) + "\n"
     try:
         with path.open("x", encoding="utf-8") as file:
-            os.chmod(path, 0o600)
+            os.chmod(path, 0o600)  # POSIX only: on Windows the file takes the folder's ACL
             file.write(text)
     except FileExistsError as exc:
         raise ConfigError(f"{path} already exists; not overwriting it") from exc

@@ -8,11 +8,18 @@ import re
 import sys
 import tempfile
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 PLUGIN_FILE_NAME = "discord-auto-reply.plugin.js"
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "plugin" / PLUGIN_FILE_NAME
 _HOME = Path.home()
+# Where the Microsoft Store installs Python (Windows' app-container packages live in WindowsApps).
+_STORE_PYTHON = "\\windowsapps\\pythonsoftwarefoundation.python."
+
+
+class InstallError(Exception):
+    """The plugin cannot be installed there; the message names the folder and what to do."""
+
 
 # The one line of the plugin that holds its default settings; see the plugin's top.
 _DEFAULTS_LINE = re.compile(
@@ -33,8 +40,34 @@ def default_plugin_dir(
         base = home / "Library" / "Application Support"
     else:
         xdg = env.get("XDG_CONFIG_HOME")
-        base = Path(xdg) if xdg and Path(xdg).is_absolute() else home / ".config"
+        base = Path(xdg) if xdg and xdg.startswith("/") else home / ".config"  # must be absolute
     return base / "BetterDiscord" / "plugins"
+
+
+def check_install_target(
+    directory: Path,
+    *,
+    platform: str = sys.platform,
+    base_prefix: str = sys.base_prefix,
+    env: Mapping[str, str] = os.environ,
+) -> None:
+    """Refuse a folder this Python cannot really write to; `InstallError` says why.
+
+    The Microsoft Store's Python runs in an app container: Windows keeps the files it creates
+    under %APPDATA% and %LOCALAPPDATA% in a private copy that Discord never sees.
+    """
+    if not platform.startswith("win") or _STORE_PYTHON not in base_prefix.lower():
+        return
+    target = PureWindowsPath(directory)
+    roots = [PureWindowsPath(env[key]) for key in ("APPDATA", "LOCALAPPDATA") if env.get(key)]
+    if any(target.is_relative_to(root) for root in roots):
+        raise InstallError(
+            f"cannot install into {directory}: this is the Microsoft Store's Python "
+            f"({base_prefix}), and Windows keeps the files it writes under %APPDATA% in a "
+            "private copy that Discord never sees. Install Python from python.org and make "
+            f"the .venv again with it, or copy plugin\\{PLUGIN_FILE_NAME} into that folder by "
+            "hand and type the secret in the plugin's settings"
+        )
 
 
 def render_plugin(source: str, *, host: str, port: int, secret: str) -> str:
@@ -65,10 +98,27 @@ def install_plugin(directory: Path, *, host: str, port: int, secret: str) -> Pat
     """Write the rendered plugin into `directory` (created if needed) and return its path.
 
     `host` is the server's bind address (a wildcard becomes 127.0.0.1). The file is replaced
-    atomically and readable only by the owner, since it holds the secret.
+    atomically and, on POSIX, readable only by the owner, since it holds the secret (on Windows
+    the mode is a no-op: the file takes the folder's permissions, private to the user under
+    %APPDATA%). Raises `InstallError` naming the folder when it cannot be written.
     """
-    source = PLUGIN_SOURCE.read_text(encoding="utf-8")
+    try:
+        source = PLUGIN_SOURCE.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InstallError(
+            f"cannot read the plugin at {PLUGIN_SOURCE} ({exc.strerror or exc}); "
+            "install from the source folder with `pip install -e .`"
+        ) from exc
     text = render_plugin(source, host=connect_host(host), port=port, secret=secret)
+    try:
+        return _write_atomically(directory, text)
+    except OSError as exc:
+        raise InstallError(
+            f"cannot write the plugin into {directory}: {exc.strerror or exc}"
+        ) from exc
+
+
+def _write_atomically(directory: Path, text: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / PLUGIN_FILE_NAME
     handle, temp_name = tempfile.mkstemp(

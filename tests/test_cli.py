@@ -8,7 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +40,24 @@ def test_init_then_refuses_to_overwrite(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "config.json").read_text())["WEBSOCKET_SECRET"] == secret
 
 
-def test_serve_prints_clear_startup_lines_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+@dataclass
+class Serving:
+    """A `serve` subprocess and the log lines it wrote up to "watching"."""
+
+    process: subprocess.Popen[str]
+    lines: list[str]
+
+    def stop(self, signum: int) -> str:
+        """Send `signum`; return the whole log once the server has exited with 0."""
+        assert self.process.stderr is not None
+        self.process.send_signal(signum)
+        rest = self.process.stderr.read()
+        assert self.process.wait(timeout=10) == 0, "".join(self.lines) + rest
+        return "".join(self.lines) + rest
+
+
+def serve_until_watching(tmp_path: Path, python_args: list[str]) -> Serving:
+    """Start `python PYTHON_ARGS serve -vv` in `tmp_path`; return once it is watching."""
     config = tmp_path / "config.json"
     config.write_text(
         json.dumps(
@@ -52,7 +72,7 @@ def test_serve_prints_clear_startup_lines_and_stops_cleanly_on_sigterm(tmp_path:
     )
     (tmp_path / "reply_config.py").write_text('REPLY_TO = [("1", "2"), ("*", "3")]\n')
     process = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve", "-vv"],
+        [sys.executable, *python_args, "serve", "-vv"],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stderr=subprocess.PIPE,
@@ -64,16 +84,39 @@ def test_serve_prints_clear_startup_lines_and_stops_cleanly_on_sigterm(tmp_path:
         lines.append(line)
         if "watching" in line:
             break
-    process.send_signal(signal.SIGTERM)
-    rest = process.stderr.read()
-    assert process.wait(timeout=10) == 0
-    output = "".join(lines) + rest
+    return Serving(process, lines)
+
+
+@pytest.mark.posix
+def test_serve_prints_clear_startup_lines_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    output = serve_until_watching(tmp_path, ["-m", "server"]).stop(signal.SIGTERM)
     assert "listening on ws://127.0.0.1:" in output
     assert "LLM backends: openai (llama3.1 at 127.0.0.1:9)" in output
     assert "messenger: plugin" in output
     assert "watching 2 pair(s) from reply_config.py" in output
     assert "shutting down" in output
     assert "s3cret-value" not in output
+
+
+# The server as it runs on Windows: the event loop has no signal handlers, so Ctrl-C reaches
+# asyncio.run's own SIGINT handler, which cancels the main task and then raises KeyboardInterrupt.
+SERVE_WITHOUT_LOOP_SIGNAL_HANDLERS = """
+import asyncio, sys
+def refuse(self, *args, **kwargs):
+    raise NotImplementedError("no loop signal handlers, as on Windows")
+type(asyncio.new_event_loop()).add_signal_handler = refuse
+from server.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.posix  # sends SIGINT, which Windows' Popen.send_signal cannot
+def test_ctrl_c_shuts_down_cleanly_without_loop_signal_handlers(tmp_path: Path) -> None:
+    serving = serve_until_watching(tmp_path, ["-c", SERVE_WITHOUT_LOOP_SIGNAL_HANDLERS])
+    output = serving.stop(signal.SIGINT)
+    assert "shutting down" in output
+    assert "Traceback" not in output
+    assert "KeyboardInterrupt" not in output
 
 
 def test_serve_names_the_key_and_file_of_a_bad_setting(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -148,7 +149,15 @@ def test_init_writes_a_private_file_with_a_random_secret(tmp_path: Path) -> None
     a, b = load_settings(first, env={}), load_settings(second, env={})
     assert len(a.WEBSOCKET_SECRET) >= 32
     assert a.WEBSOCKET_SECRET != b.WEBSOCKET_SECRET
-    assert stat.S_IMODE(first.stat().st_mode) == 0o600
+    if os.name == "posix":  # on Windows the file takes the folder's permissions instead
+        assert stat.S_IMODE(first.stat().st_mode) == 0o600
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    """Windows PowerShell 5 (`Set-Content -Encoding UTF8`) writes UTF-8 with a BOM."""
+    path = tmp_path / "c.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"WEBSOCKET_PORT": 9100}).encode())
+    assert load_settings(path, env={}).WEBSOCKET_PORT == 9100
 
 
 def test_init_refuses_to_overwrite(tmp_path: Path) -> None:

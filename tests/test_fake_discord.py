@@ -359,6 +359,7 @@ async def test_wait_for_messages_times_out_with_a_count(fake_discord: FakeDiscor
         await fake_discord.wait_for_messages(1, timeout=0.05)
 
 
+@pytest.mark.posix  # Windows' SIGTERM is TerminateProcess: no clean exit to test
 async def test_it_runs_standalone_until_sigterm(http: httpx2.AsyncClient) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.fakes.discord_api", stdout=asyncio.subprocess.PIPE

@@ -211,6 +211,7 @@ async def test_models_and_unknown_paths(http: httpx2.AsyncClient) -> None:
     assert missing.json()["error"]["message"] == "Invalid URL (POST /v1/completions/nope)"
 
 
+@pytest.mark.posix  # Windows' SIGTERM is TerminateProcess: no clean exit to test
 async def test_standalone_prints_its_url_and_stops_on_sigterm() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -30,6 +30,9 @@ from server.messengers.macro import MacroMessenger
 from tests.fakes.openai_api import FakeOpenAI
 from tests.relay_harness import PluginClient, RunningApp, opened, running_app
 
+# Xvfb, xclip and select() on pipes: the real-window test runs on Linux (and the BSDs) only.
+pytestmark = pytest.mark.posix
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = Path(__file__).with_name("gui_target.py")
 TIMEOUT = 10.0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import stat
 import subprocess
@@ -14,6 +16,8 @@ from server.cli import main
 from server.plugin_installer import (
     PLUGIN_FILE_NAME,
     PLUGIN_SOURCE,
+    InstallError,
+    check_install_target,
     connect_host,
     default_plugin_dir,
     install_plugin,
@@ -21,7 +25,7 @@ from server.plugin_installer import (
 )
 
 HOME = Path("/home/sam")
-NODE = shutil.which("node")
+NODE = os.environ.get("NODE") or shutil.which("node")  # `make test`: tests/plugin/node.sh's
 
 # Evaluates a plugin file as BetterDiscord would (a `module` object, no require) and prints its
 # default settings.
@@ -31,6 +35,12 @@ const module = { exports: {} };
 vm.runInNewContext(fs.readFileSync(process.argv[1], "utf8"), { module, exports: module.exports });
 process.stdout.write(JSON.stringify(module.exports.internals.DEFAULT_SETTINGS));
 """
+
+
+def assert_private(path: Path) -> None:
+    """Owner-only on POSIX; on Windows the mode is a no-op and the folder's ACL applies."""
+    if os.name == "posix":
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def defaults_in(path: Path) -> object:
@@ -119,7 +129,7 @@ def test_install_creates_the_folder_and_a_private_file(tmp_path: Path) -> None:
     directory = tmp_path / "BetterDiscord" / "plugins"
     path = install_plugin(directory, host="127.0.0.1", port=8765, secret="s")
     assert path == directory / PLUGIN_FILE_NAME
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert_private(path)
     assert path.read_text(encoding="utf-8").startswith("/**\n * @name DiscordAutoReply\n")
 
 
@@ -128,7 +138,7 @@ def test_reinstalling_updates_the_file_in_place(tmp_path: Path) -> None:
     second = install_plugin(tmp_path, host="127.0.0.1", port=9999, secret="new")
     assert first == second
     assert [p.name for p in tmp_path.iterdir()] == [PLUGIN_FILE_NAME]  # no temp files left
-    assert stat.S_IMODE(second.stat().st_mode) == 0o600
+    assert_private(second)
     assert defaults_in(second) == {
         "host": "127.0.0.1",
         "port": 9999,
@@ -159,3 +169,68 @@ def test_the_cli_installs_with_the_settings_from_config_json(
         "secret": "from-config",
         "enabled": True,
     }
+
+
+STORE_PREFIX = (
+    r"C:\Program Files\WindowsApps"
+    r"\PythonSoftwareFoundation.Python.3.12_3.12.2800.0_x64__qbz5n2kfra8p0"
+)
+WINDOWS_ENV = {
+    "APPDATA": r"C:\Users\sam\AppData\Roaming",
+    "LOCALAPPDATA": r"C:\Users\sam\AppData\Local",
+}
+
+
+@pytest.mark.parametrize(
+    "directory",
+    [
+        r"C:\Users\sam\AppData\Roaming\BetterDiscord\plugins",
+        r"c:\users\SAM\appdata\roaming\BetterDiscord\plugins",
+        r"C:\Users\sam\AppData\Local\BetterDiscord\plugins",
+    ],
+)
+def test_the_store_python_is_refused_under_appdata(directory: str) -> None:
+    with pytest.raises(InstallError, match=r"Microsoft Store's Python .* python\.org") as caught:
+        check_install_target(
+            Path(directory), platform="win32", base_prefix=STORE_PREFIX, env=WINDOWS_ENV
+        )
+    assert directory in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("platform", "base_prefix", "directory"),
+    [
+        (
+            "win32",
+            r"C:\Users\sam\AppData\Local\Programs\Python\Python312",
+            r"C:\Users\sam\AppData\Roaming\BetterDiscord\plugins",
+        ),
+        ("win32", STORE_PREFIX, r"D:\BetterDiscord\plugins"),
+        ("linux", "/usr", "/home/sam/.config/BetterDiscord/plugins"),
+    ],
+)
+def test_other_pythons_and_folders_are_fine(
+    platform: str, base_prefix: str, directory: str
+) -> None:
+    check_install_target(
+        Path(directory), platform=platform, base_prefix=base_prefix, env=WINDOWS_ENV
+    )
+
+
+def test_an_unwritable_folder_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(InstallError, match=re.escape(f"cannot write the plugin into {blocker}")):
+        install_plugin(blocker / "plugins", host="127.0.0.1", port=8765, secret="s")
+
+
+def test_the_cli_reports_an_unwritable_folder_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"WEBSOCKET_SECRET": "s"}))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code = main(["plugin", "install", "--dir", str(blocker / "p"), "--config", str(config)])
+    assert code == 2
+    assert f"error: cannot write the plugin into {blocker / 'p'}" in capsys.readouterr().err

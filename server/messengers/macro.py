@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 import threading
 import time
 from typing import Any
 
+from server.messengers import desktop
 from server.messengers.base import Messenger, MessengerError
 from server.messengers.window_guard import (
     Clearance,
@@ -26,8 +26,6 @@ from server.protocol import Opened
 
 log = logging.getLogger(__name__)
 
-# Discord's paste shortcut: Cmd+V on macOS, Ctrl+V elsewhere.
-_PASTE_MODIFIER = "command" if sys.platform == "darwin" else "ctrl"
 # The plugin reports the macro's own keys as activity; these count as the macro's for this long
 # after its last key (the browser handles a key some milliseconds after it is pressed).
 _OWN_KEYS_GRACE_SECONDS = 0.5
@@ -35,8 +33,7 @@ _OWN_KEYS_GRACE_SECONDS = 0.5
 
 def _import_gui() -> tuple[Any, Any]:
     """Import pyautogui and pyperclip; pyautogui connects to the X server as it is imported."""
-    uses_x11 = sys.platform not in ("darwin", "win32")
-    if uses_x11 and not os.environ.get("DISPLAY"):
+    if desktop.uses_x11() and not os.environ.get("DISPLAY"):
         raise MessengerError("the macro messenger needs a desktop session: $DISPLAY is not set")
     try:
         import pyautogui  # noqa: PLC0415 -- connects to X: only when the macro is used
@@ -215,7 +212,7 @@ class MacroMessenger(Messenger):
                             f"the macro send to channel {channel_id} was abandoned: the clipboard "
                             f"did not take the reply within {self._clipboard_timeout_seconds} s"
                         )
-                    pyautogui.hotkey(_PASTE_MODIFIER, "v")
+                    pyautogui.hotkey(*desktop.paste_hotkey())
                     time.sleep(self._settle_seconds)
                     pyautogui.press("enter")
                 finally:
@@ -224,7 +221,7 @@ class MacroMessenger(Messenger):
             except pyperclip.PyperclipException as exc:
                 raise MessengerError(
                     f"the macro messenger cannot use the clipboard for channel {channel_id}: "
-                    f"install xclip or xsel ({exc})"
+                    f"{desktop.clipboard_help()} ({exc})"
                 ) from exc
             except pyautogui.FailSafeException as exc:
                 raise MessengerError(

@@ -471,7 +471,8 @@ async def _serve(port: int, flavour: Flavour) -> None:
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopped.set)
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C interrupts asyncio.run
+            loop.add_signal_handler(signum, stopped.set)
     try:
         await stopped.wait()
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import re
@@ -459,7 +460,8 @@ async def serve(port: int, delay: float) -> None:
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopped.set)
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C interrupts asyncio.run
+            loop.add_signal_handler(sig, stopped.set)
     print(fake.base_url, flush=True)
     try:
         await stopped.wait()
@@ -473,7 +475,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: random)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each response")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.delay))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.port, args.delay))
 
 
 if __name__ == "__main__":

@@ -485,4 +485,7 @@ function createFakeDocument() {
     };
 }
 
-module.exports = { createFakeDiscord, createFakeBdApi, createFakeDocument, FakeDispatcher, SELF };
+// CommonJS for the Node tests; in a browser page (tests/browser) the same file sets `FakeBdApi`.
+const exported = { createFakeDiscord, createFakeBdApi, createFakeDocument, FakeDispatcher, SELF };
+if (typeof module === "object" && module?.exports) module.exports = exported;
+else globalThis.FakeBdApi = exported;

@@ -15,7 +15,9 @@ const { createFakeBdApi, createFakeDiscord, createFakeDocument } = require("./fa
 
 const REPO = path.resolve(__dirname, "..", "..");
 const PLUGIN_PATH = path.join(REPO, "plugin", "discord-auto-reply.plugin.js");
-const PYTHON = process.env.PYTHON || (fs.existsSync(path.join(REPO, ".venv/bin/python")) ? path.join(REPO, ".venv/bin/python") : "python3");
+// The project's venv Python (bin/ on POSIX, Scripts\ on Windows), else the one on PATH.
+const VENV_PYTHONS = [path.join(REPO, ".venv", "bin", "python"), path.join(REPO, ".venv", "Scripts", "python.exe")];
+const PYTHON = process.env.PYTHON || VENV_PYTHONS.find((candidate) => fs.existsSync(candidate)) || (process.platform === "win32" ? "python" : "python3");
 const META = { name: "DiscordAutoReply", version: "0.1.0", author: "test", description: "test" };
 const FAST_BACKOFF = { baseMs: 20, capMs: 100 };
 const DISCORD_ORIGIN = "https://discord.com";
