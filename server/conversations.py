@@ -155,15 +155,22 @@ class ConversationStore:
         return await self.database.run(insert)
 
     async def record_reply(
-        self, pair: PairKey, follows: int | None, backend: str, parts: list[ReplyPart]
+        self,
+        pair: PairKey,
+        follows: int | None,
+        backend: str,
+        parts: list[ReplyPart],
+        *,
+        seconds: float | None = None,
     ) -> int:
-        """Store a reply about to be sent (nothing delivered yet); its id."""
+        """Store a reply about to be sent (nothing delivered yet), and how many seconds it took to
+        write; its id."""
 
         def insert(db: sqlite3.Connection) -> int:
             cursor = db.execute(
                 "INSERT INTO turns (user_id, channel_id, kind, content, at, follows, backend,"
-                " delivered) VALUES (?, ?, 'reply', '', ?, ?, ?, 0)",
-                (*pair, time.time(), follows, backend),
+                " delivered, seconds) VALUES (?, ?, 'reply', '', ?, ?, ?, 0, ?)",
+                (*pair, time.time(), follows, backend, seconds),
             )
             reply_id = int(cursor.lastrowid or 0)
             db.executemany(

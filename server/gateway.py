@@ -14,11 +14,24 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
 from server import __version__, protocol
-from server.protocol import Hello, IncomingMessage, ProtocolError, Sent
+from server.protocol import (
+    AwayRequest,
+    DraftAction,
+    Hello,
+    IncomingMessage,
+    OwnerFrame,
+    PresenceReport,
+    ProtocolError,
+    Sent,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 1024 * 1024
+Control = Callable[[OwnerFrame], Awaitable[dict[str, Any] | None]]
+"""Handles an owner frame (presence, away, draft_action); its answer, if any."""
+Greeting = Callable[[], Awaitable[list[dict[str, Any]]]]
+"""Frames a plugin gets right after its welcome (the away status, pending drafts)."""
 
 
 def _peer(connection: ServerConnection) -> str:
@@ -42,6 +55,8 @@ class Gateway:
         watch_list: Callable[[], list[dict[str, str]]],
         messenger_name: str,
         hello_timeout: float = 5.0,
+        control: Control | None = None,
+        greeting: Greeting | None = None,
     ) -> None:
         if not secret:
             raise ValueError("the gateway needs a non-empty secret")
@@ -55,6 +70,9 @@ class Gateway:
         self._clients: list[ServerConnection] = []
         self._client_connected = asyncio.Event()
         self._pending: dict[str, tuple[asyncio.Future[Sent], ServerConnection]] = {}
+        self._control = control
+        self._greeting = greeting
+        self._control_tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str, port: int) -> Server:
         """Listen on host:port; the returned server's `close()` stops it."""
@@ -72,20 +90,30 @@ class Gateway:
         hello = await self._authenticate(connection, peer)
         if hello is None:
             return
-        log.info("plugin connected from %s (%s %s)", peer, hello.client or "?", hello.version)
+        log.log(
+            logging.INFO if hello.role == "plugin" else logging.DEBUG,
+            "%s connected from %s (%s %s)",
+            hello.role,
+            peer,
+            hello.client or "?",
+            hello.version,
+        )
         await connection.send(
             protocol.encode(protocol.welcome(__version__, self._watch_list(), self._messenger_name))
         )
-        self._clients.append(connection)
-        self._client_connected.set()
         try:
+            if hello.role == "plugin":
+                self._clients.append(connection)
+                self._client_connected.set()
+                await self._greet(connection)
             async for text in connection:
                 await self._on_frame(connection, text, peer)
         except ConnectionClosed:
             pass
         finally:
             self._forget(connection)
-            log.info("plugin at %s disconnected", peer)
+            if hello.role == "plugin":
+                log.info("plugin at %s disconnected", peer)
 
     async def _authenticate(self, connection: ServerConnection, peer: str) -> Hello | None:
         try:
@@ -125,8 +153,43 @@ class Gateway:
             waiting = self._pending.get(frame.nonce)
             if waiting is not None and not waiting[0].done():
                 waiting[0].set_result(frame)
+        elif isinstance(frame, PresenceReport | AwayRequest | DraftAction):
+            self._start_control(connection, frame, peer)
         else:
             await connection.send(protocol.encode(protocol.error("already authenticated")))
+
+    async def _greet(self, connection: ServerConnection) -> None:
+        """Send a new plugin what it must know beyond the welcome (away status, drafts)."""
+        if self._greeting is not None:
+            for frame in await self._greeting():
+                await connection.send(protocol.encode(frame))
+
+    def _start_control(self, connection: ServerConnection, frame: OwnerFrame, peer: str) -> None:
+        """Handle an owner frame in its own task: sending a draft may wait on this very plugin's
+        `sent` answer, which this connection's read loop must stay free to receive."""
+        task = asyncio.create_task(self._answer_control(connection, frame, peer))
+        self._control_tasks.add(task)
+        task.add_done_callback(self._control_tasks.discard)
+
+    async def _answer_control(
+        self, connection: ServerConnection, frame: OwnerFrame, peer: str
+    ) -> None:
+        if self._control is None:
+            answer: dict[str, Any] | None = protocol.error(f"{frame.type} frames are not served")
+        else:
+            try:
+                answer = await self._control(frame)
+            except Exception:
+                log.exception("could not handle a %s frame from %s", frame.type, peer)
+                answer = protocol.error(f"the server could not handle that {frame.type} frame")
+        if answer is not None:
+            await self._send_quietly(connection, protocol.encode(answer))
+
+    async def aclose(self) -> None:
+        """Stop the owner frames still being handled (a draft being sent)."""
+        for task in list(self._control_tasks):
+            task.cancel()
+        await asyncio.gather(*self._control_tasks, return_exceptions=True)
 
     def _forget(self, connection: ServerConnection) -> None:
         if connection in self._clients:
@@ -138,7 +201,7 @@ class Gateway:
                 future.set_exception(ConnectionError("the plugin disconnected before answering"))
 
     def broadcast(self, frame: dict[str, Any]) -> None:
-        """Send a frame to every authenticated client (used for `watch` updates)."""
+        """Send a frame to every connected plugin (`watch` updates, drafts, the away status)."""
         broadcast(self._clients, protocol.encode(frame))
 
     async def _send_quietly(self, connection: ServerConnection, text: str) -> None:

@@ -31,6 +31,8 @@ class Hello(_Frame):
     client: str = ""
     version: str = ""
     self_id: str | None = None
+    role: Literal["plugin", "cli"] = "plugin"
+    """A "cli" client (the command line) is never chosen to post replies."""
 
 
 class Author(_Frame):
@@ -64,11 +66,38 @@ class Sent(_Frame):
     error: str | None = None
 
 
-ClientFrame = Annotated[Hello | IncomingMessage | Sent, Field(discriminator="type")]
-_client_frame: TypeAdapter[Hello | IncomingMessage | Sent] = TypeAdapter(ClientFrame)
+class PresenceReport(_Frame):
+    """The owner's own Discord status, reported by the plugin at each welcome and on change."""
+
+    type: Literal["presence"]
+    status: Literal["online", "idle", "dnd", "invisible", "offline"]
 
 
-def parse_client_frame(text: str | bytes) -> Hello | IncomingMessage | Sent:
+class AwayRequest(_Frame):
+    """Set the away switch (`mode`), or just ask for the away status (no `mode`)."""
+
+    type: Literal["away"]
+    mode: Literal["on", "off", "auto"] | None = None
+
+
+class DraftAction(_Frame):
+    """The owner sends (optionally with edited text) or discards a draft."""
+
+    type: Literal["draft_action"]
+    id: str = Field(min_length=1)
+    action: Literal["send", "discard"]
+    content: str | None = None
+
+
+OwnerFrame = PresenceReport | AwayRequest | DraftAction
+"""Frames through which the owner steers the relay; the App answers them."""
+AnyClientFrame = Hello | IncomingMessage | Sent | PresenceReport | AwayRequest | DraftAction
+ClientFrame = Annotated[AnyClientFrame, Field(discriminator="type")]
+_client_frame: TypeAdapter[AnyClientFrame] = TypeAdapter(ClientFrame)
+_CLIENT_TYPES = ("hello", "message", "sent", "presence", "away", "draft_action")
+
+
+def parse_client_frame(text: str | bytes) -> AnyClientFrame:
     """Parse one frame from the plugin, or raise `ProtocolError` saying what is wrong."""
     if isinstance(text, bytes):
         raise ProtocolError("binary frames are not part of protocol v1; send JSON text")
@@ -79,7 +108,7 @@ def parse_client_frame(text: str | bytes) -> Hello | IncomingMessage | Sent:
     if not isinstance(data, dict):
         raise ProtocolError("a frame must be a JSON object")
     kind = data.get("type")
-    if kind not in ("hello", "message", "sent"):
+    if kind not in _CLIENT_TYPES:
         raise ProtocolError(f"unknown frame type {kind!r}")
     try:
         return _client_frame.validate_python(data)
@@ -136,3 +165,63 @@ def send(nonce: str, channel: str, content: str, reply_to: str | None) -> dict[s
 def typing(channel: str) -> dict[str, Any]:
     """Ask the plugin to show the typing indicator."""
     return {"type": "typing", "channel": channel}
+
+
+def away_status(
+    *,
+    switch: str,
+    presence: str | None,
+    away: bool,
+    reply_when: str,
+    replying: bool,
+    always_rules: int,
+) -> dict[str, Any]:
+    """The away switch, the last reported Discord status and whether replies go out now."""
+    return {
+        "type": "away_status",
+        "switch": switch,
+        "presence": presence,
+        "away": away,
+        "reply_when": reply_when,
+        "replying": replying,
+        "always_rules": always_rules,
+    }
+
+
+def draft(
+    *,
+    draft_id: int,
+    user: str,
+    author: str,
+    channel: str,
+    guild: str | None,
+    message_id: str,
+    question: str,
+    content: str,
+    expires_at: float,
+) -> dict[str, Any]:
+    """A reply kept for the owner to send, edit or discard (`draft_action`)."""
+    return {
+        "type": "draft",
+        "id": str(draft_id),
+        "user": user,
+        "author": author,
+        "channel": channel,
+        "guild": guild,
+        "message_id": message_id,
+        "question": question,
+        "content": content,
+        "expires_at": expires_at,
+    }
+
+
+def draft_done(draft_id: str, status: str, error: str | None = None) -> dict[str, Any]:
+    """What became of a draft: sent, discarded, expired, or failed (still pending, `error`)."""
+    return {"type": "draft_done", "id": draft_id, "status": status, "error": error}
+
+
+def summary(
+    since: float, chats: list[dict[str, Any]], drafts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What the relay said while the owner was away, per chat, and the drafts still waiting."""
+    return {"type": "summary", "since": since, "chats": chats, "drafts": drafts}

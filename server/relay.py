@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from server.config import Settings
+from server.config import ReplyWhen, Settings
 from server.context_window import fit_window
 from server.conversations import (
     FALLBACK_BACKEND,
@@ -26,13 +26,15 @@ from server.conversations import (
     Window,
 )
 from server.database import DatabaseError
+from server.drafts import Drafts
 from server.echoes import EchoTracker
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
 from server.llm.chain import BackendChain
 from server.memory import PairKey
 from server.messengers.base import Messenger, MessengerError
-from server.protocol import IncomingMessage
-from server.reply_policy import ReplyPolicy, burst_wait
+from server.owner_store import Draft, OwnerStore
+from server.protocol import Author, IncomingMessage
+from server.reply_policy import Presence, ReplyPolicy, burst_wait
 from server.rules import WILDCARD, Rule, RuleSet
 from server.splitter import split_message
 from server.summarizer import summarize
@@ -71,10 +73,12 @@ class _Pair:
 
 @dataclass(frozen=True)
 class _Generated:
-    """Text to send and who wrote it: a backend, or "fallback" (FALLBACK_MESSAGE)."""
+    """Text to send, who wrote it (a backend, or "fallback": FALLBACK_MESSAGE) and how long it
+    took."""
 
     text: str
     backend: str
+    seconds: float | None = None
 
 
 class _SeenIds:
@@ -112,6 +116,8 @@ class Relay:
         store: ConversationStore,
         echoes: EchoTracker | None = None,
         tokens: TokenCounter | None = None,
+        records: OwnerStore | None = None,
+        drafts: Drafts | None = None,
     ) -> None:
         self._settings = settings
         self._rules = rules
@@ -120,12 +126,19 @@ class Relay:
         self._store = store
         self._echoes = echoes or EchoTracker()
         self._tokens = tokens or TokenCounter()
+        self._records = records
+        self._drafts = drafts
         self._policy = ReplyPolicy(settings.TAKEOVER_MINUTES * 60)
         self._seen = _SeenIds()
         self._pairs: dict[PairKey, _Pair] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._database_ok = True
         self._closing = False
+
+    @property
+    def presence(self) -> Presence:
+        """Whether the owner is away, as the reply policy sees it (updated by away mode)."""
+        return self._policy.presence
 
     async def start(self) -> None:
         """Take up the owner takeovers in force before a restart; load the token encoding."""
@@ -155,8 +168,11 @@ class Relay:
             log.debug("message %s was answered before a restart; not again", message.id)
             return
         decision = self._policy.may_reply(message.channel, time.time())
+        if decision.reply:
+            decision = self._policy.owner_allows(self._reply_when(rule))
         if not decision.reply:
             log.info("message %s remembered, not answered: %s", message.id, decision.reason)
+            await self._skipped(pair, [message.id], decision.reason)
             return
         self._queue(pair, _Pending(message, rule, turn_id or None))
 
@@ -213,8 +229,10 @@ class Relay:
         state.last_arrival = time.monotonic()
 
     async def _work(self, pair: PairKey, state: _Pair) -> None:
-        """Answer the pair's bursts in order, showing the typing indicator; exit when idle."""
-        typing = asyncio.create_task(self._keep_typing(pair[1]))
+        """Answer the pair's bursts in order, showing the typing indicator (not for drafts, which
+        may never be sent); exit when idle."""
+        drafting = self._drafting(state.pending[0].rule)
+        typing = asyncio.create_task(self._keep_typing(pair[1], show=not drafting))
         try:
             while state.pending and not self._closing:
                 await self._wait_for_burst(state)
@@ -240,9 +258,13 @@ class Relay:
     async def _answer(self, pair: PairKey, batch: list[_Pending], state: _Pair) -> None:
         """Generate one reply to the whole burst and send it, unless the owner took over."""
         newest = batch[-1]
+        batch_ids = [pending.message.id for pending in batch]
         decision = self._policy.may_reply(pair[1], time.time())
+        if decision.reply:
+            decision = self._policy.owner_allows(self._reply_when(newest.rule))
         if not decision.reply:
             log.info("message %s not answered: %s", newest.message.id, decision.reason)
+            await self._skipped(pair, batch_ids, decision.reason)
             return
         generation = asyncio.create_task(self._generate(pair, batch))
         state.generation = generation
@@ -253,9 +275,22 @@ class Relay:
             generation.cancel()
         if generation.cancelled():
             log.info("reply to message %s dropped: the owner took over", newest.message.id)
+            await self._skipped(pair, batch_ids, "the owner took over while it was being written")
             return
         generated = generation.result()
-        if generated is not None:
+        if generated is not None and self._drafts is not None and self._drafting(newest.rule):
+            await self._stored(
+                self._drafts.create(
+                    pair,
+                    newest.message,
+                    follows=newest.turn_id,
+                    text=generated.text,
+                    backend=generated.backend,
+                    seconds=generated.seconds,
+                ),
+                None,
+            )
+        elif generated is not None:
             state.sending = True
             try:
                 await self._send(pair, newest, generated)
@@ -272,9 +307,11 @@ class Relay:
             temperature=rule.temperature,
         )
         chat = await self._chat(pair, batch)
+        started = time.monotonic()
         try:
             completion = await self._llm.answer(chat, options)
-            return _Generated(completion.text.strip(), completion.backend)
+            seconds = time.monotonic() - started
+            return _Generated(completion.text.strip(), completion.backend, seconds)
         except LLMError as exc:
             log.error("no reply to message %s from the LLM: %s", newest.message.id, exc)
         fallback = self._settings.FALLBACK_MESSAGE.strip()
@@ -333,21 +370,26 @@ class Relay:
         await self._stored(self._store.save_summary(pair, summary, covered), None)
         return summary
 
-    async def _send(self, pair: PairKey, newest: _Pending, generated: _Generated) -> None:
-        """Split, prefix and post the reply part by part; record what was delivered."""
+    async def _send(
+        self, pair: PairKey, newest: _Pending, generated: _Generated, *, approved: bool = False
+    ) -> int:
+        """Split, prefix and post the reply part by part; record what was delivered; how many
+        parts were. An `approved` reply (a draft the owner sent) ignores the owner's takeover."""
         message = newest.message
         prefix = self._settings.REPLY_PREFIX
         parts = [
             ReplyPart(new_nonce(), text)
             for text in split_message(generated.text, DISCORD_MESSAGE_LIMIT - len(prefix))
         ]
-        record = self._store.record_reply(pair, newest.turn_id, generated.backend, parts)
+        record = self._store.record_reply(
+            pair, newest.turn_id, generated.backend, parts, seconds=generated.seconds
+        )
         reply_id = await self._stored(record, None)
         reply_to = message.id if message.guild is not None else None
         delivered = 0
         for index, part in enumerate(parts):
             decision = self._policy.may_reply(message.channel, time.time())
-            if not decision.reply:
+            if not decision.reply and not approved:
                 log.info("rest of the reply to message %s dropped: %s", message.id, decision.reason)
                 break
             content = prefix + part.content
@@ -380,9 +422,41 @@ class Relay:
                 len(parts),
                 generated.backend,
             )
+        return delivered
 
-    async def _keep_typing(self, channel_id: str) -> None:
-        """Pulse the typing indicator until cancelled; failures are not worth a reply."""
+    async def deliver_draft(self, draft: Draft, text: str) -> int:
+        """Send a draft the owner approved (`text`, maybe edited) as the reply it stands for;
+        how many parts were delivered."""
+        user, channel = draft.pair
+        message = IncomingMessage(
+            type="message",
+            id=draft.message_id,
+            channel=channel,
+            guild=draft.guild,
+            author=Author(id=user, username=draft.author_name),
+            content=draft.question,
+        )
+        rule = self._rules().match(user, channel) or Rule(user, channel)
+        generated = _Generated(text, draft.backend, draft.seconds)
+        pending = _Pending(message, rule, draft.follows)
+        return await self._send(draft.pair, pending, generated, approved=True)
+
+    def _reply_when(self, rule: Rule) -> ReplyWhen:
+        return rule.reply_when or self._settings.REPLY_WHEN
+
+    def _drafting(self, rule: Rule) -> bool:
+        return (rule.mode or self._settings.MODE) == "draft"
+
+    async def _skipped(self, pair: PairKey, message_ids: list[str], reason: str) -> None:
+        """Record, for `history`, that these messages got no reply and why."""
+        if self._records is not None:
+            await self._stored(self._records.record_skips(pair, message_ids, reason), None)
+
+    async def _keep_typing(self, channel_id: str, *, show: bool = True) -> None:
+        """Pulse the typing indicator until cancelled (unless not `show`); failures are not worth
+        a reply."""
+        if not show:
+            return
         while True:
             if self._policy.may_reply(channel_id, time.time()).reply:
                 try:

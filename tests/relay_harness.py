@@ -17,6 +17,7 @@ from server.app import App
 from server.config import Settings
 
 SECRET = "test-websocket-secret-0123456789"
+OWNER_FRAMES = ("away_status", "draft", "draft_done", "summary")
 
 
 @dataclass
@@ -38,6 +39,8 @@ async def running_app(tmp_path: Path, rules: str, **overrides: Any) -> AsyncIter
         "LLM_BACKENDS": ["openai"],
         "DATABASE": str(tmp_path / "auto_reply.db"),
         "COALESCE_SECONDS": 0.0,
+        # Replies whatever the owner's presence, as before away mode; its tests set "away".
+        "REPLY_WHEN": "always",
     }
     values.update(overrides)
     app = App(Settings(**values), reply_config)
@@ -57,6 +60,8 @@ class PluginClient:
         self.frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.sends: list[dict[str, Any]] = []
         self.typing: list[str] = []
+        self.owner_frames: list[dict[str, Any]] = []
+        """Frames for the owner: away_status, draft, draft_done, summary."""
         self.answer_sends = True
         self._reader = asyncio.create_task(self._read())
 
@@ -89,11 +94,26 @@ class PluginClient:
                     )
             elif frame["type"] == "typing":
                 self.typing.append(frame["channel"])
+            elif frame["type"] in OWNER_FRAMES:
+                self.owner_frames.append(frame)
             else:
                 await self.frames.put(frame)
 
     async def next_frame(self, timeout: float = 5.0) -> dict[str, Any]:
         return await asyncio.wait_for(self.frames.get(), timeout)
+
+    async def wait_for_owner_frame(
+        self, kind: str, timeout: float = 5.0, **fields: Any
+    ) -> dict[str, Any]:
+        """The first owner frame of type `kind` whose fields match `fields`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for frame in self.owner_frames:
+                if frame["type"] == kind and all(frame.get(k) == v for k, v in fields.items()):
+                    return frame
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {kind} frame with {fields}; got {self.owner_frames}")
+            await asyncio.sleep(0.01)
 
     async def send_raw(self, text: str | bytes) -> None:
         await self.connection.send(text)

@@ -190,6 +190,7 @@ class RelayServer {
             OPENAI_BASE_URL: llm.url,
             OPENAI_API_KEY: llm.key,
             REPLY_PREFIX: "[auto-reply] ",
+            REPLY_WHEN: "always", // reply whatever the owner's presence; away-mode tests set "away"
             ...config,
         };
         fs.writeFileSync(this.configPath, JSON.stringify(settings, null, 2));
