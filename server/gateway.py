@@ -153,7 +153,10 @@ class Gateway:
             waiting = self._pending.get(frame.nonce)
             if waiting is not None and not waiting[0].done():
                 waiting[0].set_result(frame)
-        elif isinstance(frame, PresenceReport | AwayRequest | DraftAction):
+        elif isinstance(frame, PresenceReport | AwayRequest):
+            # In order: a message right after a presence report is judged by the new status.
+            await self._answer_control(connection, frame, peer)
+        elif isinstance(frame, DraftAction):
             self._start_control(connection, frame, peer)
         else:
             await connection.send(protocol.encode(protocol.error("already authenticated")))
@@ -165,7 +168,7 @@ class Gateway:
                 await connection.send(protocol.encode(frame))
 
     def _start_control(self, connection: ServerConnection, frame: OwnerFrame, peer: str) -> None:
-        """Handle an owner frame in its own task: sending a draft may wait on this very plugin's
+        """Handle a draft action in its own task: sending a draft may wait on this very plugin's
         `sent` answer, which this connection's read loop must stay free to receive."""
         task = asyncio.create_task(self._answer_control(connection, frame, peer))
         self._control_tasks.add(task)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -157,3 +159,45 @@ class PluginClient:
     async def close(self) -> None:
         await self.connection.close()
         self._reader.cancel()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_cli_config(running: RunningApp, path: Path) -> Path:
+    """A config.json for the command line that points at the running app and its database."""
+    settings = running.app.settings
+    port = int(running.url.rsplit(":", 1)[1])
+    values = {
+        "WEBSOCKET_PORT": port,
+        "WEBSOCKET_SECRET": settings.WEBSOCKET_SECRET,
+        "DATABASE": settings.DATABASE,
+        "SEND_TIMEOUT_SECONDS": settings.SEND_TIMEOUT_SECONDS,
+    }
+    path.write_text(json.dumps(values), encoding="utf-8")
+    return path
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run_cli(*args: str, cwd: Path, timeout: float = 60.0) -> CliResult:
+    """Run `python -m server ARGS` without blocking the event loop (the app under test runs on
+    it); its exit code and output."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server",
+        *args,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return CliResult(process.returncode, stdout.decode(), stderr.decode())
