@@ -42,6 +42,32 @@ class FakeDispatcher {
     }
 }
 
+/** A Flux store's change listeners, as Discord's stores have them (addChangeListener/emitChange). */
+class FakeStore {
+    constructor(name, methods) {
+        this._dispatchToken = `${name}-token`;
+        this.name = name;
+        this.listeners = new Set();
+        Object.assign(this, methods);
+    }
+
+    getName() {
+        return this.name;
+    }
+
+    addChangeListener(listener) {
+        this.listeners.add(listener);
+    }
+
+    removeChangeListener(listener) {
+        this.listeners.delete(listener);
+    }
+
+    emitChange() {
+        for (const listener of [...this.listeners]) listener();
+    }
+}
+
 let snowflake = 1300000000000000000n;
 function nextId() {
     snowflake += 1n;
@@ -50,7 +76,10 @@ function nextId() {
 
 /**
  * The fake Discord client: modules in a webpack-like registry, plus helpers to play gateway events.
- * `missing` names modules to leave out: "dispatcher", "userStore", "messageActions", "typing".
+ * `missing` names modules to leave out: "dispatcher", "userStore", "messageActions", "typing",
+ * "selfPresenceStore", "presenceStore", "router".
+ * The owner's status (`discord.status`, changed with `setStatus`) is in SelfPresenceStore, as in the
+ * client, and mirrored by PresenceStore; `users` and `channels` add to what the stores know.
  * With `echo` (default), sendMessage dispatches the optimistic local copy and then the gateway
  * copy of the owner's message, as the real client does.
  */
@@ -60,19 +89,42 @@ function createFakeDiscord({ missing = [], echo = true } = {}) {
     const decoySent = [];
     const typing = [];
     const discord = { dispatcher, sent, decoySent, typing, self: SELF, failNextSend: null, sendDelayMs: 0 };
+    discord.status = "online";
+    discord.navigations = [];
+    discord.users = new Map([["111", { id: "111", username: "friend", globalName: "Friend", bot: false }]]);
+    discord.channels = new Map([["222", { id: "222", type: 1, name: "", guild_id: null, recipients: ["111"] }]]);
 
     const userStore = {
         _dispatchToken: "user-store-token",
         _dispatcher: dispatcher,
         getName: () => "UserStore",
         getCurrentUser: () => ({ ...SELF }),
-        getUser: (id) => (id === SELF.id ? { ...SELF } : null),
+        getUser: (id) => (id === SELF.id ? { ...SELF } : discord.users.has(id) ? { ...discord.users.get(id) } : null),
     };
     const channelStore = {
         _dispatchToken: "channel-store-token",
         getName: () => "ChannelStore",
-        getChannel: (id) => ({ id, type: 0 }),
+        getChannel: (id) => (discord.channels.has(id) ? { ...discord.channels.get(id) } : { id, type: 0, name: `channel-${id}`, guild_id: "900" }),
     };
+    const selfPresenceStore = new FakeStore("SelfPresenceStore", {
+        getStatus: () => discord.status,
+        getActivities: () => [],
+    });
+    const presenceStore = new FakeStore("PresenceStore", {
+        getStatus: (userId, guildId = null, fallback = "offline") => (userId === SELF.id ? discord.status : fallback),
+    });
+    // Discord's router logs "transitionTo - Transitioning to <path>"; BD's docs find it by that string.
+    function transitionTo(path) {
+        const tag = "transitionTo - Transitioning to";
+        discord.navigations.push({ tag, path });
+    }
+    /** The owner's status changes (Discord sets idle by itself after a while): the stores emit. */
+    discord.setStatus = (status) => {
+        discord.status = status;
+        selfPresenceStore.emitChange();
+        presenceStore.emitChange();
+    };
+    discord.presenceListeners = () => selfPresenceStore.listeners.size + presenceStore.listeners.size;
     const messageActions = {
         sendMessage(channelId, message, waitForChannelReady, options = {}) {
             sent.push({ channelId, message, waitForChannelReady, options });
@@ -129,6 +181,9 @@ function createFakeDiscord({ missing = [], echo = true } = {}) {
     if (!missing.includes("userStore")) modules.push({ exports: { A: userStore } });
     if (!missing.includes("messageActions")) modules.push({ exports: { A: messageActions } });
     if (!missing.includes("typing")) modules.push({ exports: { __esModule: true, default: typingActions } });
+    if (!missing.includes("selfPresenceStore")) modules.push({ exports: { A: selfPresenceStore } });
+    if (!missing.includes("presenceStore")) modules.push({ exports: { Ay: presenceStore } });
+    if (!missing.includes("router")) modules.push({ exports: { tz: () => {}, uL: transitionTo } }); // a named export
 
     discord.registry = Object.fromEntries(modules.map((module, index) => [String(1000 + index), { id: String(1000 + index), ...module }]));
 
@@ -260,6 +315,10 @@ function createFakeBdApi(discord, { document } = {}) {
         getStore(name) {
             return Webpack.getModule(byStoreNameFilter(name));
         },
+        getByStrings(...args) {
+            const [strings, options] = getOptions(args);
+            return Webpack.getModule(Webpack.Filters.byStrings(...strings), options);
+        },
     };
     Object.freeze(Webpack);
 
@@ -289,12 +348,38 @@ function createFakeBdApi(discord, { document } = {}) {
         }
         return Object.freeze(logger);
     };
+    const notices = [];
+    const modals = [];
     const UI = Object.freeze({
         showToast(content, options = {}) {
             toasts.push({ content: String(content), type: options.type ?? "" });
         },
-        showNotice() {
-            return () => {};
+        /** Like BD's Notices.show: a bar with buttons whose onClick gets `close`; returns `close`. */
+        showNotice(content, options = {}) {
+            const notice = { content: String(content), type: options.type ?? "", buttons: options.buttons ?? [], closed: false };
+            const close = () => {
+                notice.closed = true;
+                options.onClose?.();
+            };
+            notice.click = (label) => notice.buttons.find((button) => button.label === label).onClick(close);
+            notices.push(notice);
+            return close;
+        },
+        /** Like BD's Modals.showConfirmationModal: strings and React elements; returns the key. */
+        showConfirmationModal(title, content, options = {}) {
+            const modal = { title, content: Array.isArray(content) ? content : [content], options, key: `modal-${modals.length}` };
+            modal.confirm = () => options.onConfirm?.();
+            modal.cancel = () => options.onCancel?.();
+            modals.push(modal);
+            return modal.key;
+        },
+    });
+    // React.createElement's element shape: {type, props: {...props, children}}.
+    const React = Object.freeze({
+        createElement(type, props, ...children) {
+            const element = { type, props: { ...(props ?? {}) } };
+            if (children.length) element.props.children = children.length === 1 ? children[0] : children;
+            return element;
         },
     });
 
@@ -315,9 +400,14 @@ function createFakeBdApi(discord, { document } = {}) {
         get UI() {
             return UI;
         }
+
+        get React() {
+            return React;
+        }
     }
     BdApi.Webpack = Webpack;
     BdApi.UI = UI;
+    BdApi.React = React;
     BdApi.Data = makeData(null);
     BdApi.Logger = makeLogger(null);
     BdApi.version = "1.13.10";
@@ -329,6 +419,8 @@ function createFakeBdApi(discord, { document } = {}) {
         toasts,
         logs,
         lookups,
+        notices,
+        modals,
         document,
         data: {
             get: (plugin, key) => (store.has(`${plugin}/${key}`) ? JSON.parse(store.get(`${plugin}/${key}`)) : undefined),

@@ -198,8 +198,9 @@ class RelayServer {
         this.child = null;
     }
 
+    /** Rules as [user, channel] or [user, channel, {options}] (string and number options only). */
     writeRules(rules) {
-        const pairs = rules.map(([user, channel]) => `    (${JSON.stringify(user)}, ${JSON.stringify(channel)}),`).join("\n");
+        const pairs = rules.map(([user, channel, options]) => `    (${[user, channel, ...(options ? [options] : [])].map((part) => JSON.stringify(part)).join(", ")}),`).join("\n");
         fs.writeFileSync(this.rulesPath, `CONTEXT_MESSAGE = "You are helpful."\nREPLY_TO = [\n${pairs}\n]\n`);
     }
 
