@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from server.config import ReplyWhen, Settings
+from server.config import Settings
 from server.context_window import fit_window
 from server.conversations import (
     FALLBACK_BACKEND,
@@ -34,7 +34,7 @@ from server.memory import PairKey
 from server.messengers.base import Messenger, MessengerError
 from server.owner_store import Draft, OwnerStore
 from server.protocol import Author, IncomingMessage
-from server.reply_policy import Presence, ReplyPolicy, burst_wait
+from server.reply_policy import Decision, Presence, ReplyPolicy, burst_wait
 from server.rules import WILDCARD, Rule, RuleSet
 from server.splitter import split_message
 from server.summarizer import summarize
@@ -167,9 +167,7 @@ class Relay:
         if turn_id is None:
             log.debug("message %s was answered before a restart; not again", message.id)
             return
-        decision = self._policy.may_reply(message.channel, time.time())
-        if decision.reply:
-            decision = self._policy.owner_allows(self._reply_when(rule))
+        decision = self._may_speak(message.channel, rule)
         if not decision.reply:
             log.info("message %s remembered, not answered: %s", message.id, decision.reason)
             await self._skipped(pair, [message.id], decision.reason)
@@ -259,9 +257,7 @@ class Relay:
         """Generate one reply to the whole burst and send it, unless the owner took over."""
         newest = batch[-1]
         batch_ids = [pending.message.id for pending in batch]
-        decision = self._policy.may_reply(pair[1], time.time())
-        if decision.reply:
-            decision = self._policy.owner_allows(self._reply_when(newest.rule))
+        decision = self._may_speak(pair[1], newest.rule)
         if not decision.reply:
             log.info("message %s not answered: %s", newest.message.id, decision.reason)
             await self._skipped(pair, batch_ids, decision.reason)
@@ -278,7 +274,11 @@ class Relay:
             await self._skipped(pair, batch_ids, "the owner took over while it was being written")
             return
         generated = generation.result()
-        if generated is not None and self._drafts is not None and self._drafting(newest.rule):
+        decision = self._may_speak(pair[1], newest.rule)  # the owner may be back by now
+        if generated is not None and not decision.reply:
+            log.info("reply to message %s dropped: %s", newest.message.id, decision.reason)
+            await self._skipped(pair, batch_ids, decision.reason)
+        elif generated is not None and self._drafts is not None and self._drafting(newest.rule):
             await self._stored(
                 self._drafts.create(
                     pair,
@@ -441,8 +441,12 @@ class Relay:
         pending = _Pending(message, rule, draft.follows)
         return await self._send(draft.pair, pending, generated, approved=True)
 
-    def _reply_when(self, rule: Rule) -> ReplyWhen:
-        return rule.reply_when or self._settings.REPLY_WHEN
+    def _may_speak(self, channel: str, rule: Rule) -> Decision:
+        """No owner takeover in `channel`, and the owner away (unless the rule replies always)."""
+        decision = self._policy.may_reply(channel, time.time())
+        if not decision.reply:
+            return decision
+        return self._policy.owner_allows(rule.reply_when or self._settings.REPLY_WHEN)
 
     def _drafting(self, rule: Rule) -> bool:
         return (rule.mode or self._settings.MODE) == "draft"

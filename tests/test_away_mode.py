@@ -15,6 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from server.config import Settings
+from server.owner_store import OwnerStore
 from server.reply_policy import Presence
 from server.rules import RulesError, parse_rules
 from tests.fakes.discord_api import FakeDiscord
@@ -113,6 +114,36 @@ async def test_presence_frames_switch_replying_on_and_off(
         await client.message("3001", "111", "222", "back again")
         await quiet(running)
         assert len(fake_openai.requests) == 3 and len(fake_discord.messages) == 3
+        await client.close()
+
+
+async def test_a_reply_being_written_when_the_owner_comes_back_is_not_sent(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    async with running_app(tmp_path, RULES, **away_settings(fake_discord, fake_openai)) as running:
+        client = await PluginClient.connect(running.url)
+        await presence(client, "idle")
+        fake_openai.delay = 0.5
+        writing = asyncio.Event()
+        chain = running.app.llm
+        answer = chain.answer
+
+        async def answer_and_tell(*args: Any, **kwargs: Any) -> Any:
+            writing.set()
+            return await answer(*args, **kwargs)
+
+        chain.answer = answer_and_tell  # type: ignore[method-assign]
+        await client.message("1001", "111", "222", "slow one")
+        await asyncio.wait_for(writing.wait(), 5)
+        await presence(client, "online")  # back while the LLM is still writing
+        await quiet(running)
+        assert len(fake_openai.requests) == 1  # it was written...
+        assert fake_discord.messages == []  # ...but not sent
+        history = await OwnerStore(running.app.store).history(0)
+        assert [(e.kind, e.text) for e in history] == [
+            ("message", "slow one"),
+            ("skipped", "the owner is present (Discord status online)"),
+        ]
         await client.close()
 
 
