@@ -759,7 +759,7 @@ module.exports = class DiscordAutoReply {
         const drafts = Array.isArray(frame.drafts) ? frame.drafts : [];
         if (drafts.length) content.push(`${drafts.length} draft(s) still waiting:`);
         for (const draft of drafts) {
-            const who = draft.author || DiscordInternals.userName(draft.user) || `user ${draft.user}`;
+            const who = DiscordInternals.userName(draft.user) ?? (draft.author || `user ${draft.user}`);
             content.push(`• to ${who} ${DiscordInternals.chatLabel(draft.channel)}: ${draft.content}`);
             content.push(link(draft.channel, draft.guild));
         }
@@ -771,7 +771,7 @@ module.exports = class DiscordAutoReply {
     showDraft(frame) {
         const id = String(frame.id);
         if (this.draftNotices.has(id)) return; // shown already (a reconnect sends pending drafts again)
-        const who = frame.author || DiscordInternals.userName(frame.user) || `user ${frame.user}`;
+        const who = DiscordInternals.userName(frame.user) ?? (frame.author || `user ${frame.user}`);
         const where = DiscordInternals.chatLabel(frame.channel);
         const text = draftNoticeText(frame, who, where);
         const close = BdApi.UI.showNotice(text, {

@@ -205,3 +205,28 @@ async def test_drafts_survive_a_restart_and_the_cli_lists_sends_and_discards_the
     assert empty.stdout.strip() == "no drafts waiting"
     usage = await run_cli("drafts", "send", "--config", config, cwd=tmp_path)
     assert usage.returncode == 2 and "drafts send|discard ID" in usage.stderr
+
+
+async def test_the_summary_on_return_lists_the_drafts_still_waiting(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    settings = draft_settings(fake_discord, fake_openai, REPLY_WHEN="away")
+    async with running_app(tmp_path, RULES, **settings) as running:
+        client = await PluginClient.connect(running.url)
+        await client.send_raw(json.dumps({"type": "presence", "status": "idle"}))
+        await client.message("1001", "111", "222", "first line\nsecond line", guild="900")
+        draft = await client.wait_for_owner_frame("draft")
+        await client.send_raw(json.dumps({"type": "presence", "status": "online"}))
+        summary = await client.wait_for_owner_frame("summary")
+        assert summary["chats"] == []  # nothing was said for the owner
+        assert summary["drafts"] == [
+            {
+                "id": draft["id"],
+                "user": "111",
+                "author": "user111",
+                "channel": "222",
+                "guild": "900",
+                "content": "echo: first line",
+            }
+        ]
+        await client.close()
