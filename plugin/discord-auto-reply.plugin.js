@@ -30,6 +30,12 @@ const ACTIVITY_EVENTS = ["keydown", "mousedown", "mousemove", "wheel"];
 // resends only within its reply deadline (REPLY_WITHIN_MINUTES, 10 by default).
 const POSTED_NONCES_LIMIT = 1000;
 const POSTED_NONCES_MAX_AGE_MS = 10 * 60 * 1000;
+const PRESENCE_STATUSES = new Set(["online", "idle", "dnd", "invisible", "offline"]);
+const AWAY_SWITCHES = [
+    ["auto", "Auto: follow my Discord status"],
+    ["on", "On: I am away, reply for me"],
+    ["off", "Off: I am here, never reply"],
+];
 
 /**
  * Every lookup of a Discord internal lives here: the one place to fix when Discord renames
@@ -71,6 +77,51 @@ const DiscordInternals = {
             const found = Webpack.getModule(Webpack.Filters.byKeys("startTyping", "stopTyping"));
             return typeof found?.startTyping === "function" ? found : null;
         });
+    },
+    /*
+     * The owner's own status. Discord's own code reads it as `userId === currentUserId ?
+     * SelfPresenceStore.getStatus() : PresenceStore.getStatus(userId, guildId)` (its user-profile
+     * hooks), and dispatches SELF_PRESENCE_STORE_UPDATE when it changes: SelfPresenceStore holds
+     * the status this client broadcasts, including the idle that Discord sets by itself after some
+     * minutes without input. We read that store. PresenceStore holds everyone's presence from the
+     * gateway and skips updates about yourself, so it is only a fallback. The "status" user setting
+     * (UserSettingsProtoStore) is not used: it holds only the status chosen by hand, never the
+     * automatic idle.
+     */
+    selfPresenceStore() {
+        return this.lookup("SelfPresenceStore", (Webpack) => Webpack.getStore("SelfPresenceStore") ?? null);
+    },
+    presenceStore() {
+        return this.lookup("PresenceStore", (Webpack) => Webpack.getStore("PresenceStore") ?? null);
+    },
+    /** "online", "idle", "dnd", "invisible" or "offline"; null when no store answers. */
+    ownStatus() {
+        const own = this.selfPresenceStore()?.getStatus?.();
+        if (PRESENCE_STATUSES.has(own)) return own;
+        const id = this.currentUserId();
+        const seen = id == null ? null : this.presenceStore()?.getStatus?.(id);
+        return PRESENCE_STATUSES.has(seen) ? seen : null;
+    },
+    /** The stores whose changes may change the owner's status (Flux change listeners). */
+    presenceStores() {
+        return [this.selfPresenceStore(), this.presenceStore()].filter((store) => typeof store?.addChangeListener === "function");
+    },
+    /** "in your DM", "in #general", "in the group Friends", or the id when the channel is unknown. */
+    chatLabel(channelId) {
+        const channel = this.channelStore()?.getChannel?.(channelId);
+        if (!channel) return `in channel ${channelId}`;
+        if (channel.type === 1) return "in your DM";
+        if (channel.type === 3) return `in the group ${channel.name || "DM"}`;
+        return channel.name ? `in #${channel.name}` : `in channel ${channelId}`;
+    },
+    /** The name Discord shows for a user, or null when the client does not know them. */
+    userName(userId) {
+        const user = this.userStore()?.getUser?.(userId);
+        return user ? String(user.globalName ?? user.global_name ?? user.username ?? userId) : null;
+    },
+    /** Open a chat in the client, as a click would; false when the router was not found. */
+    openChat(channelId, guildId) {
+        return this.navigate(channelPath(channelId, guildId ?? this.guildOf(channelId)));
     },
     channelStore() {
         return this.lookup("ChannelStore", (Webpack) => Webpack.getStore("ChannelStore") ?? null);
@@ -164,6 +215,12 @@ function isWatched(watch, frame) {
         if (!channelMatches) return false;
         return frame.self || rule.user === WILDCARD || rule.user === frame.author.id;
     });
+}
+
+/** The client path of a chat: `/channels/@me/ID` for DMs, `/channels/GUILD/ID` in a server. */
+/** The text of a draft's notice: who it answers, where, and the drafted reply. */
+function draftNoticeText(frame, who, where) {
+    return `Draft reply to ${who} ${where}: “${frame.content}”`;
 }
 
 /** Keep only well-formed {user, channel} string pairs from a server `watch` list. */
@@ -433,6 +490,12 @@ module.exports = class DiscordAutoReply {
         // Activity is only reported to a server that welcomed us (a frame before hello is refused).
         this.activity = new ActivityReporter((frame) => this.welcomed && this.send(frame), { intervalMs: options.activityIntervalMs });
         this.onActivity = this.onActivity.bind(this);
+        this.onPresenceChange = this.onPresenceChange.bind(this);
+        this.watchedPresence = [];
+        this.reportedStatus = null; // the status last told to the server
+        this.awayStatus = null; // the server's away_status
+        this.awaySelect = null;
+        this.draftNotices = new Map(); // draft id -> function closing its notice
     }
 
     start() {
@@ -457,6 +520,7 @@ module.exports = class DiscordAutoReply {
             this.toast("Discord's message-sending module was not found; in-client sending is off", "warning");
         }
         this.listenForActivity(true);
+        this.watchPresence();
         this.connect();
     }
 
@@ -465,6 +529,8 @@ module.exports = class DiscordAutoReply {
         if (this.dispatcher) this.dispatcher.unsubscribe("MESSAGE_CREATE", this.onMessageCreate);
         this.dispatcher = null;
         this.listenForActivity(false);
+        this.unwatchPresence();
+        this.closeDraftNotices();
         this.disconnect();
         this.setStatus("disabled");
     }
@@ -650,6 +716,14 @@ module.exports = class DiscordAutoReply {
                 return this.showTyping(frame);
             case "open_channel":
                 return void this.openChannel(frame);
+            case "away_status":
+                return this.onAwayStatus(frame);
+            case "draft":
+                return this.showDraft(frame);
+            case "draft_done":
+                return this.onDraftDone(frame);
+            case "summary":
+                return this.showSummary(frame);
             case "error":
                 return this.api.Logger.warn(`server says: ${frame.error}`);
             default:
@@ -668,6 +742,7 @@ module.exports = class DiscordAutoReply {
             this.toast("Discord's router or SelectedChannelStore was not found; the GUI macro will not type anything", "error");
         }
         this.flush();
+        this.reportPresence(true);
     }
 
     setWatch(value) {
@@ -772,6 +847,7 @@ module.exports = class DiscordAutoReply {
         field("Server port", input("port", "number", settings.port));
         field("Secret (WEBSOCKET_SECRET in config.json)", input("secret", "password", settings.secret));
         field("Enabled", input("enabled", "checkbox", settings.enabled));
+        field("Away mode (replies go out only while you are away)", this.awaySwitch());
         this.statusElement = document.createElement("div");
         this.statusElement.className = "discord-auto-reply-status";
         panel.appendChild(this.statusElement);
@@ -791,7 +867,8 @@ module.exports = class DiscordAutoReply {
 
     statusLine() {
         const watched = this.watch === null ? "watch list not received yet" : `${this.watch.length} watched pair(s)`;
-        return `Status: ${STATUS_TEXT[this.status] ?? this.status} · ${watched} · ${this.outbox.size} unacknowledged`;
+        const away = this.awayStatus ? ` · ${this.awayStatus.replying ? "replying for you now" : "not replying now"}` : "";
+        return `Status: ${STATUS_TEXT[this.status] ?? this.status} · ${watched} · ${this.outbox.size} unacknowledged${away}`;
     }
 
     setStatus(status) {
@@ -804,6 +881,160 @@ module.exports = class DiscordAutoReply {
 
     renderStatus() {
         if (this.statusElement) this.statusElement.textContent = this.statusLine();
+    }
+
+    /* ----- away mode: the owner's status, the switch, the summary on return ----- */
+
+    watchPresence() {
+        this.watchedPresence = DiscordInternals.presenceStores();
+        for (const store of this.watchedPresence) store.addChangeListener(this.onPresenceChange);
+        if (!this.watchedPresence.length) {
+            this.toast("Discord's presence stores were not found; the server counts you as present unless you switch away mode on", "warning");
+        }
+    }
+
+    unwatchPresence() {
+        for (const store of this.watchedPresence) store.removeChangeListener(this.onPresenceChange);
+        this.watchedPresence = [];
+        this.reportedStatus = null;
+    }
+
+    onPresenceChange() {
+        try {
+            this.reportPresence(false);
+        } catch (error) {
+            this.warnOnce("presence", "could not read your Discord status", error);
+        }
+    }
+
+    /** Tell the server the owner's status: at each welcome (`force`), then on every change. */
+    reportPresence(force) {
+        const status = DiscordInternals.ownStatus();
+        if (status === null || !this.welcomed) return;
+        if (!force && status === this.reportedStatus) return;
+        if (this.send({ type: "presence", status })) this.reportedStatus = status;
+    }
+
+    onAwayStatus(frame) {
+        this.awayStatus = frame;
+        if (this.awaySelect) this.awaySelect.value = String(frame.switch);
+        this.renderStatus();
+    }
+
+    awaySwitch() {
+        const select = document.createElement("select");
+        select.name = "away";
+        for (const [value, label] of AWAY_SWITCHES) {
+            const option = document.createElement("option");
+            option.value = value;
+            option.textContent = label;
+            select.appendChild(option);
+        }
+        select.value = String(this.awayStatus?.switch ?? "auto");
+        select.addEventListener("change", () => this.setAway(select.value));
+        this.awaySelect = select;
+        return select;
+    }
+
+    /** The settings panel's switch: the server keeps it (so does `discord-auto-reply away`). */
+    setAway(mode) {
+        if (!this.send({ type: "away", mode })) this.toast("not connected to the auto-reply server: away mode not changed", "error");
+    }
+
+    showSummary(frame) {
+        const React = BdApi.React;
+        const link = (channel, guild) => React.createElement("a", {
+            href: `https://discord.com${channelPath(channel, guild)}`,
+            onClick: (event) => {
+                event?.preventDefault?.();
+                if (!DiscordInternals.openChat(channel, guild)) this.warnOnce("router", "Discord's router was not found; cannot open the chat");
+            },
+        }, "Open the chat");
+        const content = [];
+        for (const chat of Array.isArray(frame.chats) ? frame.chats : []) {
+            const who = DiscordInternals.userName(chat.user) ?? `user ${chat.user}`;
+            content.push(`${who} ${DiscordInternals.chatLabel(chat.channel)}: ${chat.answered} message(s) answered`);
+            for (const line of chat.replies ?? []) content.push(`• ${line}`);
+            content.push(link(chat.channel, null));
+        }
+        const drafts = Array.isArray(frame.drafts) ? frame.drafts : [];
+        if (drafts.length) content.push(`${drafts.length} draft(s) still waiting:`);
+        for (const draft of drafts) {
+            const who = DiscordInternals.userName(draft.user) ?? (draft.author || `user ${draft.user}`);
+            content.push(`• to ${who} ${DiscordInternals.chatLabel(draft.channel)}: ${draft.content}`);
+            content.push(link(draft.channel, draft.guild));
+        }
+        BdApi.UI.showConfirmationModal("While you were away", content, { confirmText: "OK", cancelText: null });
+    }
+
+    /* ----- draft mode: Send, Edit or Discard inside Discord ----- */
+
+    showDraft(frame) {
+        const id = String(frame.id);
+        if (this.draftNotices.has(id)) return; // shown already (a reconnect sends pending drafts again)
+        const who = DiscordInternals.userName(frame.user) ?? (frame.author || `user ${frame.user}`);
+        const where = DiscordInternals.chatLabel(frame.channel);
+        const text = draftNoticeText(frame, who, where);
+        const close = BdApi.UI.showNotice(text, {
+            type: "info",
+            buttons: [
+                { label: "Send", onClick: () => this.draftAction(id, "send") },
+                { label: "Edit", onClick: () => this.editDraft(frame, who, where) },
+                { label: "Discard", onClick: () => this.draftAction(id, "discard") },
+            ],
+        });
+        if (typeof close === "function") return void this.draftNotices.set(id, close);
+        // No notice area on this screen: ask in a modal ("Not now" leaves it to `discord-auto-reply drafts`).
+        BdApi.UI.showConfirmationModal(`Draft reply to ${who}`, [text], {
+            confirmText: "Send",
+            cancelText: "Not now",
+            onConfirm: () => this.draftAction(id, "send"),
+        });
+        this.draftNotices.set(id, () => {});
+    }
+
+    editDraft(frame, who, where) {
+        const React = BdApi.React;
+        let text = String(frame.content);
+        const editor = React.createElement("textarea", {
+            defaultValue: text,
+            rows: 6,
+            style: { width: "100%", boxSizing: "border-box" },
+            onChange: (event) => {
+                text = String(event.target.value);
+            },
+        });
+        BdApi.UI.showConfirmationModal(`Edit the reply to ${who}`, [`${where}, answering “${frame.question}”:`, editor], {
+            confirmText: "Send",
+            cancelText: "Cancel",
+            onConfirm: () => {
+                if (text.trim()) this.draftAction(String(frame.id), "send", text);
+                else this.toast("the reply is empty: not sent", "error");
+            },
+        });
+    }
+
+    draftAction(id, action, content = null) {
+        if (!this.send({ type: "draft_action", id, action, content })) {
+            this.toast("not connected to the auto-reply server: try again in a moment", "error");
+        }
+    }
+
+    onDraftDone(frame) {
+        const id = String(frame.id);
+        if (frame.status === "failed") return this.toast(`draft not sent: ${frame.error}`, "error");
+        const close = this.draftNotices.get(id);
+        if (!close) return undefined;
+        this.draftNotices.delete(id);
+        close();
+        if (frame.status === "sent") return this.toast("reply sent", "success");
+        if (frame.status === "expired") return this.toast("a draft expired unsent", "info");
+        return undefined;
+    }
+
+    closeDraftNotices() {
+        for (const close of this.draftNotices.values()) close(true);
+        this.draftNotices.clear();
     }
 
     toast(text, type = "info") {
@@ -820,4 +1051,4 @@ module.exports = class DiscordAutoReply {
 };
 
 // Pure parts, exposed for tests; BetterDiscord ignores static properties.
-module.exports.internals = { DiscordInternals, messageFrame, isWatched, watchList, backoffDelay, Outbox, sendMessageArgs, normalizeSettings, startupSettings, serverUrl, channelPath, ActivityReporter, DEFAULT_SETTINGS };
+module.exports.internals = { DiscordInternals, messageFrame, isWatched, watchList, backoffDelay, Outbox, sendMessageArgs, normalizeSettings, startupSettings, serverUrl, channelPath, ActivityReporter, draftNoticeText, DEFAULT_SETTINGS };

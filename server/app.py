@@ -8,20 +8,24 @@ import ipaddress
 import logging
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server
 
 from server import protocol
+from server.away_mode import AwayMode
 from server.config import ConfigError, Settings
 from server.conversations import ConversationStore
 from server.database import Database, DatabaseError, SchemaTooNewError
+from server.drafts import Drafts
 from server.gateway import Gateway
 from server.llm.chain import BackendChain, build_backend_chain
 from server.messengers.base import Messenger
 from server.messengers.macro import MacroMessenger
 from server.messengers.plugin import PluginMessenger
 from server.messengers.rest import RestMessenger
+from server.owner_store import Draft, OwnerStore
 from server.relay import Relay
 from server.rules import RuleSet
 from server.rules_file import RulesWatcher
@@ -112,15 +116,34 @@ class App:
             watch_list=self._watch_list,
             messenger_name=settings.messenger_name(),
             hello_timeout=settings.HELLO_TIMEOUT_SECONDS,
+            control=self._control,
+            greeting=self._greeting,
         )
         self.messenger = build_messenger(settings, self.gateway)
         self.store = ConversationStore(settings.DATABASE)
+        self.records = OwnerStore(self.store)
+        self.drafts = Drafts(
+            self.records,
+            expire_seconds=settings.DRAFT_EXPIRE_MINUTES * 60,
+            notify=self.gateway.broadcast,
+            deliver=self._deliver_draft,
+        )
         self.relay = Relay(
             settings=settings,
             rules=lambda: self.rules_watcher.current,
             llm=self.llm,
             messenger=self.messenger,
             store=self.store,
+            records=self.records,
+            drafts=self.drafts,
+        )
+        self.away = AwayMode(
+            self.relay.presence,
+            self.records,
+            self.drafts,
+            reply_when=settings.REPLY_WHEN,
+            rules=lambda: self.rules_watcher.current,
+            notify=self.gateway.broadcast,
         )
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -131,6 +154,22 @@ class App:
 
     async def _accept(self, message: protocol.IncomingMessage) -> None:
         await self.relay.accept(message)
+
+    async def _control(self, frame: protocol.OwnerFrame) -> dict[str, Any] | None:
+        """The owner's frames: presence reports, the away switch, actions on drafts."""
+        if isinstance(frame, protocol.PresenceReport):
+            await self.away.report(frame.status)
+            return None
+        if isinstance(frame, protocol.AwayRequest):
+            return self.away.status() if frame.mode is None else await self.away.switch(frame.mode)
+        return await self.drafts.act(frame.id, frame.action, frame.content)
+
+    async def _deliver_draft(self, draft: Draft, text: str) -> int:
+        return await self.relay.deliver_draft(draft, text)
+
+    async def _greeting(self) -> list[dict[str, Any]]:
+        """What a plugin gets after its welcome: the away status and the pending drafts."""
+        return [self.away.status(), *await self.drafts.frames()]
 
     def _rules_changed(self, rules: RuleSet) -> None:
         self.gateway.broadcast(protocol.watch(rules.watch_list()))
@@ -144,6 +183,8 @@ class App:
         settings = self.settings
         await self._open_store()
         await self.relay.start()
+        await self.away.start()
+        await self.drafts.start()
         self._server = await self.gateway.start(settings.WEBSOCKET_HOST, settings.WEBSOCKET_PORT)
         port = int(self._server.sockets[0].getsockname()[1])
         self._tasks = [
@@ -179,6 +220,7 @@ class App:
             horizon = time.time() - self.settings.RETENTION_DAYS * 86400
             try:
                 pruned = await self.store.prune(horizon)
+                await self.records.prune(horizon)
             except DatabaseError as exc:
                 log.error("could not prune old conversations: %s", exc)
             else:
@@ -195,6 +237,8 @@ class App:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        await self.gateway.aclose()
+        await self.drafts.aclose()
         await self.relay.aclose()
         await self.messenger.aclose()
         await self.llm.aclose()

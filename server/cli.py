@@ -1,4 +1,5 @@
-"""Command line: `discord-auto-reply serve | init | plugin install | check | memory`."""
+"""Command line: `discord-auto-reply serve | init | plugin install | check | memory | away |
+drafts | history | chat`."""
 
 from __future__ import annotations
 
@@ -11,18 +12,29 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from server import __version__, health_check, log_redaction, memory_commands
+from server import (
+    __version__,
+    health_check,
+    history,
+    log_redaction,
+    memory_commands,
+    owner_commands,
+)
 from server.app import App
+from server.chat_session import chat_rule, run_chat
 from server.config import ConfigError, Settings, load_settings, write_initial_config
+from server.control_client import ControlError
 from server.conversations import ConversationStore
 from server.database import DatabaseError
+from server.owner_store import OwnerStore
 from server.plugin_installer import (
     InstallError,
     check_install_target,
     default_plugin_dir,
     install_plugin,
 )
-from server.rules import RulesError
+from server.rules import RulesError, RuleSet
+from server.rules_file import load_rules
 
 log = logging.getLogger("server")
 
@@ -32,7 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.command(args)
-    except (ConfigError, RulesError, DatabaseError, InstallError) as exc:
+    except (
+        ConfigError,
+        RulesError,
+        DatabaseError,
+        InstallError,
+        ControlError,
+        history.SpanError,
+    ) as exc:
         print(f"discord-auto-reply: error: {exc}", file=sys.stderr)
         return 2
     return code
@@ -96,7 +115,42 @@ def _parser() -> argparse.ArgumentParser:
         if name == "export":
             action.add_argument("--pair", nargs=2, metavar=("USER", "CHANNEL"))
             action.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
+    _add_owner_commands(commands)
     return parser
+
+
+def _add_owner_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`away`, `drafts`, `history` and `chat`: when the relay speaks for you, and what it said."""
+    away = commands.add_parser("away", help="switch away mode, or show it (talks to the server)")
+    away.add_argument(
+        "mode",
+        choices=["on", "off", "auto", "status"],
+        help="on: reply as if away; off: as if present; auto: follow your Discord status",
+    )
+    away.add_argument("--config", type=Path, default=Path("config.json"))
+    away.set_defaults(command=_away)
+
+    drafts = commands.add_parser("drafts", help="list the drafts waiting, or send or discard one")
+    drafts.add_argument("action", nargs="?", choices=["list", "send", "discard"], default="list")
+    drafts.add_argument("id", nargs="?", help="the draft's id (from `drafts`)")
+    drafts.add_argument("--config", type=Path, default=Path("config.json"))
+    drafts.set_defaults(command=_drafts)
+
+    past = commands.add_parser("history", help="what the relay said for you, and what it skipped")
+    past.add_argument("--since", default="24h", help="how far back: 90s, 30m, 2h, 1d, 1w")
+    past.add_argument("--pair", nargs=2, metavar=("USER", "CHANNEL"))
+    past.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    past.add_argument("--config", type=Path, default=Path("config.json"))
+    past.set_defaults(command=_history)
+
+    chat = commands.add_parser("chat", help="try a rule or a persona in the terminal")
+    chat.add_argument("--user", help="play this user (the rule for --user and --channel is used)")
+    chat.add_argument("--channel", help="in this channel")
+    chat.add_argument("--persona", help="system prompt to try instead of the rule's")
+    chat.add_argument("--keep", action="store_true", help="keep the memory in DATABASE")
+    chat.add_argument("--config", type=Path, default=Path("config.json"))
+    chat.add_argument("--reply-config", type=Path, default=Path("reply_config.py"))
+    chat.set_defaults(command=_chat)
 
 
 def _setup_logging(settings: Settings, verbosity: int) -> None:
@@ -171,6 +225,63 @@ async def _run_memory_command(store: ConversationStore, args: argparse.Namespace
         return await memory_commands.export(store, pair, args.output)
     finally:
         await store.close()
+
+
+def _away(args: argparse.Namespace) -> int:
+    return asyncio.run(owner_commands.away(load_settings(args.config), args.mode))
+
+
+def _drafts(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    if (args.action == "list") != (args.id is None):
+        print(
+            "discord-auto-reply: error: give `drafts`, or `drafts send|discard ID`", file=sys.stderr
+        )
+        return 2
+    return asyncio.run(_run_drafts_command(settings, args))
+
+
+async def _run_drafts_command(settings: Settings, args: argparse.Namespace) -> int:
+    store = ConversationStore(settings.DATABASE)
+    await store.open()
+    try:
+        records = OwnerStore(store)
+        if args.action == "list":
+            return await owner_commands.list_drafts(records)
+        return await owner_commands.act_on_draft(settings, records, args.id, args.action)
+    finally:
+        await store.close()
+
+
+def _history(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    span = history.parse_span(args.since)
+    return asyncio.run(_run_history_command(settings, span, args))
+
+
+async def _run_history_command(settings: Settings, span: float, args: argparse.Namespace) -> int:
+    store = ConversationStore(settings.DATABASE)
+    await store.open()
+    try:
+        pair = (args.pair[0], args.pair[1]) if args.pair else None
+        return await history.history(OwnerStore(store), span, pair, json_output=args.json)
+    finally:
+        await store.close()
+
+
+def _chat(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    if (args.user is None) != (args.channel is None) or (args.user is None and not args.persona):
+        print(
+            "discord-auto-reply: error: give --user ID --channel ID, or --persona TEXT",
+            file=sys.stderr,
+        )
+        return 2
+    rules = load_rules(args.reply_config) if args.user else RuleSet("", ())
+    rule = chat_rule(rules, (args.user or "0", args.channel or "0"), args.persona)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log_redaction.install(settings.secret_values(), logging.getLogger().handlers)
+    return run_chat(settings, rules, rule, keep=args.keep)
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -23,6 +23,8 @@ DEFAULT_ORIGINS = (
 BackendName = Literal["openai", "g4f"]
 DEFAULT_BACKENDS: tuple[BackendName, ...] = ("openai", "g4f")
 MessengerName = Literal["auto", "rest", "plugin", "macro"]
+ReplyWhen = Literal["away", "always"]
+ReplyMode = Literal["send", "draft"]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 
@@ -85,6 +87,10 @@ class Settings(BaseModel):
     MACRO_IDLE_SECONDS: Annotated[float, Field(ge=0)] = 20.0
     # g4f backend: which provider to use ("" = g4f chooses)
     G4F_PROVIDER: str = ""
+    # Away mode and drafts: when the relay speaks for the owner, and whether it asks first.
+    REPLY_WHEN: ReplyWhen = "away"
+    MODE: ReplyMode = "send"
+    DRAFT_EXPIRE_MINUTES: PositiveFloat = 30.0
 
     def messenger_name(self) -> Literal["rest", "plugin", "macro"]:
         """Resolve `MESSENGER: "auto"`: REST when a token is set, else the plugin."""
@@ -144,7 +150,7 @@ def write_initial_config(path: Path) -> None:
 
 def _parse_env(key: str, text: str) -> object:
     """Environment values are strings: JSON-decode them for keys that hold numbers or lists."""
-    if Settings.model_fields[key].annotation in (str, MessengerName):
+    if Settings.model_fields[key].annotation in (str, MessengerName, ReplyWhen, ReplyMode):
         return text
     try:
         value: object = json.loads(text)

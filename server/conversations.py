@@ -207,15 +207,18 @@ class ConversationStore:
         answers: list[int],
         backend: str,
         parts: list[ReplyPart],
+        *,
+        seconds: float | None = None,
     ) -> int:
         """Store a reply about to be sent (nothing delivered yet) to the messages `answers`, which
-        count as answered from now on (a restart resends the reply, it does not write another)."""
+        count as answered from now on (a restart resends the reply, it does not write another),
+        and how many seconds it took to write; its id."""
 
         def insert(db: sqlite3.Connection) -> int:
             cursor = db.execute(
                 "INSERT INTO turns (user_id, channel_id, kind, content, at, follows, backend,"
-                " delivered) VALUES (?, ?, 'reply', '', ?, ?, ?, 0)",
-                (*pair, time.time(), max(answers, default=None), backend),
+                " delivered, seconds) VALUES (?, ?, 'reply', '', ?, ?, ?, 0, ?)",
+                (*pair, time.time(), max(answers, default=None), backend, seconds),
             )
             reply_id = int(cursor.lastrowid or 0)
             db.executemany(

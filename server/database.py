@@ -61,6 +61,43 @@ MIGRATIONS: tuple[str, ...] = (
         until       REAL NOT NULL
     );
     """,
+    # Away mode and drafts: how long a reply took, drafts, skipped messages, the away switch.
+    """
+    ALTER TABLE turns ADD COLUMN seconds REAL;
+    CREATE TABLE drafts (
+        id          INTEGER PRIMARY KEY,
+        user_id     TEXT NOT NULL,
+        channel_id  TEXT NOT NULL,
+        guild_id    TEXT,
+        message_id  TEXT NOT NULL,
+        author_name TEXT NOT NULL DEFAULT '',
+        follows     INTEGER,
+        question    TEXT NOT NULL,
+        content     TEXT NOT NULL,
+        backend     TEXT NOT NULL,
+        seconds     REAL,
+        created     REAL NOT NULL,
+        expires     REAL NOT NULL,
+        status      TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'sending', 'sent', 'discarded', 'expired')),
+        edited      INTEGER NOT NULL DEFAULT 0,
+        decided     REAL
+    );
+    CREATE INDEX drafts_by_status ON drafts (status, expires);
+    CREATE TABLE skips (
+        id          INTEGER PRIMARY KEY,
+        user_id     TEXT NOT NULL,
+        channel_id  TEXT NOT NULL,
+        message_id  TEXT,
+        at          REAL NOT NULL,
+        reason      TEXT NOT NULL
+    );
+    CREATE INDEX skips_by_time ON skips (at);
+    CREATE TABLE owner_state (
+        key         TEXT PRIMARY KEY,
+        value       TEXT NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

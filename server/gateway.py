@@ -19,9 +19,13 @@ from websockets.typing import Origin
 from server import __version__, protocol
 from server.protocol import (
     Activity,
+    AwayRequest,
+    DraftAction,
     Hello,
     IncomingMessage,
     Opened,
+    OwnerFrame,
+    PresenceReport,
     ProtocolError,
     Sent,
     StatusRequest,
@@ -30,6 +34,10 @@ from server.protocol import (
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 1024 * 1024
+Control = Callable[[OwnerFrame], Awaitable[dict[str, Any] | None]]
+"""Handles an owner frame (presence, away, draft_action); its answer, if any."""
+Greeting = Callable[[], Awaitable[list[dict[str, Any]]]]
+"""Frames a plugin gets right after its welcome (the away status, pending drafts)."""
 
 Answer = TypeVar("Answer", Sent, Opened)
 
@@ -67,6 +75,8 @@ class Gateway:
         watch_list: Callable[[], list[dict[str, str]]],
         messenger_name: str,
         hello_timeout: float = 5.0,
+        control: Control | None = None,
+        greeting: Greeting | None = None,
     ) -> None:
         if not secret:
             raise ValueError("the gateway needs a non-empty secret")
@@ -81,6 +91,9 @@ class Gateway:
         self._client_connected = asyncio.Event()
         self._pending: dict[str, _Waiter] = {}
         self._last_activity: float | None = None
+        self._control = control
+        self._greeting = greeting
+        self._control_tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str, port: int) -> Server:
         """Listen on host:port; the returned server's `close()` stops it."""
@@ -108,6 +121,7 @@ class Gateway:
         self._clients.append(connection)
         self._client_connected.set()
         try:
+            await self._greet(connection)
             async for text in connection:
                 await self._on_frame(connection, text, peer)
         except ConnectionClosed:
@@ -159,11 +173,17 @@ class Gateway:
             self._note_activity(frame.at / 1000)
         elif isinstance(frame, StatusRequest):
             await connection.send(protocol.encode(self._status()))
+        elif isinstance(frame, PresenceReport | AwayRequest):
+            # In order: a message right after a presence report is judged by the new status.
+            await self._answer_control(connection, frame, peer)
+        elif isinstance(frame, DraftAction):
+            self._start_control(connection, frame, peer)
         else:
             await connection.send(protocol.encode(protocol.error("already authenticated")))
 
     async def _serve_cli(self, connection: ServerConnection, peer: str) -> None:
-        """A command-line client: welcome it, then answer its `status` requests until it leaves."""
+        """A command-line client: welcome it, then answer its `status`, `away` and `draft_action`
+        frames until it leaves; it is never chosen to post."""
         log.info("command-line client connected from %s", peer)
         welcome = protocol.welcome(__version__, self._watch_list(), self._messenger_name)
         try:
@@ -176,8 +196,12 @@ class Gateway:
                     continue
                 if isinstance(frame, StatusRequest):
                     await connection.send(protocol.encode(self._status()))
+                elif isinstance(frame, AwayRequest):
+                    await self._answer_control(connection, frame, peer)
+                elif isinstance(frame, DraftAction):
+                    self._start_control(connection, frame, peer)
                 else:
-                    error = f"a cli client may only ask for status, not send {frame.type!r}"
+                    error = f"a cli client may not send {frame.type!r} frames"
                     await connection.send(protocol.encode(protocol.error(error)))
         except ConnectionClosed:
             pass
@@ -185,6 +209,43 @@ class Gateway:
 
     def _status(self) -> dict[str, Any]:
         return protocol.status(len(self._clients), len(self._watch_list()), self._messenger_name)
+
+    async def _greet(self, connection: ServerConnection) -> None:
+        """Send a new plugin what it must know beyond the welcome (away status, drafts)."""
+        if self._greeting is not None:
+            for frame in await self._greeting():
+                await connection.send(protocol.encode(frame))
+
+    def _start_control(self, connection: ServerConnection, frame: OwnerFrame, peer: str) -> None:
+        """Handle a draft action in its own task: sending a draft may wait on this very plugin's
+        `sent` answer, which this connection's read loop must stay free to receive."""
+        task = asyncio.create_task(self._answer_control(connection, frame, peer))
+        self._control_tasks.add(task)
+        task.add_done_callback(self._control_tasks.discard)
+
+    async def _answer_control(
+        self, connection: ServerConnection, frame: OwnerFrame, peer: str
+    ) -> None:
+        if self._control is None:  # a gateway without away mode: presence reports are moot
+            answer: dict[str, Any] | None = (
+                None
+                if isinstance(frame, PresenceReport)
+                else protocol.error(f"{frame.type} frames are not served")
+            )
+        else:
+            try:
+                answer = await self._control(frame)
+            except Exception:
+                log.exception("could not handle a %s frame from %s", frame.type, peer)
+                answer = protocol.error(f"the server could not handle that {frame.type} frame")
+        if answer is not None:
+            await self._send_quietly(connection, protocol.encode(answer))
+
+    async def aclose(self) -> None:
+        """Stop the owner frames still being handled (a draft being sent)."""
+        for task in list(self._control_tasks):
+            task.cancel()
+        await asyncio.gather(*self._control_tasks, return_exceptions=True)
 
     def _forget(self, connection: ServerConnection) -> None:
         if connection in self._clients:
@@ -198,7 +259,7 @@ class Gateway:
                 )
 
     def broadcast(self, frame: dict[str, Any]) -> None:
-        """Send a frame to every connected plugin (used for `watch` updates)."""
+        """Send a frame to every connected plugin (`watch` updates, drafts, the away status)."""
         broadcast(self._clients, protocol.encode(frame))
 
     async def _send_quietly(self, connection: ServerConnection, text: str) -> None:

@@ -14,7 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 PROTOCOL_VERSION = 1
 CLOSE_BAD_SECRET = 4001
 CLOSE_NO_HELLO = 4002
-FRAME_TYPES = ("hello", "message", "sent", "opened", "activity", "status")
+FRAME_TYPES = (
+    "hello",
+    "message",
+    "sent",
+    "opened",
+    "activity",
+    "status",
+    "presence",
+    "away",
+    "draft_action",
+)
 # How much of a bad value an error text quotes: enough to recognise it, never a flood.
 MAX_QUOTED = 40
 # A surrogate escape (or character) may leave half a UTF-16 pair in a string, which nothing
@@ -105,7 +115,42 @@ class StatusRequest(_Frame):
     type: Literal["status"]
 
 
-ClientFrameType = Hello | IncomingMessage | Sent | Opened | Activity | StatusRequest
+class PresenceReport(_Frame):
+    """The owner's own Discord status, reported by the plugin at each welcome and on change."""
+
+    type: Literal["presence"]
+    status: Literal["online", "idle", "dnd", "invisible", "offline"]
+
+
+class AwayRequest(_Frame):
+    """Set the away switch (`mode`), or just ask for the away status (no `mode`)."""
+
+    type: Literal["away"]
+    mode: Literal["on", "off", "auto"] | None = None
+
+
+class DraftAction(_Frame):
+    """The owner sends (optionally with edited text) or discards a draft."""
+
+    type: Literal["draft_action"]
+    id: str = Field(min_length=1)
+    action: Literal["send", "discard"]
+    content: str | None = None
+
+
+OwnerFrame = PresenceReport | AwayRequest | DraftAction
+"""Frames through which the owner steers the relay; the App answers them."""
+ClientFrameType = (
+    Hello
+    | IncomingMessage
+    | Sent
+    | Opened
+    | Activity
+    | StatusRequest
+    | PresenceReport
+    | AwayRequest
+    | DraftAction
+)
 ClientFrame = Annotated[ClientFrameType, Field(discriminator="type")]
 _client_frame: TypeAdapter[ClientFrameType] = TypeAdapter(ClientFrame)
 
@@ -213,3 +258,63 @@ def open_channel(nonce: str, channel: str) -> dict[str, Any]:
 def status(plugins: int, watching: int, messenger: str) -> dict[str, Any]:
     """The answer to a `status` request: connected plugins, watched pairs, the messenger."""
     return {"type": "status", "plugins": plugins, "watching": watching, "messenger": messenger}
+
+
+def away_status(
+    *,
+    switch: str,
+    presence: str | None,
+    away: bool,
+    reply_when: str,
+    replying: bool,
+    always_rules: int,
+) -> dict[str, Any]:
+    """The away switch, the last reported Discord status and whether replies go out now."""
+    return {
+        "type": "away_status",
+        "switch": switch,
+        "presence": presence,
+        "away": away,
+        "reply_when": reply_when,
+        "replying": replying,
+        "always_rules": always_rules,
+    }
+
+
+def draft(
+    *,
+    draft_id: int,
+    user: str,
+    author: str,
+    channel: str,
+    guild: str | None,
+    message_id: str,
+    question: str,
+    content: str,
+    expires_at: float,
+) -> dict[str, Any]:
+    """A reply kept for the owner to send, edit or discard (`draft_action`)."""
+    return {
+        "type": "draft",
+        "id": str(draft_id),
+        "user": user,
+        "author": author,
+        "channel": channel,
+        "guild": guild,
+        "message_id": message_id,
+        "question": question,
+        "content": content,
+        "expires_at": expires_at,
+    }
+
+
+def draft_done(draft_id: str, status: str, error: str | None = None) -> dict[str, Any]:
+    """What became of a draft: sent, discarded, expired, or failed (still pending, `error`)."""
+    return {"type": "draft_done", "id": draft_id, "status": status, "error": error}
+
+
+def summary(
+    since: float, chats: list[dict[str, Any]], drafts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What the relay said while the owner was away, per chat, and the drafts still waiting."""
+    return {"type": "summary", "since": since, "chats": chats, "drafts": drafts}

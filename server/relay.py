@@ -28,13 +28,15 @@ from server.conversations import (
     Window,
 )
 from server.database import DatabaseError
+from server.drafts import Drafts
 from server.echoes import EchoTracker
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
 from server.llm.chain import BackendChain
 from server.memory import PairKey
 from server.messengers.base import Messenger, MessengerError
+from server.owner_store import Draft, OwnerStore
 from server.protocol import Author, IncomingMessage
-from server.reply_policy import ReplyPolicy, burst_wait
+from server.reply_policy import Decision, Presence, ReplyPolicy, burst_wait
 from server.rules import WILDCARD, Rule, RuleSet
 from server.splitter import discord_length, split_message
 from server.summarizer import summarize
@@ -75,10 +77,12 @@ class _Pair:
 
 @dataclass(frozen=True)
 class _Generated:
-    """Text to send and who wrote it: a backend, or "fallback" (FALLBACK_MESSAGE)."""
+    """Text to send, who wrote it (a backend, or "fallback": FALLBACK_MESSAGE) and how long it
+    took."""
 
     text: str
     backend: str
+    seconds: float | None = None
 
 
 class _SeenIds:
@@ -116,6 +120,8 @@ class Relay:
         store: ConversationStore,
         echoes: EchoTracker | None = None,
         tokens: TokenCounter | None = None,
+        records: OwnerStore | None = None,
+        drafts: Drafts | None = None,
     ) -> None:
         self._settings = settings
         self._rules = rules
@@ -130,11 +136,18 @@ class Relay:
             per_hour=settings.MAX_REPLIES_PER_HOUR,
             reply_prefix=settings.REPLY_PREFIX,
         )
+        self._records = records
+        self._drafts = drafts
         self._seen = _SeenIds()
         self._pairs: dict[PairKey, _Pair] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._database_ok = True
         self._closing = False
+
+    @property
+    def presence(self) -> Presence:
+        """Whether the owner is away, as the reply policy sees it (updated by away mode)."""
+        return self._policy.presence
 
     async def start(self) -> None:
         """Take up where the last run stopped (takeovers, replies half sent, messages not yet
@@ -230,8 +243,8 @@ class Relay:
         pair = (message.author.id, message.channel)
         now = time.time()
         automatic = self._policy.automatic(message.channel, message.content, now)
-        paused = self._policy.may_send(message.channel, now)
-        skip = f"automatic message: {automatic}" if automatic else paused.reason
+        allowed = self._may_speak(message.channel, rule)
+        skip = f"automatic message: {automatic}" if automatic else allowed.reason
         stored = self._store.record_message(
             pair,
             message.id,
@@ -244,12 +257,17 @@ class Relay:
         turn_id = await self._stored(stored, 0)
         if turn_id is None:
             log.debug("message %s was accepted before (a restart); not again", message.id)
-        elif automatic:
-            log.debug("message %s remembered, not answered: %s", message.id, skip)
-        elif skip:
-            log.info("message %s remembered, not answered: %s", message.id, skip)
-        else:
-            self._queue(pair, _Pending(message, rule, turn_id or None, now))
+            return
+        if skip:
+            log.log(
+                logging.DEBUG if automatic else logging.INFO,
+                "message %s remembered, not answered: %s",
+                message.id,
+                skip,
+            )
+            await self._skipped(pair, [message.id], skip)
+            return
+        self._queue(pair, _Pending(message, rule, turn_id or None, now))
 
     async def _accept_owner_message(self, message: IncomingMessage) -> None:
         """The owner wrote in a watched chat: step aside there, and remember their words."""
@@ -301,8 +319,10 @@ class Relay:
         state.last_arrival = time.monotonic()
 
     async def _work(self, pair: PairKey, state: _Pair) -> None:
-        """Answer the pair's bursts in order, showing the typing indicator; exit when idle."""
-        typing = asyncio.create_task(self._keep_typing(pair[1]))
+        """Answer the pair's bursts in order, showing the typing indicator (not for drafts, which
+        may never be sent); exit when idle."""
+        drafting = self._drafting(state.pending[0].rule)
+        typing = asyncio.create_task(self._keep_typing(pair[1], show=not drafting))
         try:
             while state.pending and not self._closing:
                 await self._wait_for_burst(state)
@@ -332,15 +352,17 @@ class Relay:
             log.debug(
                 "message %s not answered: the messenger can deliver nothing", newest.message.id
             )
-            await self._settle(batch, "failed", "the messenger can deliver nothing more")
+            await self._skip(pair, batch, "failed", "the messenger can deliver nothing more")
             return
         if time.time() > self._due(newest.accepted_at):
             log.warning(
                 "message %s not answered: it waited past REPLY_WITHIN_MINUTES", newest.message.id
             )
-            await self._settle(batch, "expired", "waited too long for its turn")
+            await self._skip(pair, batch, "expired", "waited too long for its turn")
             return
         decision = self._policy.may_reply(pair, time.time())
+        if decision.reply:
+            decision = self._owner_allows(newest.rule)
         if not decision.reply:
             log.log(
                 logging.DEBUG if decision.quiet else logging.INFO,
@@ -348,7 +370,7 @@ class Relay:
                 newest.message.id,
                 decision.reason,
             )
-            await self._settle(batch, "skipped", decision.reason)
+            await self._skip(pair, batch, "skipped", decision.reason)
             return
         generation = asyncio.create_task(self._generate(pair, batch))
         state.generation = generation
@@ -359,11 +381,31 @@ class Relay:
             generation.cancel()
         if generation.cancelled():
             log.info("reply to message %s dropped: the owner took over", newest.message.id)
-            await self._settle(batch, "skipped", "the owner took over")
+            await self._skip(
+                pair, batch, "skipped", "the owner took over while it was being written"
+            )
             return
         generated = generation.result()
+        decision = self._may_speak(pair[1], newest.rule)  # the owner may be back by now
         if generated is None:
-            await self._settle(batch, "failed", "no LLM backend answered")
+            await self._skip(pair, batch, "failed", "no LLM backend answered")
+        elif not decision.reply:
+            log.info("reply to message %s dropped: %s", newest.message.id, decision.reason)
+            await self._skip(pair, batch, "skipped", decision.reason)
+        elif self._drafts is not None and self._drafting(newest.rule):
+            turn_ids = [pending.turn_id for pending in batch if pending.turn_id is not None]
+            await self._stored(self._store.settle(turn_ids, "answered", "drafted"), None)
+            await self._stored(
+                self._drafts.create(
+                    pair,
+                    newest.message,
+                    follows=newest.turn_id,
+                    text=generated.text,
+                    backend=generated.backend,
+                    seconds=generated.seconds,
+                ),
+                None,
+            )
         else:
             state.sending = True
             try:
@@ -381,9 +423,11 @@ class Relay:
             temperature=rule.temperature,
         )
         chat = await self._chat(pair, batch)
+        started = time.monotonic()
         try:
             completion = await self._llm.answer(chat, options)
-            return _Generated(completion.text.strip(), completion.backend)
+            seconds = time.monotonic() - started
+            return _Generated(completion.text.strip(), completion.backend, seconds)
         except LLMError as exc:
             log.error("no reply to message %s from the LLM: %s", newest.message.id, exc)
         fallback = self._settings.FALLBACK_MESSAGE.strip()
@@ -442,19 +486,31 @@ class Relay:
         await self._stored(self._store.save_summary(pair, summary, covered), None)
         return summary
 
-    async def _send(self, pair: PairKey, batch: list[_Pending], generated: _Generated) -> None:
-        """Split and record the reply (the outbox), then post it part by part."""
+    async def _send(
+        self,
+        pair: PairKey,
+        batch: list[_Pending],
+        generated: _Generated,
+        *,
+        approved: bool = False,
+    ) -> int:
+        """Split and record the reply (the outbox), then post it part by part; how many parts
+        were delivered. An `approved` reply (a draft the owner sent) ignores a takeover."""
         message = batch[-1].message
         prefix = self._settings.REPLY_PREFIX
         room = DISCORD_MESSAGE_LIMIT - discord_length(prefix)
         parts = [ReplyPart(new_nonce(), text) for text in split_message(generated.text, room)]
         answers = [pending.turn_id for pending in batch if pending.turn_id is not None]
-        record = self._store.record_reply(pair, answers, generated.backend, parts)
+        record = self._store.record_reply(
+            pair, answers, generated.backend, parts, seconds=generated.seconds
+        )
         reply_id = await self._stored(record, None)
         self._policy.replied(pair, generated.text, time.time())
         reply_to = message.id if message.guild is not None else None
         due = self._due(batch[0].accepted_at)
-        delivered = await self._deliver(pair[1], parts, 0, reply_to, due, about=message.id)
+        delivered = await self._deliver(
+            pair[1], parts, 0, reply_to, due, about=message.id, approved=approved
+        )
         if reply_id is not None:
             await self._stored(self._store.record_delivery(reply_id, delivered), None)
         if delivered:
@@ -466,6 +522,7 @@ class Relay:
                 len(parts),
                 generated.backend,
             )
+        return delivered
 
     async def _deliver(
         self,
@@ -476,15 +533,17 @@ class Relay:
         due: float,
         *,
         about: str,
+        approved: bool = False,
     ) -> int:
         """Post `parts[start:]` in order (`reply_to` on the first part) by `due` (Unix time); how
-        many are delivered in all. Stops at a failure or a takeover, saying which part and why."""
+        many are delivered in all. Stops at a failure or a takeover (unless `approved` by the
+        owner), saying which part and why."""
         prefix = self._settings.REPLY_PREFIX
         deadline = asyncio.get_running_loop().time() + (due - time.time())
         for index in range(start, len(parts)):
             part = parts[index]
             decision = self._policy.may_send(channel, time.time())
-            if not decision.reply:
+            if not decision.reply and not approved:
                 log.info("rest of the reply to message %s dropped: %s", about, decision.reason)
                 return index
             content = prefix + part.content
@@ -519,13 +578,55 @@ class Relay:
         """When a reply to a message accepted at `accepted_at` is too late (Unix time)."""
         return accepted_at + self._settings.REPLY_WITHIN_MINUTES * 60
 
-    async def _settle(self, batch: list[_Pending], status: MessageStatus, reason: str) -> None:
-        """Record why the messages of `batch` get no reply."""
+    async def _skip(
+        self, pair: PairKey, batch: list[_Pending], status: MessageStatus, reason: str
+    ) -> None:
+        """Record why the messages of `batch` get no reply (their fate, and for `history`)."""
         turn_ids = [pending.turn_id for pending in batch if pending.turn_id is not None]
         await self._stored(self._store.settle(turn_ids, status, reason), None)
+        await self._skipped(pair, [pending.message.id for pending in batch], reason)
 
-    async def _keep_typing(self, channel_id: str) -> None:
-        """Pulse the typing indicator until cancelled; failures are not worth a reply."""
+    async def deliver_draft(self, draft: Draft, text: str) -> int:
+        """Send a draft the owner approved (`text`, maybe edited) as the reply it stands for;
+        how many parts were delivered."""
+        user, channel = draft.pair
+        message = IncomingMessage(
+            type="message",
+            id=draft.message_id,
+            channel=channel,
+            guild=draft.guild,
+            author=Author(id=user, username=draft.author_name),
+            content=draft.question,
+        )
+        rule = self._rules().match(user, channel) or Rule(user, channel)
+        generated = _Generated(text, draft.backend, draft.seconds)
+        pending = _Pending(message, rule, draft.follows, time.time())
+        return await self._send(draft.pair, [pending], generated, approved=True)
+
+    def _may_speak(self, channel: str, rule: Rule) -> Decision:
+        """No owner takeover in `channel`, and the owner away (unless the rule replies always)."""
+        decision = self._policy.may_send(channel, time.time())
+        if not decision.reply:
+            return decision
+        return self._owner_allows(rule)
+
+    def _owner_allows(self, rule: Rule) -> Decision:
+        """Is the owner away (or does the rule reply always)?"""
+        return self._policy.owner_allows(rule.reply_when or self._settings.REPLY_WHEN)
+
+    def _drafting(self, rule: Rule) -> bool:
+        return (rule.mode or self._settings.MODE) == "draft"
+
+    async def _skipped(self, pair: PairKey, message_ids: list[str], reason: str) -> None:
+        """Record, for `history`, that these messages got no reply and why."""
+        if self._records is not None:
+            await self._stored(self._records.record_skips(pair, message_ids, reason), None)
+
+    async def _keep_typing(self, channel_id: str, *, show: bool = True) -> None:
+        """Pulse the typing indicator until cancelled (unless not `show`); failures are not worth
+        a reply."""
+        if not show:
+            return
         while True:
             if self._policy.may_send(channel_id, time.time()).reply:
                 try:

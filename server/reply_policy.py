@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
+from typing import Literal
 
+from server.config import ReplyWhen
 from server.memory import PairKey
 
 MINUTE, HOUR = 60.0, 3600.0
@@ -41,13 +43,47 @@ class Decision:
 
 REPLY = Decision(True)
 
+DiscordStatus = Literal["online", "idle", "dnd", "invisible", "offline"]
+AwaySwitch = Literal["auto", "on", "off"]
+AWAY_STATUSES: frozenset[str] = frozenset({"idle", "dnd", "invisible", "offline"})
+"""Discord statuses that mean the owner is not at the keyboard (idle is set by Discord itself)."""
+
+
+@dataclass
+class Presence:
+    """Whether the owner is away: their last reported Discord status, unless switched by hand.
+
+    `status` is None until the plugin reports one, which counts as present: a fresh start never
+    answers someone the owner is talking to.
+    """
+
+    status: DiscordStatus | None = None
+    switch: AwaySwitch = "auto"
+
+    @property
+    def away(self) -> bool:
+        """True if the owner is away now: the switch if set, else their Discord status."""
+        if self.switch != "auto":
+            return self.switch == "on"
+        return self.status in AWAY_STATUSES
+
+    def allows(self, reply_when: ReplyWhen) -> Decision:
+        """May the relay answer for the owner under `reply_when` ("away" or "always")?"""
+        if reply_when == "always" or self.away:
+            return REPLY
+        if self.switch == "off":
+            return Decision(False, "the owner is present (away mode switched off)")
+        status = self.status or "not reported yet"
+        return Decision(False, f"the owner is present (Discord status {status})")
+
 
 def _normal(text: str) -> str:
     return _SPACES.sub(" ", text).strip().casefold()
 
 
 class ReplyPolicy:
-    """Owner takeovers per channel, per-pair reply limits, and automatic-message detection."""
+    """Owner takeovers per channel, whether the owner is away, per-pair reply limits, and
+    automatic-message detection."""
 
     def __init__(
         self,
@@ -65,6 +101,7 @@ class ReplyPolicy:
         self._replies: dict[PairKey, deque[float]] = {}
         self._limit_said: dict[PairKey, float] = {}
         self._recent_texts: dict[str, deque[tuple[float, str]]] = {}
+        self.presence = Presence()
 
     def restore(self, takeovers: dict[str, float]) -> None:
         """Take up takeovers that were in force before a restart (channel → end, Unix time)."""
@@ -128,6 +165,10 @@ class ReplyPolicy:
             if at > now - REPEAT_WINDOW_SECONDS and text and text == sent:
                 return "it repeats one of our recent replies"
         return ""
+
+    def owner_allows(self, reply_when: ReplyWhen) -> Decision:
+        """May the relay speak for the owner now, given whether they are away?"""
+        return self.presence.allows(reply_when)
 
 
 def burst_wait(last_arrival: float, now: float, coalesce_seconds: float) -> float:

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from server.config import ReplyMode, ReplyWhen
 from server.memory import MAX_MEMORY_LENGTH
 
 WILDCARD = "*"
@@ -42,6 +43,8 @@ class _RuleEntry(BaseModel):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     max_tokens: Annotated[int, Field(gt=0)] | None = None
     memory_length: Annotated[int, Field(ge=0, le=MAX_MEMORY_LENGTH)] | None = None
+    reply_when: ReplyWhen | None = None
+    mode: ReplyMode | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,10 @@ class Rule:
     temperature: float | None = None
     max_tokens: int | None = None
     memory_length: int | None = None
+    reply_when: ReplyWhen | None = None
+    """Instead of REPLY_WHEN: "away" replies only while the owner is away, "always" whenever."""
+    mode: ReplyMode | None = None
+    """Instead of MODE: "draft" keeps the reply for the owner to send, edit or discard."""
 
     def matches(self, user_id: str, channel_id: str) -> bool:
         """True if this rule covers `user_id` writing in `channel_id`."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +19,7 @@ from server.app import App
 from server.config import Settings
 
 SECRET = "test-websocket-secret-0123456789"
+OWNER_FRAMES = ("away_status", "draft", "draft_done", "summary")
 
 
 @dataclass
@@ -38,6 +41,8 @@ async def running_app(tmp_path: Path, rules: str, **overrides: Any) -> AsyncIter
         "LLM_BACKENDS": ["openai"],
         "DATABASE": str(tmp_path / "auto_reply.db"),
         "COALESCE_SECONDS": 0.0,
+        # Replies whatever the owner's presence, as before away mode; its tests set "away".
+        "REPLY_WHEN": "always",
     }
     values.update(overrides)
     app = App(Settings(**values), reply_config)
@@ -80,6 +85,8 @@ class PluginClient:
         self.frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.sends: list[dict[str, Any]] = []
         self.typing: list[str] = []
+        self.owner_frames: list[dict[str, Any]] = []
+        """Frames for the owner: away_status, draft, draft_done, summary."""
         self.answer_sends = True
         self.open_requests: list[tuple[float, dict[str, Any]]] = []
         self.answer_open: Callable[[dict[str, Any]], dict[str, Any] | None] = opened
@@ -119,11 +126,26 @@ class PluginClient:
                 answer = self.answer_open(frame)
                 if answer is not None:
                     await self.connection.send(json.dumps(answer))
+            elif frame["type"] in OWNER_FRAMES:
+                self.owner_frames.append(frame)
             else:
                 await self.frames.put(frame)
 
     async def next_frame(self, timeout: float = 5.0) -> dict[str, Any]:
         return await asyncio.wait_for(self.frames.get(), timeout)
+
+    async def wait_for_owner_frame(
+        self, kind: str, timeout: float = 5.0, **fields: Any
+    ) -> dict[str, Any]:
+        """The first owner frame of type `kind` whose fields match `fields`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for frame in self.owner_frames:
+                if frame["type"] == kind and all(frame.get(k) == v for k, v in fields.items()):
+                    return frame
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {kind} frame with {fields}; got {self.owner_frames}")
+            await asyncio.sleep(0.01)
 
     async def send_raw(self, text: str | bytes) -> None:
         await self.connection.send(text)
@@ -181,3 +203,45 @@ class PluginClient:
     async def close(self) -> None:
         await self.connection.close()
         self._reader.cancel()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_cli_config(running: RunningApp, path: Path) -> Path:
+    """A config.json for the command line that points at the running app and its database."""
+    settings = running.app.settings
+    port = int(running.url.rsplit(":", 1)[1])
+    values = {
+        "WEBSOCKET_PORT": port,
+        "WEBSOCKET_SECRET": settings.WEBSOCKET_SECRET,
+        "DATABASE": settings.DATABASE,
+        "SEND_TIMEOUT_SECONDS": settings.SEND_TIMEOUT_SECONDS,
+    }
+    path.write_text(json.dumps(values), encoding="utf-8")
+    return path
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run_cli(*args: str, cwd: Path, timeout: float = 60.0) -> CliResult:
+    """Run `python -m server ARGS` without blocking the event loop (the app under test runs on
+    it); its exit code and output."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server",
+        *args,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return CliResult(process.returncode, stdout.decode(), stderr.decode())

@@ -208,6 +208,11 @@ def authenticated(url: str) -> Iterator[ClientConnection]:
         ws.send(hello())
         welcome = json.loads(ws.recv(timeout=10))
         assert welcome["type"] == "welcome", welcome
+        # A plugin is then told the away status (and any drafts): read past that greeting.
+        probe_id, probe_frame = probe()
+        ws.send(probe_frame)
+        while json.loads(ws.recv(timeout=10)) != {"type": "ack", "id": probe_id}:
+            pass
         yield ws
 
 
@@ -330,6 +335,10 @@ async def flood(url: str, frames: list[str | bytes]) -> None:
     async with connect_async(url, max_size=None) as ws:
         await ws.send(hello())
         assert json.loads(await ws.recv())["type"] == "welcome"
+        probe_id, probe_frame = probe()  # read past the greeting (away status, drafts)
+        await ws.send(probe_frame)
+        while json.loads(await ws.recv()) != {"type": "ack", "id": probe_id}:
+            pass
 
         async def write() -> None:
             for frame in frames:

@@ -282,7 +282,7 @@ async def test_cli_client_may_only_ask_for_status(tmp_path: Path) -> None:
         answer = json.loads(await ws.recv())
         assert answer == {
             "type": "error",
-            "error": "a cli client may only ask for status, not send 'message'",
+            "error": "a cli client may not send 'message' frames",
         }
         await ws.send("not json")
         assert "not valid JSON" in json.loads(await ws.recv())["error"]

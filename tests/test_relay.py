@@ -243,7 +243,9 @@ async def test_backends_are_tried_in_order(
     broken = FakeOpenAI()
     await broken.start()
     broken.fail_next(500, 10)
-    settings = Settings(REPLY_PREFIX="", TYPING_INTERVAL_SECONDS=0.05, COALESCE_SECONDS=0.0)
+    settings = Settings(
+        REPLY_PREFIX="", TYPING_INTERVAL_SECONDS=0.05, COALESCE_SECONDS=0.0, REPLY_WHEN="always"
+    )
     store = ConversationStore(tmp_path / "db")
     await store.open()
     chain = BackendChain(
@@ -281,7 +283,7 @@ async def test_backends_are_tried_in_order(
 async def test_own_echoes_are_not_remembered_but_manual_replies_are(
     tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ) -> None:
-    settings = Settings(TYPING_INTERVAL_SECONDS=0.05, COALESCE_SECONDS=0.0)
+    settings = Settings(TYPING_INTERVAL_SECONDS=0.05, COALESCE_SECONDS=0.0, REPLY_WHEN="always")
     backend = OpenAIBackend(api_key=FakeOpenAI.API_KEY, base_url=fake_openai.base_url, model="m")
     messenger = RestMessenger(FakeDiscord.TOKEN, fake_discord.base_url)
     store = ConversationStore(tmp_path / "db")

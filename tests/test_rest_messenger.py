@@ -696,13 +696,14 @@ def test_a_bucket_in_use_or_still_limited_is_not_forgotten() -> None:
 
 
 async def test_the_messenger_forgets_idle_buckets_over_http(fake_discord: FakeDiscord) -> None:
-    rest = RestMessenger(FakeDiscord.TOKEN, fake_discord.base_url, bucket_idle_seconds=0.2)
+    # Idle time long enough that 20 sends on a loaded machine stay within it.
+    rest = RestMessenger(FakeDiscord.TOKEN, fake_discord.base_url, bucket_idle_seconds=1.5)
     fake_discord.window = 0.1
     try:
         for channel in range(20):
             await rest.send(str(channel), "hi", nonce=f"n{channel}")
         assert len(rest._limiter) == 20
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.6)
         await rest.send("new", "hi", nonce="new")
         assert len(rest._limiter) == 1
     finally:

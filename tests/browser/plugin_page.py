@@ -78,6 +78,7 @@ class RelayServer:
             TYPING_INTERVAL_SECONDS=0.05,
             DATABASE=str(tmp_path / "auto_reply.db"),
             COALESCE_SECONDS=0.0,
+            REPLY_WHEN="always",  # away mode is tested in tests/test_away_mode.py
         )
         self.app: App | None = None
 

@@ -42,6 +42,32 @@ class FakeDispatcher {
     }
 }
 
+/** A Flux store's change listeners, as Discord's stores have them (addChangeListener/emitChange). */
+class FakeStore {
+    constructor(name, methods) {
+        this._dispatchToken = `${name}-token`;
+        this.name = name;
+        this.listeners = new Set();
+        Object.assign(this, methods);
+    }
+
+    getName() {
+        return this.name;
+    }
+
+    addChangeListener(listener) {
+        this.listeners.add(listener);
+    }
+
+    removeChangeListener(listener) {
+        this.listeners.delete(listener);
+    }
+
+    emitChange() {
+        for (const listener of [...this.listeners]) listener();
+    }
+}
+
 let snowflake = 1300000000000000000n;
 function nextId() {
     snowflake += 1n;
@@ -51,14 +77,15 @@ function nextId() {
 // Channels the fake client knows: DMs have no guild. The client starts on the "home" DM.
 const CHANNELS = [
     { id: "100", type: 1, guild_id: null }, // home: a DM with someone else
-    { id: "222", type: 1, guild_id: null }, // the DM with the friend of the tests
+    { id: "222", type: 1, name: "", guild_id: null, recipients: ["111"] }, // the DM with the friend of the tests
     { id: "333", type: 0, guild_id: "777" }, // a text channel in a server
+    { id: "445", type: 0, name: "channel-445", guild_id: "900" }, // a named text channel
 ];
 
 /**
  * The fake Discord client: modules in a webpack-like registry, plus helpers to play gateway events.
  * `missing` names modules to leave out: "dispatcher", "userStore", "messageActions", "typing",
- * "router", "selectedChannelStore". With `echo` (default), sendMessage dispatches the optimistic
+ * "router", "selectedChannelStore", "selfPresenceStore", "presenceStore". With `echo` (default), sendMessage dispatches the optimistic
  * local copy and then the gateway copy of the owner's message, as the real client does. The
  * copies carry the nonce passed to sendMessage; with `keepNonce: false` they carry one of the
  * client's own instead (whether Discord's client keeps a caller's nonce is unverified).
@@ -69,6 +96,8 @@ const CHANNELS = [
  * PATH", and `navigationDelayMs` later the route's channel is selected (a CHANNEL_SELECT action
  * that SelectedChannelStore follows) if the path names a channel the client knows under its own
  * guild (or @me for a DM); otherwise, or while `navigationBlocked` is set, the selection stays.
+ * The owner's status (`discord.status`, changed with `setStatus`) is in SelfPresenceStore, as in the
+ * client, and mirrored by PresenceStore; `users` and `channels` add to what the stores know.
  */
 function createFakeDiscord({ missing = [], echo = true, router = "named", keepNonce = true } = {}) {
     const dispatcher = new FakeDispatcher();
@@ -77,7 +106,10 @@ function createFakeDiscord({ missing = [], echo = true, router = "named", keepNo
     const typing = [];
     const navigations = []; // paths given to transitionTo
     const discord = { dispatcher, sent, decoySent, typing, navigations, self: SELF, failNextSend: null, sendDelayMs: 0, navigationDelayMs: 30, navigationBlocked: false };
-    const channels = new Map(CHANNELS.map((channel) => [channel.id, channel]));
+    discord.status = "online";
+    discord.users = new Map([["111", { id: "111", username: "friend", globalName: "Friend", bot: false }]]);
+    discord.channels = new Map(CHANNELS.map((channel) => [channel.id, channel]));
+    const channels = discord.channels;
     let selectedChannelId = "100";
 
     const userStore = {
@@ -85,7 +117,7 @@ function createFakeDiscord({ missing = [], echo = true, router = "named", keepNo
         _dispatcher: dispatcher,
         getName: () => "UserStore",
         getCurrentUser: () => ({ ...SELF }),
-        getUser: (id) => (id === SELF.id ? { ...SELF } : null),
+        getUser: (id) => (id === SELF.id ? { ...SELF } : discord.users.has(id) ? { ...discord.users.get(id) } : null),
     };
     const channelStore = {
         _dispatchToken: "channel-store-token",
@@ -119,6 +151,20 @@ function createFakeDiscord({ missing = [], echo = true, router = "named", keepNo
         back() {},
         forward() {},
     };
+    const selfPresenceStore = new FakeStore("SelfPresenceStore", {
+        getStatus: () => discord.status,
+        getActivities: () => [],
+    });
+    const presenceStore = new FakeStore("PresenceStore", {
+        getStatus: (userId, guildId = null, fallback = "offline") => (userId === SELF.id ? discord.status : fallback),
+    });
+    /** The owner's status changes (Discord sets idle by itself after a while): the stores emit. */
+    discord.setStatus = (status) => {
+        discord.status = status;
+        selfPresenceStore.emitChange();
+        presenceStore.emitChange();
+    };
+    discord.presenceListeners = () => selfPresenceStore.listeners.size + presenceStore.listeners.size;
     const messageActions = {
         sendMessage(channelId, message, waitForChannelReady, options = {}) {
             sent.push({ channelId, message, waitForChannelReady, options });
@@ -183,6 +229,8 @@ function createFakeDiscord({ missing = [], echo = true, router = "named", keepNo
     if (!missing.includes("userStore")) modules.push({ exports: { A: userStore } });
     if (!missing.includes("messageActions")) modules.push({ exports: { A: messageActions } });
     if (!missing.includes("typing")) modules.push({ exports: { __esModule: true, default: typingActions } });
+    if (!missing.includes("selfPresenceStore")) modules.push({ exports: { A: selfPresenceStore } });
+    if (!missing.includes("presenceStore")) modules.push({ exports: { Ay: presenceStore } });
 
     /** Show a channel as if the person clicked it. */
     discord.select = (channelId) => {
@@ -324,6 +372,10 @@ function createFakeBdApi(discord, { document } = {}) {
         getStore(name) {
             return Webpack.getModule(byStoreNameFilter(name));
         },
+        getByStrings(...args) {
+            const [strings, options] = getOptions(args);
+            return Webpack.getModule(Webpack.Filters.byStrings(...strings), options);
+        },
     };
     Object.freeze(Webpack);
 
@@ -353,12 +405,38 @@ function createFakeBdApi(discord, { document } = {}) {
         }
         return Object.freeze(logger);
     };
+    const notices = [];
+    const modals = [];
     const UI = Object.freeze({
         showToast(content, options = {}) {
             toasts.push({ content: String(content), type: options.type ?? "" });
         },
-        showNotice() {
-            return () => {};
+        /** Like BD's Notices.show: a bar with buttons whose onClick gets `close`; returns `close`. */
+        showNotice(content, options = {}) {
+            const notice = { content: String(content), type: options.type ?? "", buttons: options.buttons ?? [], closed: false };
+            const close = () => {
+                notice.closed = true;
+                options.onClose?.();
+            };
+            notice.click = (label) => notice.buttons.find((button) => button.label === label).onClick(close);
+            notices.push(notice);
+            return close;
+        },
+        /** Like BD's Modals.showConfirmationModal: strings and React elements; returns the key. */
+        showConfirmationModal(title, content, options = {}) {
+            const modal = { title, content: Array.isArray(content) ? content : [content], options, key: `modal-${modals.length}` };
+            modal.confirm = () => options.onConfirm?.();
+            modal.cancel = () => options.onCancel?.();
+            modals.push(modal);
+            return modal.key;
+        },
+    });
+    // React.createElement's element shape: {type, props: {...props, children}}.
+    const React = Object.freeze({
+        createElement(type, props, ...children) {
+            const element = { type, props: { ...(props ?? {}) } };
+            if (children.length) element.props.children = children.length === 1 ? children[0] : children;
+            return element;
         },
     });
 
@@ -379,9 +457,14 @@ function createFakeBdApi(discord, { document } = {}) {
         get UI() {
             return UI;
         }
+
+        get React() {
+            return React;
+        }
     }
     BdApi.Webpack = Webpack;
     BdApi.UI = UI;
+    BdApi.React = React;
     BdApi.Data = makeData(null);
     BdApi.Logger = makeLogger(null);
     BdApi.version = "1.13.10";
@@ -393,6 +476,8 @@ function createFakeBdApi(discord, { document } = {}) {
         toasts,
         logs,
         lookups,
+        notices,
+        modals,
         document,
         data: {
             get: (plugin, key) => (store.has(`${plugin}/${key}`) ? JSON.parse(store.get(`${plugin}/${key}`)) : undefined),

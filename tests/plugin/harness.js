@@ -196,6 +196,7 @@ class RelayServer {
             // suites test the plugin; bursts and takeover are tested in Python (test_conversations_e2e).
             COALESCE_SECONDS: 0,
             TAKEOVER_MINUTES: 0,
+            REPLY_WHEN: "always", // reply whatever the owner's presence; away-mode tests set "away"
             ...config,
         };
         fs.writeFileSync(this.configPath, JSON.stringify(settings, null, 2));
@@ -203,8 +204,9 @@ class RelayServer {
         this.child = null;
     }
 
+    /** Rules as [user, channel] or [user, channel, {options}] (string and number options only). */
     writeRules(rules) {
-        const pairs = rules.map(([user, channel]) => `    (${JSON.stringify(user)}, ${JSON.stringify(channel)}),`).join("\n");
+        const pairs = rules.map(([user, channel, options]) => `    (${[user, channel, ...(options ? [options] : [])].map((part) => JSON.stringify(part)).join(", ")}),`).join("\n");
         fs.writeFileSync(this.rulesPath, `CONTEXT_MESSAGE = "You are helpful."\nREPLY_TO = [\n${pairs}\n]\n`);
     }
 
