@@ -1,4 +1,4 @@
-"""Command line: `discord-auto-reply serve | init | plugin install`."""
+"""Command line: `discord-auto-reply serve | init | plugin install | bot | interactions`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from server import __version__, log_redaction
 from server.app import App
@@ -18,6 +19,14 @@ from server.plugin_installer import default_plugin_dir, install_plugin
 from server.rules import RulesError
 
 log = logging.getLogger("server")
+
+
+class _Service(Protocol):
+    """Something that starts listening and stops: the relay `App`, the interactions server."""
+
+    async def start(self) -> int: ...
+
+    async def stop(self) -> None: ...
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,6 +70,24 @@ def _parser() -> argparse.ArgumentParser:
     install.add_argument("--dir", type=Path, default=None, help="plugins folder to install into")
     install.add_argument("--config", type=Path, default=Path("config.json"))
     install.set_defaults(command=_plugin_install)
+
+    bot = commands.add_parser("bot", help="run as a Discord bot account (gateway + slash commands)")
+    bot.add_argument("--config", type=Path, default=Path("config.json"))
+    bot.add_argument("--reply-config", type=Path, default=Path("reply_config.py"))
+    bot.add_argument(
+        "-v", "--verbose", action="count", default=0, help="-v: debug logs; -vv: also discord.py"
+    )
+    bot.set_defaults(command=_bot)
+
+    interactions = commands.add_parser(
+        "interactions", help="serve the bot's slash commands over HTTP (Interactions Endpoint URL)"
+    )
+    interactions.add_argument("--config", type=Path, default=Path("config.json"))
+    interactions.add_argument("--reply-config", type=Path, default=Path("reply_config.py"))
+    interactions.add_argument("--host", default="127.0.0.1")
+    interactions.add_argument("--port", type=int, default=8787)
+    interactions.add_argument("-v", "--verbose", action="count", default=0, help="debug logs")
+    interactions.set_defaults(command=_interactions)
     return parser
 
 
@@ -75,6 +102,8 @@ def _setup_logging(settings: Settings, verbosity: int) -> None:
     logging.getLogger("websockets").setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
     for noisy in ("httpx2", "httpcore2", "openai", "g4f"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("discord").setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -90,7 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_until_signal(app: App) -> None:
+async def _run_until_signal(app: _Service) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -129,4 +158,54 @@ def _plugin_install(args: argparse.Namespace) -> int:
     print(f"installed {path}")
     print("next: in Discord open Settings > Plugins, enable DiscordAutoReply,")
     print("      then start the server with `make run` (the plugin connects by itself)")
+    return 0
+
+
+BOT_EXTRA_MISSING = (
+    "bot-account mode needs the `bot` extra: pip install 'discord-auto-reply[bot]' "
+    "(or `make run EXTRAS=g4f,bot`)"
+)
+
+
+def _bot(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    try:
+        from server.bot.app import Bot, BotError  # noqa: PLC0415 -- the optional `bot` extra
+    except ImportError:
+        raise ConfigError(BOT_EXTRA_MISSING) from None
+    _setup_logging(settings, args.verbose)
+    bot = Bot(settings, args.reply_config)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):  # Windows has no signal handlers
+                loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+        await bot.run()
+        log.info("shutting down")
+
+    try:
+        asyncio.run(run())
+    except BotError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+def _interactions(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    try:
+        from server.bot.app import BotError, InteractionsServer  # noqa: PLC0415
+    except ImportError:
+        raise ConfigError(BOT_EXTRA_MISSING) from None
+    _setup_logging(settings, args.verbose)
+    server = InteractionsServer(settings, args.reply_config, host=args.host, port=args.port)
+    try:
+        asyncio.run(_run_until_signal(server))
+    except BotError as exc:
+        log.error("%s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", args.host, args.port, exc.strerror or exc)
+        return 1
     return 0
