@@ -1,4 +1,4 @@
-"""The gateway bot end to end: real discord.py over real sockets to the fake gateway and REST API."""
+"""The gateway bot end to end: real discord.py over real sockets to the fake gateway and REST."""
 
 from __future__ import annotations
 
@@ -145,9 +145,7 @@ async def test_listen_all_answers_guild_messages_without_a_mention(
         assert reply["allowed_mentions"] == NO_PINGS
 
 
-async def test_reset_forgets_the_conversation_here(
-    tmp_path: Path, fake_openai: FakeOpenAI
-) -> None:
+async def test_reset_forgets_the_conversation_here(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
     async with running_bot(tmp_path, fake_openai, RULES) as running:
         running.api.post_as_user(FRIEND, DM_CHANNEL, "remember me")
         await running.replies(1)
@@ -238,7 +236,9 @@ async def test_sessions_keep_separate_memories(tmp_path: Path, fake_openai: Fake
             running, "session", FRIEND, DM_CHANNEL, subcommand="switch", title="nope"
         )
         assert unknown.original is not None
-        assert unknown.original["content"] == "There is no session “nope”. Sessions: “main”, “work”."
+        assert unknown.original["content"] == (
+            "There is no session “nope”. Sessions: “main”, “work”."
+        )
 
 
 async def test_a_caller_no_rule_covers_is_refused_ephemerally(
@@ -266,8 +266,7 @@ async def test_a_gateway_disconnect_resumes_and_replays_what_was_missed(
         gateway.hold_resumes()
         await gateway.disconnect(4000)
         api.post_as_user(FRIEND, DM_CHANNEL, "while you were away")
-        while not gateway.resumes:
-            await asyncio.sleep(0.01)
+        await gateway.wait_for_resume()
         gateway.release_resumes()
 
         replies = await running.replies(2)

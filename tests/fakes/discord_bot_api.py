@@ -12,11 +12,12 @@ application's Ed25519 key when it delivers them over HTTP like Discord does (`de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -359,18 +360,16 @@ class FakeDiscordBot(FakeDiscord):
             original = interaction.original
             return original is not None and not original["flags"] & LOADING
 
-        deadline = time.monotonic() + timeout
-        while not answered():
-            interaction.changed.clear()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"interaction /{interaction.payload['data']['name']} unanswered")
-            try:
-                await asyncio.wait_for(interaction.changed.wait(), left)
-            except TimeoutError:
-                continue
+        await _wait_until(interaction, answered, timeout)
         assert interaction.original is not None
         return interaction.original
+
+    async def wait_for_followups(
+        self, interaction: FakeInteraction, count: int, timeout: float = 5.0
+    ) -> list[dict[str, Any]]:
+        """Wait until the interaction has `count` follow-up messages; return them."""
+        await _wait_until(interaction, lambda: len(interaction.followups) >= count, timeout)
+        return interaction.followups
 
     # Login and gateway.
 
@@ -586,6 +585,19 @@ class FakeDiscordBot(FakeDiscord):
         if request.query.get("wait") in ("1", "true", "True"):
             return web.json_response(message)
         return web.Response(status=204)
+
+
+async def _wait_until(
+    interaction: FakeInteraction, condition: Callable[[], bool], timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        interaction.changed.clear()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"/{interaction.payload['data']['name']}: still waiting")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(interaction.changed.wait(), left)
 
 
 async def _json_object(request: web.Request) -> dict[str, Any] | None:

@@ -91,6 +91,7 @@ class FakeGateway:
         self._resume_gate = asyncio.Event()
         self._resume_gate.set()
         self._ready = asyncio.Event()
+        self._resume_asked = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._port = 0
 
@@ -122,6 +123,10 @@ class FakeGateway:
     async def wait_until_ready(self, timeout: float = 10.0) -> None:
         """Wait until a session has been READY."""
         await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def wait_for_resume(self, timeout: float = 10.0) -> None:
+        """Wait until the bot has sent a RESUME."""
+        await asyncio.wait_for(self._resume_asked.wait(), timeout)
 
     def dispatch(self, event: str, data: dict[str, Any]) -> None:
         """Send an event to the bot now, or keep it for a RESUME if the bot is away."""
@@ -238,6 +243,7 @@ class FakeGateway:
 
     async def _resume(self, socket: web.WebSocketResponse, data: dict[str, Any]) -> None:
         self.resumes.append({key: value for key, value in data.items() if key != "token"})
+        self._resume_asked.set()
         await self._resume_gate.wait()
         session = self._session
         if (
