@@ -14,6 +14,7 @@ from typing import Protocol
 
 from server import __version__, log_redaction
 from server.app import App
+from server.bot.keys import BOT_KEYS, INTERACTIONS_KEYS, require
 from server.config import ConfigError, Settings, load_settings, write_initial_config
 from server.plugin_installer import default_plugin_dir, install_plugin
 from server.rules import RulesError
@@ -169,6 +170,7 @@ BOT_EXTRA_MISSING = (
 
 def _bot(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    require(settings, "bot", BOT_KEYS)
     try:
         from server.bot.app import Bot, BotError  # noqa: PLC0415 -- the optional `bot` extra
     except ImportError:
@@ -194,6 +196,7 @@ def _bot(args: argparse.Namespace) -> int:
 
 def _interactions(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    require(settings, "interactions", INTERACTIONS_KEYS)
     try:
         from server.bot.app import BotError, InteractionsServer  # noqa: PLC0415
     except ImportError:

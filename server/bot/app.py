@@ -17,6 +17,7 @@ from server.bot.client import BotClient, point_discord_py_at
 from server.bot.commands import COMMANDS, SlashCommands
 from server.bot.endpoints import bot_api_base
 from server.bot.interactions import InteractionsEndpoint
+from server.bot.keys import BOT_KEYS, INTERACTIONS_KEYS, WHERE_TO_FIND, require
 from server.bot.responder import Responder
 from server.bot.state import BotStateStore, InMemoryBotState
 from server.bot.webhooks import DiscordRestError, InteractionWebhooks
@@ -27,11 +28,6 @@ from server.rules_file import RulesWatcher
 
 log = logging.getLogger(__name__)
 
-WHERE_TO_FIND = {
-    "DISCORD_BOT_TOKEN": "Developer Portal → your application → Bot → Reset Token",
-    "DISCORD_APPLICATION_ID": "Developer Portal → your application → General Information",
-    "DISCORD_PUBLIC_KEY": "Developer Portal → your application → General Information",
-}
 TOKEN_REFUSED = (
     "Discord refused DISCORD_BOT_TOKEN (401 Unauthorized): copy the bot's token again "
     f"({WHERE_TO_FIND['DISCORD_BOT_TOKEN']})"
@@ -44,16 +40,6 @@ INTENT_REFUSED = (
 
 class BotError(Exception):
     """Discord could not be reached or refused to start the bot; the text says which and why."""
-
-
-def require(settings: Settings, command: str, *keys: str) -> None:
-    """Raise `ConfigError` naming the first of `keys` that is empty."""
-    for key in keys:
-        if not getattr(settings, key):
-            raise ConfigError(
-                f"{key} is empty: `discord-auto-reply {command}` needs it "
-                f"({WHERE_TO_FIND[key]}; set it in config.json or the environment)"
-            )
 
 
 @dataclass
@@ -114,7 +100,7 @@ class Bot:
         memory: MemoryStore | None = None,
         state: BotStateStore | None = None,
     ) -> None:
-        require(settings, "bot", "DISCORD_BOT_TOKEN")
+        require(settings, "bot", BOT_KEYS)
         self.settings = settings
         self.parts = BotParts.build(settings, reply_config, memory=memory, state=state)
         point_discord_py_at(bot_api_base(settings.DISCORD_API_BASE))
@@ -163,7 +149,7 @@ class InteractionsServer:
         memory: MemoryStore | None = None,
         state: BotStateStore | None = None,
     ) -> None:
-        require(settings, "interactions", "DISCORD_PUBLIC_KEY", "DISCORD_APPLICATION_ID")
+        require(settings, "interactions", INTERACTIONS_KEYS)
         self.settings = settings
         self.host = host
         self.port = port
