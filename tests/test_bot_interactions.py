@@ -34,12 +34,12 @@ class Endpoint:
 
 @asynccontextmanager
 async def endpoint(
-    tmp_path: Path, llm: FakeOpenAI, *, bot_token: str | None = None
+    tmp_path: Path, llm: FakeOpenAI, *, bot_token: str | None = None, **api_options: float
 ) -> AsyncIterator[Endpoint]:
     """The real interactions server on a free port, answering through the fake REST API."""
     reply_config = tmp_path / "reply_config.py"
     reply_config.write_text(RULES, encoding="utf-8")
-    api = FakeDiscordBot()
+    api = FakeDiscordBot(**api_options)  # type: ignore[arg-type]
     api.add_guild(GUILD, GUILD_CHANNEL)
     await api.start()
     settings = bot_settings(
@@ -158,14 +158,15 @@ async def test_a_caller_no_rule_covers_is_refused_at_once(
         assert fake_openai.requests == []
 
 
-async def test_a_long_answer_continues_in_follow_ups(
+async def test_a_long_answer_continues_in_follow_ups_within_the_rate_limit(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
     text = "\n\n".join(f"Paragraph {i}. " + "x" * 900 for i in range(5))
     fake_openai.reply_fn = lambda _messages: text
     expected = split_message(text, 2000)
     assert len(expected) == 3
-    async with endpoint(tmp_path, fake_openai) as ep:
+    # One request per 0.3 s per interaction: each follow-up meets a 429 first and waits it out.
+    async with endpoint(tmp_path, fake_openai, limit=1, window=0.3) as ep:
         interaction = ep.api.new_interaction("ask", FRIEND, DM_CHANNEL, options={"prompt": "long"})
         await ep.api.deliver(ep.url, interaction, ep.http)
         original = await ep.api.wait_for_answer(interaction)
@@ -173,6 +174,9 @@ async def test_a_long_answer_continues_in_follow_ups(
         assert [original["content"], *(f["content"] for f in followups)] == expected
         assert all(f["allowed_mentions"]["parse"] == [] for f in followups)
         assert all(not f["flags"] & EPHEMERAL for f in followups)
+        webhook_statuses = [r.status for r in ep.api.requests if "/webhooks/" in r.path]
+        assert webhook_statuses.count(429) >= 1
+        assert [status for status in webhook_statuses if status != 429] == [200, 204, 204]
 
 
 async def test_a_refused_bot_token_stops_the_start_with_the_key_named(

@@ -122,7 +122,12 @@ class Bot:
             raise ConfigError(TOKEN_REFUSED) from None
         except discord.PrivilegedIntentsRequired:
             raise ConfigError(INTENT_REFUSED) from None
-        except (OSError, aiohttp.ClientError, discord.HTTPException) as exc:
+        except (
+            OSError,
+            aiohttp.ClientError,
+            discord.HTTPException,
+            discord.GatewayNotFound,
+        ) as exc:
             where = bot_api_base(self.settings.DISCORD_API_BASE)
             raise BotError(f"cannot use Discord at {where}: {exc}") from None
         finally:
@@ -174,6 +179,7 @@ class InteractionsServer:
                 await self.webhooks.overwrite_commands(COMMANDS)
             except DiscordRestError as exc:
                 await self.webhooks.aclose()
+                await self.parts.llm.aclose()
                 if exc.status == 401:
                     raise ConfigError(TOKEN_REFUSED) from None
                 raise BotError(f"cannot register the slash commands: {exc}") from None

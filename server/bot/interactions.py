@@ -87,7 +87,7 @@ class InteractionsEndpoint:
         if kind == PING:
             return web.json_response({"type": PONG})
         invocation = read_interaction(payload) if kind == APPLICATION_COMMAND else None
-        if invocation is None:
+        if invocation is None or not isinstance(payload.get("token"), str):
             return web.json_response({"error": "unsupported interaction"}, status=400)
         refusal = self._commands.check(invocation)
         if refusal is not None:
@@ -99,7 +99,7 @@ class InteractionsEndpoint:
         response = web.json_response(deferral)
         await response.prepare(request)
         await response.write_eof()
-        task = asyncio.create_task(self._answer(str(payload["token"]), invocation))
+        task = asyncio.create_task(self._answer(payload["token"], invocation))
         self._answers.add(task)
         task.add_done_callback(self._answers.discard)
         return response

@@ -53,6 +53,8 @@ class InteractionWebhooks:
         max_attempts: int = 5,
         retry_backoff: float = 1.0,
     ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
         self._api_base = api_base.rstrip("/")
         self._application_id = application_id
         self._bot_token = bot_token
