@@ -16,6 +16,10 @@ Add a third item (or use a dict) for per-rule settings, all optional:
 The most specific rule wins: exact pair, then user anywhere, then anyone in a channel.
 ("*", "*") is refused: it would answer everyone everywhere.
 Ids are Discord snowflakes: turn on Developer Mode, then right-click > Copy ID.
+
+Bot-account mode only (`discord-auto-reply bot`, see README.md):
+    "listen": "all" in a rule's settings answers its guild messages without a mention;
+    PERSONAS = {"pirate": "You are a cheerful pirate."} names system prompts for /persona.
 """
 
 CONTEXT_MESSAGE = (

@@ -1,5 +1,5 @@
 """Command line: `discord-auto-reply serve | init | plugin install | check | memory | away |
-drafts | history | chat`."""
+drafts | history | chat | bot | interactions`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from server import (
     __version__,
@@ -21,6 +22,7 @@ from server import (
     owner_commands,
 )
 from server.app import App
+from server.bot.keys import BOT_KEYS, INTERACTIONS_KEYS, require
 from server.chat_session import chat_rule, run_chat
 from server.config import ConfigError, Settings, load_settings, write_initial_config
 from server.control_client import ControlError
@@ -37,6 +39,14 @@ from server.rules import RulesError, RuleSet
 from server.rules_file import load_rules
 
 log = logging.getLogger("server")
+
+
+class _Service(Protocol):
+    """Something that starts listening and stops: the relay `App`, the interactions server."""
+
+    async def start(self) -> int: ...
+
+    async def stop(self) -> None: ...
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,6 +126,24 @@ def _parser() -> argparse.ArgumentParser:
             action.add_argument("--pair", nargs=2, metavar=("USER", "CHANNEL"))
             action.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
     _add_owner_commands(commands)
+
+    bot = commands.add_parser("bot", help="run as a Discord bot account (gateway + slash commands)")
+    bot.add_argument("--config", type=Path, default=Path("config.json"))
+    bot.add_argument("--reply-config", type=Path, default=Path("reply_config.py"))
+    bot.add_argument(
+        "-v", "--verbose", action="count", default=0, help="-v: debug logs; -vv: also discord.py"
+    )
+    bot.set_defaults(command=_bot)
+
+    interactions = commands.add_parser(
+        "interactions", help="serve the bot's slash commands over HTTP (Interactions Endpoint URL)"
+    )
+    interactions.add_argument("--config", type=Path, default=Path("config.json"))
+    interactions.add_argument("--reply-config", type=Path, default=Path("reply_config.py"))
+    interactions.add_argument("--host", default="127.0.0.1")
+    interactions.add_argument("--port", type=int, default=8787)
+    interactions.add_argument("-v", "--verbose", action="count", default=0, help="debug logs")
+    interactions.set_defaults(command=_interactions)
     return parser
 
 
@@ -164,6 +192,8 @@ def _setup_logging(settings: Settings, verbosity: int) -> None:
     logging.getLogger("websockets").setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
     for noisy in ("httpx2", "httpcore2", "openai", "g4f"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("discord").setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -188,7 +218,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_until_signal(app: App) -> None:
+async def _run_until_signal(app: _Service) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -338,3 +368,55 @@ def _can_print(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+BOT_EXTRA_MISSING = (
+    "bot-account mode needs the `bot` extra: pip install 'discord-auto-reply[bot]' "
+    "(or `make run EXTRAS=g4f,bot`)"
+)
+
+
+def _bot(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    require(settings, "bot", BOT_KEYS)
+    try:
+        from server.bot.app import Bot, BotError  # noqa: PLC0415 -- the optional `bot` extra
+    except ImportError:
+        raise ConfigError(BOT_EXTRA_MISSING) from None
+    _setup_logging(settings, args.verbose)
+    bot = Bot(settings, args.reply_config)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):  # Windows has no signal handlers
+                loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+        await bot.run()
+        log.info("shutting down")
+
+    try:
+        asyncio.run(run())
+    except BotError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+def _interactions(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    require(settings, "interactions", INTERACTIONS_KEYS)
+    try:
+        from server.bot.app import BotError, InteractionsServer  # noqa: PLC0415
+    except ImportError:
+        raise ConfigError(BOT_EXTRA_MISSING) from None
+    _setup_logging(settings, args.verbose)
+    server = InteractionsServer(settings, args.reply_config, host=args.host, port=args.port)
+    try:
+        asyncio.run(_run_until_signal(server))
+    except BotError as exc:
+        log.error("%s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", args.host, args.port, exc.strerror or exc)
+        return 1
+    return 0

@@ -38,8 +38,24 @@ def _http_url(value: str) -> str:
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 HttpUrlOrEmpty = Annotated[str, AfterValidator(lambda value: value and _http_url(value))]
 
+
+def _snowflake_or_empty(value: str) -> str:
+    if value and not re.fullmatch(r"[0-9]{1,25}", value):
+        raise ValueError("must be the application's id (digits), from the Developer Portal")
+    return value
+
+
+def _public_key_or_empty(value: str) -> str:
+    if value and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise ValueError("must be the application's public key: 64 hexadecimal characters")
+    return value
+
+
+SnowflakeOrEmpty = Annotated[str, AfterValidator(_snowflake_or_empty)]
+PublicKeyOrEmpty = Annotated[str, AfterValidator(_public_key_or_empty)]
+
 # Settings that hold secrets: never logged, never echoed back in errors.
-SECRET_KEYS = ("OPENAI_API_KEY", "DISCORD_AUTHORIZATION", "WEBSOCKET_SECRET")
+SECRET_KEYS = ("OPENAI_API_KEY", "DISCORD_AUTHORIZATION", "WEBSOCKET_SECRET", "DISCORD_BOT_TOKEN")
 
 
 class ConfigError(Exception):
@@ -91,6 +107,10 @@ class Settings(BaseModel):
     REPLY_WHEN: ReplyWhen = "away"
     MODE: ReplyMode = "send"
     DRAFT_EXPIRE_MINUTES: PositiveFloat = 30.0
+    # Bot-account mode (`discord-auto-reply bot` and `interactions`)
+    DISCORD_BOT_TOKEN: str = ""
+    DISCORD_APPLICATION_ID: SnowflakeOrEmpty = ""
+    DISCORD_PUBLIC_KEY: PublicKeyOrEmpty = ""
 
     def messenger_name(self) -> Literal["rest", "plugin", "macro"]:
         """Resolve `MESSENGER: "auto"`: REST when a token is set, else the plugin."""

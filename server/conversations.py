@@ -23,7 +23,7 @@ MessageStatus = Literal["pending", "answered", "skipped", "failed", "expired"]
 """A message's fate: waiting for a reply, answered (a reply is recorded for it), or not and why."""
 _POSITION = "COALESCE(follows, id)"
 # Replies that are not part of the conversation: nothing delivered yet, or the fallback message.
-_IN_MEMORY = "NOT (kind = 'reply' AND (content = '' OR backend = 'fallback'))"
+_IN_MEMORY = "NOT (kind = 'reply' AND (content = '' OR COALESCE(backend, '') = 'fallback'))"
 FALLBACK_BACKEND = "fallback"
 
 

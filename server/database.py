@@ -98,6 +98,23 @@ MIGRATIONS: tuple[str, ...] = (
         value       TEXT NOT NULL
     );
     """,
+    # Bot-account mode: the persona and the sessions each person chose in a channel.
+    """
+    CREATE TABLE bot_pairs (
+        user_id     TEXT NOT NULL,
+        channel_id  TEXT NOT NULL,
+        persona     TEXT,
+        current     TEXT NOT NULL DEFAULT 'main',
+        PRIMARY KEY (user_id, channel_id)
+    );
+    CREATE TABLE bot_sessions (
+        id          INTEGER PRIMARY KEY,
+        user_id     TEXT NOT NULL,
+        channel_id  TEXT NOT NULL,
+        title       TEXT NOT NULL,
+        UNIQUE (user_id, channel_id, title)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -13,6 +13,8 @@ from server.config import ReplyMode, ReplyWhen
 from server.memory import MAX_MEMORY_LENGTH
 
 WILDCARD = "*"
+Listen = Literal["mentions", "all"]
+MAX_PERSONA_NAME = 100
 _SNOWFLAKE = re.compile(r"^[0-9]{1,25}$")
 
 
@@ -45,6 +47,7 @@ class _RuleEntry(BaseModel):
     memory_length: Annotated[int, Field(ge=0, le=MAX_MEMORY_LENGTH)] | None = None
     reply_when: ReplyWhen | None = None
     mode: ReplyMode | None = None
+    listen: Listen = "mentions"
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class Rule:
     """Instead of REPLY_WHEN: "away" replies only while the owner is away, "always" whenever."""
     mode: ReplyMode | None = None
     """Instead of MODE: "draft" keeps the reply for the owner to send, edit or discard."""
+    listen: Listen = "mentions"
+    """Bot-account mode, guild channels: answer only when mentioned or replied to, or "all"."""
 
     def matches(self, user_id: str, channel_id: str) -> bool:
         """True if this rule covers `user_id` writing in `channel_id`."""
@@ -75,10 +80,12 @@ class Rule:
 
 @dataclass(frozen=True)
 class RuleSet:
-    """The whole of `reply_config.py`: the default system prompt and the rules."""
+    """The whole of `reply_config.py`: the default system prompt, the rules, the personas."""
 
     context_message: str
     rules: tuple[Rule, ...]
+    personas: tuple[tuple[str, str], ...] = ()
+    """PERSONAS as (name, system prompt) pairs, in the file's order (a tuple keeps it hashable)."""
 
     def match(self, user_id: str, channel_id: str) -> Rule | None:
         """The most specific rule covering the pair, or None if it is not allow-listed."""
@@ -96,6 +103,10 @@ class RuleSet:
     def system_prompt(self, rule: Rule) -> str:
         """The rule's persona, else CONTEXT_MESSAGE."""
         return rule.persona if rule.persona is not None else self.context_message
+
+    def persona(self, name: str) -> str | None:
+        """The system prompt of the persona called `name` in PERSONAS, or None."""
+        return dict(self.personas).get(name)
 
 
 EMPTY_RULES = RuleSet(context_message="", rules=())
@@ -116,7 +127,23 @@ def parse_rules(namespace: Mapping[str, object], source: str) -> RuleSet:
     rules = tuple(
         _parse_entry(entry, f"{source}: REPLY_TO[{index}]") for index, entry in enumerate(entries)
     )
-    return RuleSet(context_message=context, rules=rules)
+    personas = _parse_personas(namespace.get("PERSONAS", {}), source)
+    return RuleSet(context_message=context, rules=rules, personas=personas)
+
+
+def _parse_personas(personas: object, source: str) -> tuple[tuple[str, str], ...]:
+    """PERSONAS = {"name": "system prompt", ...}, for the bot's /persona command."""
+    if not isinstance(personas, Mapping):
+        raise RulesError(f'{source}: PERSONAS must be a dict of {{"name": "system prompt"}}')
+    for name, prompt in personas.items():
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_PERSONA_NAME:
+            raise RulesError(
+                f"{source}: PERSONAS: each name must be a non-empty string of at most "
+                f"{MAX_PERSONA_NAME} characters, got {name!r}"
+            )
+        if not isinstance(prompt, str):
+            raise RulesError(f"{source}: PERSONAS[{name!r}] must be a string (the system prompt)")
+    return tuple((name.strip(), prompt) for name, prompt in personas.items())
 
 
 def _parse_entry(entry: object, where: str) -> Rule:

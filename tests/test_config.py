@@ -142,6 +142,29 @@ def test_errors_never_echo_a_secret(tmp_path: Path) -> None:
     assert "secret-token-value" not in str(caught.value)
 
 
+def test_bot_keys_are_checked_and_the_bot_token_is_a_secret(tmp_path: Path) -> None:
+    key = "ab" * 32
+    settings = load_settings(
+        tmp_path / "absent.json",
+        env={
+            "DISCORD_BOT_TOKEN": "bot-token-value",
+            "DISCORD_APPLICATION_ID": "1180000000000000042",
+            "DISCORD_PUBLIC_KEY": key,
+        },
+    )
+    assert settings.DISCORD_APPLICATION_ID == "1180000000000000042"
+    assert key == settings.DISCORD_PUBLIC_KEY
+    assert "bot-token-value" in settings.secret_values()
+    for name, value in (("DISCORD_APPLICATION_ID", "my-app"), ("DISCORD_PUBLIC_KEY", "abc")):
+        with pytest.raises(ConfigError, match=rf"c\.json: {name}"):
+            load_settings(write(tmp_path / "c.json", {name: value}), env={})
+    path = write(tmp_path / "c.json", {"DISCORD_BOT_TOKEN": ["bot-token-value"]})
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert "DISCORD_BOT_TOKEN" in str(caught.value)
+    assert "bot-token-value" not in str(caught.value)
+
+
 def test_init_writes_a_private_file_with_a_random_secret(tmp_path: Path) -> None:
     first, second = tmp_path / "a.json", tmp_path / "b.json"
     write_initial_config(first)

@@ -83,6 +83,10 @@ async def test_reset_starts_afresh_and_keeps_the_history_for_export(tmp_path: Pa
     await store.add(PAIR, ChatMessage("user", "old"))
     await store.add(PAIR, ChatMessage("assistant", "old reply"))
     await store.add(("333", "444"), ChatMessage("user", "someone else"))
+    assert await store.recent(PAIR, 10) == [  # a reply added as a plain turn is remembered
+        ChatMessage("user", "old"),
+        ChatMessage("assistant", "old reply"),
+    ]
     await store.reset(PAIR)
     assert await store.recent(PAIR, 10) == []
     assert await store.conversation(PAIR) == []

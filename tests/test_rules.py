@@ -137,3 +137,32 @@ async def test_watcher_reloads_and_keeps_last_good_rules_on_a_broken_edit(
     assert await watcher.reload_if_changed()
     assert changes == [2, 1]
     assert watcher.current.match("1", "2") is None
+
+
+def test_personas_and_listen_for_bot_mode() -> None:
+    rules = parse_rules(
+        {
+            "REPLY_TO": [("1", "2"), {"user": "*", "channel": "3", "listen": "all"}],
+            "PERSONAS": {" pirate ": "Arr.", "poet": "In verse."},
+        },
+        "rc.py",
+    )
+    assert rules.persona("pirate") == "Arr."
+    assert rules.persona("ninja") is None
+    assert [name for name, _ in rules.personas] == ["pirate", "poet"]
+    assert rules.match("1", "2") == Rule("1", "2", listen="mentions")
+    assert rules.match("9", "3") == Rule("*", "3", listen="all")
+
+
+@pytest.mark.parametrize(
+    ("namespace", "expected"),
+    [
+        ({"PERSONAS": ["pirate"]}, r"PERSONAS must be a dict"),
+        ({"PERSONAS": {"": "x"}}, r"PERSONAS: each name must be a non-empty string"),
+        ({"PERSONAS": {"pirate": 3}}, r"PERSONAS\['pirate'\] must be a string"),
+        ({"REPLY_TO": [("1", "2", {"listen": "some"})]}, r"REPLY_TO\[0\]: listen: Input should"),
+    ],
+)
+def test_bad_personas_and_listen_name_the_file(namespace: dict[str, object], expected: str) -> None:
+    with pytest.raises(RulesError, match=rf"^rc\.py: {expected}"):
+        parse_rules(namespace, "rc.py")

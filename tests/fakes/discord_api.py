@@ -1,6 +1,7 @@
-"""A local fake of Discord's REST API v9: create message, typing, the current user, rate limits
-and error shapes.
+"""A local fake of Discord's REST API (v9 and v10): create message, typing, the current user,
+rate limits and error shapes.
 
+The bot routes (login, gateway URL, commands, interactions) are in `discord_bot_api.py`.
 Run standalone for other test suites: `python -m tests.fakes.discord_api [--port N]` prints
 `http://127.0.0.1:PORT/api/v9` once listening, then serves until SIGTERM or Ctrl-C.
 """
@@ -15,7 +16,7 @@ import json
 import math
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -24,6 +25,8 @@ from typing import Any, Literal
 from aiohttp import web
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
+# Discord serves both API versions: the REST messenger speaks v9, discord.py v10.
+API_PREFIXES = ("/api/v9", "/api/v10")
 MAX_CONTENT_LENGTH = 2000
 MAX_NONCE_LENGTH = 25
 MESSAGES_ROUTE = "POST /channels/{channel_id}/messages"
@@ -40,6 +43,8 @@ FAILURE_BODIES: dict[int, dict[str, Any]] = {
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Which server the fake behaves like where Discord-compatible servers differ (see FakeDiscord).
 Flavour = Literal["discord", "spacebar"]
+Route = tuple[str, str, Handler]
+"""(method, path under the API prefix, handler)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,12 @@ def _is_empty(body: dict[str, Any]) -> bool:
     return not has_content and not any(body.get(field) for field in MESSAGE_PAYLOAD_FIELDS)
 
 
+async def _plain_json_type(_request: web.Request, response: web.StreamResponse) -> None:
+    """Discord says `application/json` with no charset (discord.py compares the header exactly)."""
+    if response.content_type == "application/json":
+        response.headers["Content-Type"] = "application/json"
+
+
 def _reason(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -125,7 +136,7 @@ def _reason(status: int) -> str:
 
 
 class FakeDiscord:
-    """Discord's REST API v9 on 127.0.0.1, accepting only the user token `TOKEN`.
+    """Discord's REST API on 127.0.0.1 (/api/v9 and /api/v10), accepting the user token `TOKEN`.
 
     `messages` holds each created message: the message object Discord returns, overlaid with the
     fields of the request body as received (`nonce`, `enforce_nonce`, `allowed_mentions`,
@@ -135,7 +146,8 @@ class FakeDiscord:
     `flavour="spacebar"` answers where Spacebar (a JavaScript Discord-compatible server) differs:
     it measures content in UTF-16 units (`content.length`) and refuses an over-long one with
     400 "Content length over max character limit"; it refuses a wrong token with 400 and code
-    40001 "Unauthorized" instead of 401 (a missing header is still 401).
+    40001 "Unauthorized" instead of 401 (a missing header is still 401). Each function in
+    `message_listeners` is called with every created message (the fake gateway dispatches them).
     """
 
     TOKEN = "fake-user-token.abc"
@@ -160,6 +172,7 @@ class FakeDiscord:
         self.messages: list[dict[str, Any]] = []
         self.typing: list[str] = []
         self.requests: list[RecordedRequest] = []
+        self.message_listeners: list[Callable[[dict[str, Any]], None]] = []
         self._requested_port = port
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -185,15 +198,38 @@ class FakeDiscord:
             return await self._record(request, handler)
 
         app = web.Application(middlewares=[record])
-        app.router.add_post("/api/v9/channels/{channel_id}/messages", self._create_message)
-        app.router.add_post("/api/v9/channels/{channel_id}/typing", self._trigger_typing)
-        app.router.add_get("/api/v9/users/@me", self._current_user)
+        for prefix in API_PREFIXES:
+            for method, path, handler in self._routes():
+                app.router.add_route(method, prefix + path, handler)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
+        app.on_response_prepare.append(_plain_json_type)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._requested_port)
         await site.start()
         self._port = self._runner.addresses[0][1]
+
+    def _routes(self) -> Sequence[Route]:
+        """The routes served under each API prefix."""
+        return [
+            ("POST", "/channels/{channel_id}/messages", self._create_message),
+            ("POST", "/channels/{channel_id}/typing", self._trigger_typing),
+            ("GET", "/users/@me", self._current_user),
+        ]
+
+    def _author(self, request: web.Request) -> dict[str, Any] | None:
+        """The user the request's `Authorization` logs in as; None for a bad or missing token."""
+        if request.headers.get("Authorization") != self.TOKEN:
+            return None
+        return {
+            "id": self.USER_ID,
+            "username": self.USERNAME,
+            "global_name": self.GLOBAL_NAME,
+            "avatar": None,
+            "discriminator": "0",
+            "public_flags": 0,
+            "flags": 0,
+        }
 
     async def stop(self) -> None:
         """Stop listening."""
@@ -250,32 +286,29 @@ class FakeDiscord:
         failure = self._take_failure(channel_id)
         if failure is not None:
             return self._failure_response(failure)
-        refused = self._refuse_token(request)
-        if refused is not None:
-            return refused
+        author = self._author(request)
+        if author is None:
+            return self._unauthorized(request)
         headers, allowed = self._spend(MESSAGES_ROUTE, channel_id)
         if not allowed:
             return self._too_many(headers, float(headers["X-RateLimit-Reset-After"]), False)
-        response = await self._message_response(request, channel_id)
+        response = await self._message_response(request, channel_id, author)
         response.headers.update(headers)
         return response
 
     async def _trigger_typing(self, request: web.Request) -> web.Response:
         channel_id = request.match_info["channel_id"]
-        refused = self._refuse_token(request)
-        if refused is not None:
-            return refused
+        if self._author(request) is None:
+            return self._unauthorized(request)
         headers, allowed = self._spend(TYPING_ROUTE, channel_id)
         if not allowed:
             return self._too_many(headers, float(headers["X-RateLimit-Reset-After"]), False)
         self.typing.append(channel_id)
         return web.Response(status=204, headers=headers)
 
-    def _refuse_token(self, request: web.Request) -> web.Response | None:
-        """The answer to a missing or wrong token, in the fake's flavour; None for the right one."""
+    def _unauthorized(self, request: web.Request) -> web.Response:
+        """The answer to a missing or wrong token, in the fake's flavour."""
         token = request.headers.get("Authorization")
-        if token == self.TOKEN:
-            return None
         if self.flavour == "spacebar":
             if token is None:
                 return _error(401, "Missing Authorization Header", 401, errors=None, data=None)
@@ -285,14 +318,14 @@ class FakeDiscord:
 
     async def _current_user(self, request: web.Request) -> web.Response:
         """The account's own user object, with the private fields a user token can see."""
-        refused = self._refuse_token(request)
-        if refused is not None:
-            return refused
+        author = self._author(request)
+        if author is None:
+            return self._unauthorized(request)
         headers, allowed = self._spend(ME_ROUTE, "@me")
         if not allowed:
             return self._too_many(headers, float(headers["X-RateLimit-Reset-After"]), False)
         user = {
-            **self._author(),
+            **author,
             "banner": None,
             "accent_color": None,
             "banner_color": None,
@@ -308,19 +341,9 @@ class FakeDiscord:
         }
         return web.json_response(user, headers=headers)
 
-    def _author(self) -> dict[str, Any]:
-        """The account as message objects show it."""
-        return {
-            "id": self.USER_ID,
-            "username": self.USERNAME,
-            "global_name": self.GLOBAL_NAME,
-            "avatar": None,
-            "discriminator": "0",
-            "public_flags": 0,
-            "flags": 0,
-        }
-
-    async def _message_response(self, request: web.Request, channel_id: str) -> web.Response:
+    async def _message_response(
+        self, request: web.Request, channel_id: str, author: dict[str, Any]
+    ) -> web.Response:
         try:
             body = json.loads(await request.read())
         except ValueError:
@@ -340,10 +363,12 @@ class FakeDiscord:
         earlier = self._earlier_with_nonce(body)
         if earlier is not None:
             return web.json_response(earlier)
-        message = self._new_message(channel_id, body)
+        message = self._new_message(channel_id, body, author)
         async with self._created:
             self.messages.append({**message, **body})
             self._created.notify_all()
+        for listener in self.message_listeners:
+            listener(message)
         return web.json_response(message)
 
     def _earlier_with_nonce(self, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -356,7 +381,9 @@ class FakeDiscord:
             return None
         return seen[1]
 
-    def _new_message(self, channel_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _new_message(
+        self, channel_id: str, body: dict[str, Any], author: dict[str, Any]
+    ) -> dict[str, Any]:
         message: dict[str, Any] = {
             "type": 0,
             "channel_id": channel_id,
@@ -372,8 +399,8 @@ class FakeDiscord:
             "edited_timestamp": None,
             "flags": 0,
             "components": [],
-            "id": self._snowflake(),
-            "author": self._author(),
+            "id": self.snowflake(),
+            "author": author,
         }
         nonce = body.get("nonce")
         if nonce is not None:
@@ -394,7 +421,8 @@ class FakeDiscord:
             self._by_nonce[str(nonce)] = (time.monotonic(), message)
         return message
 
-    def _snowflake(self) -> str:
+    def snowflake(self) -> str:
+        """A new unique Discord id with the current time in it."""
         self._increment += 1
         milliseconds = int(time.time() * 1000) - DISCORD_EPOCH_MS
         return str((milliseconds << 22) | (1 << 17) | (1 << 12) | (self._increment % 4096))

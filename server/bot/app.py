@@ -1,0 +1,236 @@
+"""Wiring of bot-account mode: the parts both commands share, the gateway bot, the endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import discord
+from aiohttp import web
+
+from server.app import describe_backends, is_loopback
+from server.bot.client import BotClient, point_discord_py_at
+from server.bot.commands import COMMANDS, SlashCommands
+from server.bot.endpoints import bot_api_base
+from server.bot.interactions import InteractionsEndpoint
+from server.bot.keys import BOT_KEYS, INTERACTIONS_KEYS, WHERE_TO_FIND, require
+from server.bot.responder import Responder
+from server.bot.sqlite_state import SqliteBotState
+from server.bot.state import BotStateStore
+from server.bot.webhooks import DiscordRestError, InteractionWebhooks
+from server.config import ConfigError, Settings
+from server.conversations import ConversationStore
+from server.llm.chain import BackendChain, build_backend_chain
+from server.memory import MemoryStore
+from server.rules_file import RulesWatcher
+
+log = logging.getLogger(__name__)
+
+TOKEN_REFUSED = (
+    "Discord refused DISCORD_BOT_TOKEN (401 Unauthorized): copy the bot's token again "
+    f"({WHERE_TO_FIND['DISCORD_BOT_TOKEN']})"
+)
+INTENT_REFUSED = (
+    "Discord refused the Message Content intent: turn on “Message Content Intent” "
+    "(Developer Portal → your application → Bot → Privileged Gateway Intents)"
+)
+
+
+class BotError(Exception):
+    """Discord could not be reached or refused to start the bot; the text says which and why."""
+
+
+@dataclass
+class BotParts:
+    """What the gateway bot and the interactions endpoint share: rules, LLM, memory, commands."""
+
+    rules: RulesWatcher
+    llm: BackendChain
+    responder: Responder
+    commands: SlashCommands
+    store: ConversationStore | None
+    """The database behind memory and state, when they are not given (opened by `open`)."""
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        reply_config: Path,
+        *,
+        memory: MemoryStore | None = None,
+        state: BotStateStore | None = None,
+    ) -> BotParts:
+        """Load the rules and build the LLM chain; memory and state in DATABASE unless given."""
+        rules = RulesWatcher(reply_config, lambda _rules: None)
+        store = (
+            None
+            if memory is not None and state is not None
+            else ConversationStore(settings.DATABASE)
+        )
+        if store is not None:
+            memory = memory if memory is not None else store
+            state = state if state is not None else SqliteBotState(store.database)
+        assert memory is not None and state is not None
+        llm = build_backend_chain(settings)
+        responder = Responder(
+            settings=settings,
+            rules=lambda: rules.current,
+            llm=llm,
+            memory=memory,
+            state=state,
+        )
+        commands = SlashCommands(
+            rules=lambda: rules.current, state=state, memory=memory, responder=responder
+        )
+        return cls(rules, llm, responder, commands, store)
+
+    async def open(self) -> None:
+        """Open the database (if this bot keeps its own); `DatabaseError` names the file."""
+        if self.store is not None:
+            await self.store.open()
+            log.info("conversations are kept in %s", self.store.path)
+
+    async def close(self) -> None:
+        """Close the LLM clients and the database."""
+        await self.llm.aclose()
+        if self.store is not None:
+            await self.store.close()
+
+    def log_start(self, settings: Settings) -> None:
+        """The start-up lines both commands print: backends and watched pairs."""
+        log.info("LLM backends: %s", describe_backends(settings, self.llm))
+        rules = self.rules.current
+        log.info(
+            "watching %d pair(s) and %d persona(s) from %s",
+            len(rules.rules),
+            len(rules.personas),
+            self.rules.path,
+        )
+
+
+class Bot:
+    """`discord-auto-reply bot`: the gateway client, with the rules file watched meanwhile."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        reply_config: Path,
+        *,
+        memory: MemoryStore | None = None,
+        state: BotStateStore | None = None,
+    ) -> None:
+        require(settings, "bot", BOT_KEYS)
+        self.settings = settings
+        self.parts = BotParts.build(settings, reply_config, memory=memory, state=state)
+        point_discord_py_at(bot_api_base(settings.DISCORD_API_BASE))
+        self.client = BotClient(
+            settings=settings,
+            rules=lambda: self.parts.rules.current,
+            responder=self.parts.responder,
+            commands=self.parts.commands,
+        )
+
+    async def run(self) -> None:
+        """Log in, connect and answer until `close`; `ConfigError` or `BotError` if refused."""
+        self.parts.log_start(self.settings)
+        await self.parts.open()
+        watcher = asyncio.create_task(self.parts.rules.run(), name="rules watcher")
+        try:
+            async with self.client:
+                await self.client.start(self.settings.DISCORD_BOT_TOKEN)
+        except discord.LoginFailure:
+            raise ConfigError(TOKEN_REFUSED) from None
+        except discord.PrivilegedIntentsRequired:
+            raise ConfigError(INTENT_REFUSED) from None
+        except (
+            OSError,
+            aiohttp.ClientError,
+            discord.HTTPException,
+            discord.GatewayNotFound,
+        ) as exc:
+            where = bot_api_base(self.settings.DISCORD_API_BASE)
+            raise BotError(f"cannot use Discord at {where}: {exc}") from None
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await self.parts.close()
+
+    async def close(self) -> None:
+        """Disconnect; `run` returns."""
+        await self.client.close()
+
+
+class InteractionsServer:
+    """`discord-auto-reply interactions`: `POST /interactions` on `host:port`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        reply_config: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8787,
+        memory: MemoryStore | None = None,
+        state: BotStateStore | None = None,
+    ) -> None:
+        require(settings, "interactions", INTERACTIONS_KEYS)
+        self.settings = settings
+        self.host = host
+        self.port = port
+        self.parts = BotParts.build(settings, reply_config, memory=memory, state=state)
+        self.webhooks = InteractionWebhooks(
+            api_base=bot_api_base(settings.DISCORD_API_BASE),
+            application_id=settings.DISCORD_APPLICATION_ID,
+            bot_token=settings.DISCORD_BOT_TOKEN,
+        )
+        endpoint = InteractionsEndpoint(
+            public_key=settings.DISCORD_PUBLIC_KEY,
+            commands=self.parts.commands,
+            webhooks=self.webhooks,
+        )
+        self._runner = web.AppRunner(endpoint.application(), access_log=None)
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        """Register the commands (when the bot token is set), listen; returns the bound port."""
+        await self.parts.open()
+        if self.settings.DISCORD_BOT_TOKEN:
+            try:
+                await self.webhooks.overwrite_commands(COMMANDS)
+            except DiscordRestError as exc:
+                await self.webhooks.aclose()
+                await self.parts.close()
+                if exc.status == 401:
+                    raise ConfigError(TOKEN_REFUSED) from None
+                raise BotError(f"cannot register the slash commands: {exc}") from None
+            log.info("registered %d slash commands", len(COMMANDS))
+        else:
+            log.warning(
+                "DISCORD_BOT_TOKEN is empty: the slash commands are not registered here "
+                "(set it, or run `discord-auto-reply bot` once)"
+            )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        port = int(self._runner.addresses[0][1])
+        if not is_loopback(self.host):
+            log.warning("listening on a non-loopback address; every request is still signed")
+        log.info("interactions endpoint on http://%s:%d/interactions", self.host, port)
+        self.parts.log_start(self.settings)
+        self._watcher = asyncio.create_task(self.parts.rules.run(), name="rules watcher")
+        return port
+
+    async def stop(self) -> None:
+        """Stop listening, let answers in progress finish, close the clients."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await self._runner.cleanup()
+        await self.webhooks.aclose()
+        await self.parts.close()

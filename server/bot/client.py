@@ -1,0 +1,208 @@
+"""The gateway bot: discord.py connected as the application's bot user, answering as the relay.
+
+discord.py keeps one aiohttp session per process for every REST call (messages, typing, command
+registration, interaction responses) with its own rate limiting, so nothing else talks to Discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import discord
+import yarl
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from server.bot.commands import COMMANDS, SlashCommands, ephemeral, read_command_data
+from server.bot.policy import SeenMessage, decide, without_mention
+from server.bot.responder import Answer, Responder
+from server.config import ConfigError, Settings
+from server.memory import PairKey
+from server.rules import RuleSet
+from server.splitter import split_message
+
+log = logging.getLogger(__name__)
+
+DISCORD_MESSAGE_LIMIT = 2000
+INTENTS = discord.Intents(guilds=True, guild_messages=True, dm_messages=True, message_content=True)
+"""Messages in guild channels and DMs, with their text (MESSAGE_CONTENT is privileged); the
+guilds themselves, which discord.py needs to know its channels."""
+NO_PINGS = discord.AllowedMentions.none()
+
+
+def point_discord_py_at(api_base: str) -> None:
+    """Send discord.py's REST traffic to `api_base` (a class attribute: one bot per process)."""
+    Route.BASE = api_base
+
+
+class _PairTurns:
+    """One answer at a time per (user, channel), in arrival order; idle pairs are forgotten."""
+
+    def __init__(self) -> None:
+        self._locks: dict[PairKey, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def turn(self, pair: PairKey) -> AsyncIterator[None]:
+        lock, waiting = self._locks.get(pair, (asyncio.Lock(), 0))
+        self._locks[pair] = (lock, waiting + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, waiting = self._locks[pair]
+            if waiting == 1:
+                del self._locks[pair]
+            else:
+                self._locks[pair] = (lock, waiting - 1)
+
+
+class BotClient(discord.Client):
+    """Answers allow-listed people's messages and runs the slash commands."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        rules: Callable[[], RuleSet],
+        responder: Responder,
+        commands: SlashCommands,
+    ) -> None:
+        # The bot never joins voice: no warning that voice's optional libraries are missing.
+        discord.VoiceClient.warn_dave = False
+        # The application id comes with the login (GET /oauth2/applications/@me).
+        super().__init__(intents=INTENTS, allowed_mentions=NO_PINGS, max_messages=None)
+        self._settings = settings
+        self._rules = rules
+        self._responder = responder
+        self._commands = commands
+        self._turns = _PairTurns()
+
+    async def setup_hook(self) -> None:
+        """After login, before the gateway: find the gateway, register the commands."""
+        _shards, url, _limits = await self.http.get_bot_gateway()
+        # discord.py connects to DEFAULT_GATEWAY unless told; Discord names the URL to use.
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+        app_id, configured = self.application_id, self._settings.DISCORD_APPLICATION_ID
+        if app_id is None:
+            raise ConfigError("Discord did not say which application DISCORD_BOT_TOKEN belongs to")
+        if configured and configured != str(app_id):
+            raise ConfigError(
+                f"DISCORD_APPLICATION_ID is {configured}, but DISCORD_BOT_TOKEN belongs to "
+                f"application {app_id}; fix one of them"
+            )
+        await self.http.bulk_upsert_global_commands(app_id, COMMANDS)
+        log.info("registered %d slash commands for application %s", len(COMMANDS), app_id)
+
+    async def on_ready(self) -> None:
+        """Log who we are once the gateway session is ready."""
+        assert self.user is not None
+        log.info("connected to Discord as %s (id %s)", self.user, self.user.id)
+
+    async def on_resumed(self) -> None:
+        """Log a resumed gateway session (discord.py resumes by itself after a disconnect)."""
+        log.info("gateway session resumed")
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Answer the message if the rules say so; the life of one message reads top to bottom."""
+        me = self.user
+        if me is None:
+            return
+        seen = _seen(message, me.id)
+        decision = decide(seen, self._rules())
+        if decision.rule is None:
+            log.debug("message %s not answered: %s", seen.id, decision.reason)
+            return
+        pair = (seen.author_id, seen.channel_id)
+        async with self._turns.turn(pair):
+            typing = asyncio.create_task(self._keep_typing(message.channel))
+            try:
+                answer = await self._responder.answer(pair, seen.content, decision.rule)
+            finally:
+                typing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await typing
+            if answer is not None and await self._send(message, seen.in_guild, answer):
+                await self._responder.remember(answer)
+                log.info("answered user %s in channel %s (%d chars)", *pair, len(answer.text))
+
+    async def on_interaction(self, interaction: discord.Interaction[BotClient]) -> None:
+        """Run a slash command: refuse at once, or defer and then edit in the answer."""
+        if interaction.type is not discord.InteractionType.application_command:
+            return
+        if interaction.data is None or interaction.channel_id is None:
+            return
+        invocation = read_command_data(
+            interaction.data, str(interaction.user.id), str(interaction.channel_id)
+        )
+        try:
+            refusal = self._commands.check(invocation)
+            if refusal is not None:
+                await interaction.response.send_message(
+                    refusal.content, ephemeral=True, allowed_mentions=NO_PINGS
+                )
+                return
+            await interaction.response.defer(ephemeral=ephemeral(invocation), thinking=True)
+            reply = await self._commands.run(invocation)
+            first, *rest = split_message(reply.content, DISCORD_MESSAGE_LIMIT)
+            await interaction.edit_original_response(content=first, allowed_mentions=NO_PINGS)
+            for part in rest:
+                await interaction.followup.send(
+                    part, ephemeral=reply.ephemeral, allowed_mentions=NO_PINGS
+                )
+        except discord.HTTPException as exc:
+            log.error(
+                "/%s in channel %s: Discord refused the answer: %s",
+                invocation.name,
+                invocation.channel_id,
+                exc,
+            )
+
+    async def _send(self, message: discord.Message, in_guild: bool, answer: Answer) -> bool:
+        """Post the answer in parts, the first as a reply in guild channels; pings nobody."""
+        parts = split_message(answer.text, DISCORD_MESSAGE_LIMIT)
+        for index, part in enumerate(parts):
+            try:
+                if index == 0 and in_guild:
+                    await message.reply(part, mention_author=False, allowed_mentions=NO_PINGS)
+                else:
+                    await message.channel.send(part, allowed_mentions=NO_PINGS)
+            except discord.HTTPException as exc:
+                log.error(
+                    "answer to message %s not delivered (part %d of %d) in channel %s: %s",
+                    message.id,
+                    index + 1,
+                    len(parts),
+                    message.channel.id,
+                    exc,
+                )
+                return index > 0
+        return True
+
+    async def _keep_typing(self, channel: discord.abc.Messageable) -> None:
+        """Show the typing indicator until cancelled; a failure is not worth an answer."""
+        while True:
+            try:
+                await channel.typing()
+            except discord.HTTPException as exc:
+                log.debug("typing indicator failed: %s", exc)
+            await asyncio.sleep(self._settings.TYPING_INTERVAL_SECONDS)
+
+
+def _seen(message: discord.Message, bot_id: int) -> SeenMessage:
+    """The facts `decide` needs, read from discord.py's message."""
+    reference = message.reference
+    resolved = reference.resolved if reference is not None else None
+    return SeenMessage(
+        id=str(message.id),
+        author_id=str(message.author.id),
+        author_is_bot=message.author.bot,
+        channel_id=str(message.channel.id),
+        in_guild=not isinstance(message.channel, discord.DMChannel),
+        mentions_bot=any(user.id == bot_id for user in message.mentions),
+        replies_to_bot=isinstance(resolved, discord.Message) and resolved.author.id == bot_id,
+        content=without_mention(message.content, str(bot_id)),
+    )

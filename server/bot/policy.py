@@ -1,0 +1,52 @@
+"""Which messages the bot answers: a pure decision from the message's facts and the rules."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from server.rules import Rule, RuleSet
+
+
+@dataclass(frozen=True)
+class SeenMessage:
+    """The facts of one MESSAGE_CREATE the decision needs; `in_guild` is False for a DM."""
+
+    id: str
+    author_id: str
+    author_is_bot: bool
+    channel_id: str
+    in_guild: bool
+    mentions_bot: bool
+    replies_to_bot: bool
+    content: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """`rule` is the rule to answer with, or None; `reason` says why, for the debug log."""
+
+    rule: Rule | None
+    reason: str
+
+
+def decide(message: SeenMessage, rules: RuleSet) -> Decision:
+    """Answer a listed (author, channel) pair: in a DM always; in a guild channel when the bot is
+    mentioned or replied to, or when the rule says `"listen": "all"`. Never a bot, never itself.
+    """
+    if message.author_is_bot:
+        return Decision(None, "author is a bot")
+    rule = rules.match(message.author_id, message.channel_id)
+    if rule is None:
+        return Decision(None, "pair is not allow-listed")
+    addressed = message.mentions_bot or message.replies_to_bot
+    if message.in_guild and not addressed and rule.listen != "all":
+        return Decision(None, "guild message that neither mentions nor replies to the bot")
+    if not message.content.strip():
+        return Decision(None, "no text (attachment or sticker only)")
+    return Decision(rule, "allow-listed" + (" and addressed" if addressed else ""))
+
+
+def without_mention(content: str, bot_id: str) -> str:
+    """`content` without the bot's own `<@id>` / `<@!id>` mentions, which the model need not see."""
+    return re.sub(rf"<@!?{re.escape(bot_id)}>", "", content).strip()

@@ -1,0 +1,283 @@
+"""A local fake of Discord's gateway (API v10) for one bot, over a real websocket.
+
+HELLO → IDENTIFY → READY, heartbeats answered with ACKs, MESSAGE_CREATE for every message
+written in the fake REST API (filtered by intents, without content unless the bot may read it),
+INTERACTION_CREATE on demand, and RESUME after a disconnect, replaying what was missed. Frames
+are compressed as the client asks (`zlib-stream`, or `zstd-stream` when a zstd module exists).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tests.fakes.discord_bot_api import FakeDiscordBot, FakeInteraction, _member
+
+DISPATCH, HEARTBEAT, IDENTIFY, RESUME, INVALID_SESSION, HELLO, HEARTBEAT_ACK = 0, 1, 2, 6, 9, 10, 11
+GUILDS, GUILD_MESSAGES, DIRECT_MESSAGES, MESSAGE_CONTENT = 1 << 0, 1 << 9, 1 << 12, 1 << 15
+AUTHENTICATION_FAILED, DISALLOWED_INTENTS = 4004, 4014
+
+Compressor = Callable[[bytes], bytes]
+
+
+def _compressor(kind: str | None) -> Compressor | None:
+    """One compression context for a connection's whole stream, as Discord keeps it."""
+    if kind == "zlib-stream":
+        context = zlib.compressobj()
+        return lambda data: context.compress(data) + context.flush(zlib.Z_SYNC_FLUSH)
+    if kind == "zstd-stream":
+        try:
+            from compression import zstd  # type: ignore[import-not-found]  # noqa: PLC0415
+
+            stdlib = zstd.ZstdCompressor()
+            return lambda data: stdlib.compress(data, mode=zstd.ZstdCompressor.FLUSH_BLOCK)
+        except ImportError:
+            import zstandard  # type: ignore[import-not-found]  # noqa: PLC0415
+
+            context = zstandard.ZstdCompressor().compressobj()
+            return lambda data: (
+                context.compress(data) + context.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+            )
+    return None
+
+
+@dataclass
+class _Session:
+    id: str
+    intents: int
+    events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def seq(self) -> int:
+        return self.events[-1][0] if self.events else 0
+
+
+class FakeGateway:
+    """The gateway `api.gateway_url` points at once started.
+
+    Read `identifies`, `resumes` (their payloads, token removed), `heartbeats` and `replayed`
+    (events re-sent on RESUME). `disconnect()` drops the bot with a resumable close code;
+    `hold_resumes()` keeps a RESUME waiting until `release_resumes()`, so events can be missed.
+    """
+
+    def __init__(
+        self,
+        api: FakeDiscordBot,
+        *,
+        heartbeat_interval: float = 0.5,
+        allow_message_content: bool = True,
+    ) -> None:
+        self.api = api
+        self.heartbeat_interval = heartbeat_interval
+        self.allow_message_content = allow_message_content
+        self.identifies: list[dict[str, Any]] = []
+        self.resumes: list[dict[str, Any]] = []
+        self.heartbeats = 0
+        self.replayed = 0
+        self._session: _Session | None = None
+        self._socket: web.WebSocketResponse | None = None
+        self._live: web.WebSocketResponse | None = None
+        """The connection whose session is identified or resumed: dispatches go to it."""
+        self._compressors: dict[web.WebSocketResponse, Compressor | None] = {}
+        self._sending = asyncio.Lock()
+        self._sends: set[asyncio.Task[None]] = set()
+        self._resume_gate = asyncio.Event()
+        self._resume_gate.set()
+        self._ready = asyncio.Event()
+        self._resume_asked = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+
+    @property
+    def url(self) -> str:
+        """The gateway URL, as `GET /gateway/bot` gives it."""
+        return f"ws://127.0.0.1:{self._port}"
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1 and tell the REST fake where the gateway is."""
+        app = web.Application()
+        app.router.add_get("/", self._connection)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+        self.api.gateway_url = self.url
+        self.api.message_listeners.append(self._message_created)
+
+    async def stop(self) -> None:
+        """Close the bot's connection and stop listening."""
+        if self._socket is not None:
+            await self._socket.close(code=1001)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def wait_until_ready(self, timeout: float = 10.0) -> None:
+        """Wait until a session has been READY."""
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def wait_for_resume(self, timeout: float = 10.0) -> None:
+        """Wait until the bot has sent a RESUME."""
+        await asyncio.wait_for(self._resume_asked.wait(), timeout)
+
+    def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        """Send an event to the bot now, or keep it for a RESUME if the bot is away."""
+        session = self._session
+        if session is None:
+            raise RuntimeError("no gateway session: the bot has not identified")
+        session.events.append((session.seq + 1, event, data))
+        if self._live is not None:
+            task = asyncio.get_running_loop().create_task(
+                self._send_event(self._live, session.events[-1])
+            )
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+
+    def interact(self, interaction: FakeInteraction) -> None:
+        """Dispatch INTERACTION_CREATE for an interaction made with `api.new_interaction`."""
+        self.dispatch("INTERACTION_CREATE", interaction.payload)
+
+    async def disconnect(self, code: int = 4000) -> None:
+        """Close the bot's connection as Discord does on an error; it may RESUME."""
+        socket, self._socket, self._live = self._socket, None, None
+        if socket is not None:
+            await socket.close(code=code, message=b"Unknown error.")
+
+    def hold_resumes(self) -> None:
+        """Keep the next RESUME waiting (events meanwhile are only recorded)."""
+        self._resume_gate.clear()
+
+    def release_resumes(self) -> None:
+        """Let a held RESUME proceed: it replays what the bot missed."""
+        self._resume_gate.set()
+
+    def _message_created(self, message: dict[str, Any]) -> None:
+        """A message was written somewhere: the bot gets MESSAGE_CREATE if its intents allow."""
+        session = self._session
+        if session is None:
+            return
+        guild_id = self.api.channel_guilds.get(message["channel_id"])
+        if not session.intents & (DIRECT_MESSAGES if guild_id is None else GUILD_MESSAGES):
+            return
+        event = dict(message)
+        if guild_id is not None:
+            event["guild_id"] = guild_id
+            event["member"] = {key: value for key, value in _member({}).items() if key != "user"}
+        readable = (
+            session.intents & MESSAGE_CONTENT
+            or guild_id is None
+            or message["author"]["id"] == self.api.BOT_ID
+            or any(user["id"] == self.api.BOT_ID for user in message["mentions"])
+        )
+        if not readable:
+            event.update(content="", embeds=[], attachments=[], components=[])
+        self.dispatch("MESSAGE_CREATE", event)
+
+    async def _connection(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse(max_msg_size=4096 * 1024)
+        await socket.prepare(request)
+        if request.query.get("v") != "10" or request.query.get("encoding") != "json":
+            await socket.close(code=4012, message=b"Invalid API version.")
+            return socket
+        self._compressors[socket] = _compressor(request.query.get("compress"))
+        previous, self._socket, self._live = self._socket, socket, None
+        if previous is not None:
+            await previous.close(code=4000)
+        await self._send(socket, {"op": HELLO, "d": {"heartbeat_interval": self._interval_ms()}})
+        async for frame in socket:
+            if frame.type is not WSMsgType.TEXT:
+                await socket.close(code=4002, message=b"Error while decoding payload.")
+                break
+            await self._receive(socket, json.loads(frame.data))
+        if self._socket is socket:
+            self._socket = self._live = None
+        del self._compressors[socket]
+        return socket
+
+    def _interval_ms(self) -> int:
+        return max(1, round(self.heartbeat_interval * 1000))
+
+    async def _receive(self, socket: web.WebSocketResponse, payload: dict[str, Any]) -> None:
+        op, data = payload.get("op"), payload.get("d")
+        if op == HEARTBEAT:
+            self.heartbeats += 1
+            await self._send(socket, {"op": HEARTBEAT_ACK})
+        elif op == IDENTIFY:
+            await self._identify(socket, data)
+        elif op == RESUME:
+            await self._resume(socket, data)
+
+    async def _identify(self, socket: web.WebSocketResponse, data: dict[str, Any]) -> None:
+        self.identifies.append({key: value for key, value in data.items() if key != "token"})
+        if data.get("token") != self.api.BOT_TOKEN:
+            await socket.close(code=AUTHENTICATION_FAILED, message=b"Authentication failed.")
+            return
+        intents = int(data.get("intents", 0))
+        if intents & MESSAGE_CONTENT and not self.allow_message_content:
+            await socket.close(code=DISALLOWED_INTENTS, message=b"Disallowed intent(s).")
+            return
+        self._session = session = _Session(secrets.token_hex(16), intents)
+        ready = {
+            "v": 10,
+            "user": {**self.api.bot_user, "verified": True, "mfa_enabled": False},
+            "guilds": [{"id": guild_id, "unavailable": True} for guild_id in self.api.guilds],
+            "session_id": session.id,
+            "resume_gateway_url": self.url,
+            "shard": [0, 1],
+            "application": {"id": self.api.APPLICATION_ID, "flags": 1 << 19},
+        }
+        self._live = socket
+        self.dispatch("READY", ready)
+        if intents & GUILDS:
+            for guild_id in self.api.guilds:
+                self.dispatch("GUILD_CREATE", self.api.guild_create(guild_id))
+        self._ready.set()
+
+    async def _resume(self, socket: web.WebSocketResponse, data: dict[str, Any]) -> None:
+        self.resumes.append({key: value for key, value in data.items() if key != "token"})
+        self._resume_asked.set()
+        await self._resume_gate.wait()
+        session = self._session
+        if (
+            session is None
+            or data.get("token") != self.api.BOT_TOKEN
+            or data.get("session_id") != session.id
+        ):
+            await self._send(socket, {"op": INVALID_SESSION, "d": False})
+            return
+        sent = int(data.get("seq") or 0)
+        while missed := [event for event in session.events if event[0] > sent]:
+            for event in missed:
+                await self._send_event(socket, event)
+                sent = event[0]
+                self.replayed += 1
+        self._live = socket
+        self.dispatch("RESUMED", {})
+
+    async def _send_event(
+        self, socket: web.WebSocketResponse, event: tuple[int, str, dict[str, Any]]
+    ) -> None:
+        seq, name, data = event
+        await self._send(socket, {"op": DISPATCH, "s": seq, "t": name, "d": data})
+
+    async def _send(self, socket: web.WebSocketResponse, payload: dict[str, Any]) -> None:
+        """Send one payload; frames leave in the order they were asked for (one stream)."""
+        if "s" not in payload:
+            payload = {**payload, "s": None, "t": None}
+        text = json.dumps(payload)
+        async with self._sending:
+            if socket.closed:
+                return
+            compress = self._compressors.get(socket)
+            if compress is None:
+                await socket.send_str(text)
+            else:
+                await socket.send_bytes(compress(text.encode()))

@@ -1,0 +1,329 @@
+"""The gateway bot end to end: real discord.py over real sockets to the fake gateway and REST."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.bot.app import Bot
+from server.bot.commands import REFUSAL
+from server.config import ConfigError
+from tests.bot_harness import (
+    DM_CHANNEL,
+    FRIEND,
+    GUILD_CHANNEL,
+    STRANGER,
+    RunningBot,
+    bot_settings,
+    fake_discord_bot,
+    running_bot,
+)
+from tests.fakes.discord_bot_api import EPHEMERAL, FakeInteraction
+from tests.fakes.openai_api import FakeOpenAI
+
+RULES = f'''
+CONTEXT_MESSAGE = "You are Sam's assistant."
+REPLY_TO = [("{FRIEND}", "{DM_CHANNEL}"), ("{FRIEND}", "{GUILD_CHANNEL}")]
+PERSONAS = {{"pirate": "You talk like a pirate.", "poet": "You answer in verse."}}
+'''
+NO_PINGS = {"parse": [], "replied_user": False}
+
+
+def last_chat(llm: FakeOpenAI) -> list[dict[str, Any]]:
+    """The messages of the last chat request the LLM received."""
+    messages: list[dict[str, Any]] = llm.requests[-1]["messages"]
+    return messages
+
+
+async def command(
+    running: RunningBot, command_name: str, user: str, channel: str, **options: str
+) -> FakeInteraction:
+    """Run a slash command through the gateway and wait for its answer."""
+    subcommand = options.pop("subcommand", None)
+    interaction = running.api.new_interaction(
+        command_name, user, channel, options=options, subcommand=subcommand
+    )
+    running.gateway.interact(interaction)
+    await running.api.wait_for_answer(interaction)
+    return interaction
+
+
+async def test_a_dm_from_a_listed_user_is_answered_with_memory(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai, RULES) as running:
+        api, gateway = running.api, running.gateway
+        first = api.post_as_user(FRIEND, DM_CHANNEL, "hello bot")
+        [reply] = await running.replies(1)
+        assert reply["content"] == "echo: hello bot [turns=1]"
+        assert reply["author"]["id"] == api.BOT_ID
+        assert reply["channel_id"] == DM_CHANNEL
+        assert reply["allowed_mentions"]["parse"] == []
+        assert "message_reference" not in reply  # a plain message in a DM
+        assert DM_CHANNEL in api.typing
+        assert last_chat(fake_openai)[0] == {
+            "role": "system",
+            "content": "You are Sam's assistant.",
+        }
+
+        api.post_as_user(FRIEND, DM_CHANNEL, "and again")
+        replies = await running.replies(2)
+        assert replies[1]["content"] == "echo: and again [turns=3]"
+        assert [m["content"] for m in last_chat(fake_openai)[1:]] == [
+            "hello bot",
+            "echo: hello bot [turns=1]",
+            "and again",
+        ]
+        assert first["id"] != replies[0]["id"]
+
+        # The connection as Discord saw it: one IDENTIFY with the intents, heartbeats acked,
+        # the commands registered with one bulk overwrite.
+        [identify] = gateway.identifies
+        intents = identify["intents"]
+        assert intents & (1 << 0) and intents & (1 << 9) and intents & (1 << 12)
+        assert intents & (1 << 15)  # MESSAGE_CONTENT
+        assert gateway.heartbeats >= 1
+        assert api.command_overwrites == 1
+        assert {c["name"] for c in api.commands} == {"reset", "persona", "ask", "session"}
+        overwrite = [r for r in api.requests if r.method == "PUT"]
+        assert overwrite[0].path == f"/api/v10/applications/{api.APPLICATION_ID}/commands"
+        assert overwrite[0].headers["Authorization"] == f"Bot {api.BOT_TOKEN}"
+
+
+async def test_strangers_bots_and_unaddressed_guild_messages_get_no_answer(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai, RULES) as running:
+        api = running.api
+        api.post_as_user(STRANGER, DM_CHANNEL, "I am not listed")
+        api.post_as_user(FRIEND, DM_CHANNEL, "beep, I am a bot", author_is_bot=True)
+        api.post_as_user(FRIEND, GUILD_CHANNEL, "talking to someone else")
+        api.post_as_user(FRIEND, DM_CHANNEL, "this one counts")
+        [reply] = await running.replies(1)
+        assert reply["content"] == "echo: this one counts [turns=1]"
+        # The bot's own reply came back as MESSAGE_CREATE too; a second message proves the
+        # earlier ones were all decided, and that nothing but it was answered.
+        api.post_as_user(FRIEND, DM_CHANNEL, "last")
+        replies = await running.replies(2)
+        assert replies[1]["content"] == "echo: last [turns=3]"
+        assert len(fake_openai.requests) == 2
+        assert len(api.messages) == 2
+
+
+async def test_a_mention_in_a_guild_is_answered_as_a_reply_that_pings_nobody(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai, RULES) as running:
+        api = running.api
+        asked = api.post_as_user(
+            FRIEND, GUILD_CHANNEL, f"<@{api.BOT_ID}> what is up?", mentions_bot=True
+        )
+        [reply] = await running.replies(1)
+        assert reply["content"] == "echo: what is up? [turns=1]"  # the mention is not sent
+        assert str(reply["message_reference"]["message_id"]) == asked["id"]
+        assert reply["type"] == 19
+        assert reply["allowed_mentions"] == NO_PINGS
+
+        # Replying to the bot's message is addressing it too, without a mention.
+        api.post_as_user(FRIEND, GUILD_CHANNEL, "tell me more", reply_to=reply["id"])
+        replies = await running.replies(2)
+        assert replies[1]["content"] == "echo: tell me more [turns=3]"
+
+
+async def test_listen_all_answers_guild_messages_without_a_mention(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    rules = f'REPLY_TO = [("*", "{GUILD_CHANNEL}", {{"listen": "all"}})]\n'
+    async with running_bot(tmp_path, fake_openai, rules) as running:
+        running.api.post_as_user(STRANGER, GUILD_CHANNEL, "anyone here?")
+        [reply] = await running.replies(1)
+        assert reply["content"] == "echo: anyone here? [turns=1]"
+        assert reply["allowed_mentions"] == NO_PINGS
+
+
+async def test_reset_forgets_the_conversation_here(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    async with running_bot(tmp_path, fake_openai, RULES) as running:
+        running.api.post_as_user(FRIEND, DM_CHANNEL, "remember me")
+        await running.replies(1)
+        reset = await command(running, "reset", FRIEND, DM_CHANNEL)
+        assert reset.callback is not None
+        assert reset.callback["type"] == 5
+        assert reset.callback["data"]["flags"] == EPHEMERAL
+        assert reset.original is not None
+        assert reset.original["flags"] & EPHEMERAL
+        assert "forgot our conversation" in reset.original["content"]
+        running.api.post_as_user(FRIEND, DM_CHANNEL, "who am I?")
+        replies = await running.replies(2)
+        assert replies[1]["content"] == "echo: who am I? [turns=1]"
+
+
+async def test_persona_lists_and_sets_the_persona_for_the_caller_here(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai, RULES) as running:
+        listed = await command(running, "persona", FRIEND, DM_CHANNEL)
+        assert listed.original is not None
+        assert listed.original["content"] == (
+            "Personas: “pirate”, “poet”. With you here I use the default."
+        )
+        assert listed.original["flags"] & EPHEMERAL
+        chosen = await command(running, "persona", FRIEND, DM_CHANNEL, name="pirate")
+        assert chosen.original is not None
+        assert "“pirate”" in chosen.original["content"]
+
+        running.api.post_as_user(FRIEND, DM_CHANNEL, "ahoy")
+        await running.replies(1)
+        assert last_chat(fake_openai)[0]["content"] == "You talk like a pirate."
+        # Only here: in the guild channel the rule's own persona still applies.
+        running.api.post_as_user(
+            FRIEND, GUILD_CHANNEL, f"<@{running.api.BOT_ID}> hi", mentions_bot=True
+        )
+        await running.replies(2)
+        assert last_chat(fake_openai)[0]["content"] == "You are Sam's assistant."
+
+
+async def test_ask_answers_in_the_channel_and_is_not_remembered(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai, RULES) as running:
+        asked = await command(running, "ask", FRIEND, GUILD_CHANNEL, prompt="2+2?")
+        assert asked.callback is not None
+        assert asked.callback["type"] == 5
+        assert not asked.callback.get("data", {}).get("flags", 0) & EPHEMERAL
+        assert asked.original is not None
+        assert asked.original["content"] == "echo: 2+2? [turns=1]"
+        assert asked.original["flags"] == 0  # visible to the channel
+        assert asked.edits[-1]["allowed_mentions"]["parse"] == []
+        running.api.post_as_user(
+            FRIEND, GUILD_CHANNEL, f"<@{running.api.BOT_ID}> next", mentions_bot=True
+        )
+        [reply] = await running.replies(1)
+        assert reply["content"] == "echo: next [turns=1]"  # the /ask left no memory
+
+
+async def test_sessions_keep_separate_memories(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    async with running_bot(tmp_path, fake_openai, RULES) as running:
+        api = running.api
+        api.post_as_user(FRIEND, DM_CHANNEL, "in main")
+        await running.replies(1)
+
+        new = await command(running, "session", FRIEND, DM_CHANNEL, subcommand="new", title="work")
+        assert new.original is not None
+        assert new.original["content"] == "Started session “work”; it is the current one now."
+        assert new.original["flags"] & EPHEMERAL
+        api.post_as_user(FRIEND, DM_CHANNEL, "in work")
+        replies = await running.replies(2)
+        assert replies[1]["content"] == "echo: in work [turns=1]"
+
+        listed = await command(running, "session", FRIEND, DM_CHANNEL, subcommand="list")
+        assert listed.original is not None
+        assert listed.original["content"] == "Your sessions here:\n• main\n• work (current)"
+
+        back = await command(
+            running, "session", FRIEND, DM_CHANNEL, subcommand="switch", title="main"
+        )
+        assert back.original is not None
+        assert back.original["content"] == "Switched to session “main”."
+        api.post_as_user(FRIEND, DM_CHANNEL, "back in main")
+        replies = await running.replies(3)
+        assert replies[2]["content"] == "echo: back in main [turns=3]"
+
+        unknown = await command(
+            running, "session", FRIEND, DM_CHANNEL, subcommand="switch", title="nope"
+        )
+        assert unknown.original is not None
+        assert unknown.original["content"] == (
+            "There is no session “nope”. Sessions: “main”, “work”."
+        )
+
+
+async def test_a_caller_no_rule_covers_is_refused_ephemerally(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai, RULES) as running:
+        refused = await command(running, "ask", STRANGER, GUILD_CHANNEL, prompt="hi")
+        assert refused.callback is not None
+        assert refused.callback["type"] == 4  # answered at once, not deferred
+        assert refused.callback["data"]["content"] == REFUSAL
+        assert refused.callback["data"]["flags"] == EPHEMERAL
+        assert refused.callback["data"]["allowed_mentions"] == {"parse": []}
+        assert refused.edits == []
+        assert fake_openai.requests == []
+
+
+async def test_a_gateway_disconnect_resumes_and_replays_what_was_missed(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai, RULES) as running:
+        api, gateway = running.api, running.gateway
+        api.post_as_user(FRIEND, DM_CHANNEL, "before")
+        await running.replies(1)
+
+        gateway.hold_resumes()
+        await gateway.disconnect(4000)
+        api.post_as_user(FRIEND, DM_CHANNEL, "while you were away")
+        await gateway.wait_for_resume()
+        gateway.release_resumes()
+
+        replies = await running.replies(2)
+        assert replies[1]["content"] == "echo: while you were away [turns=3]"
+        assert len(gateway.identifies) == 1  # resumed, not identified again
+        assert gateway.resumes[0]["session_id"]
+        assert gateway.replayed >= 1
+
+
+async def test_a_429_is_honoured(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    async with running_bot(tmp_path, fake_openai, RULES) as running:
+        api = running.api
+        api.fail_next(429, retry_after=0.3, channel_id=DM_CHANNEL)
+        api.post_as_user(FRIEND, DM_CHANNEL, "hello")
+        [reply] = await running.replies(1)
+        assert reply["content"] == "echo: hello [turns=1]"
+        posts = [
+            request
+            for request in api.requests
+            if request.method == "POST" and request.path.endswith(f"{DM_CHANNEL}/messages")
+        ]
+        assert [request.status for request in posts] == [429, 200]
+
+
+async def test_a_refused_token_is_a_config_error_naming_it(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    reply_config = tmp_path / "reply_config.py"
+    reply_config.write_text(RULES, encoding="utf-8")
+    async with fake_discord_bot() as (api, gateway):
+        bot = Bot(bot_settings(api, fake_openai, DISCORD_BOT_TOKEN="not-the-token"), reply_config)
+        with pytest.raises(ConfigError, match="DISCORD_BOT_TOKEN") as caught:
+            await asyncio.wait_for(bot.run(), 10)
+        assert "not-the-token" not in str(caught.value)
+        assert gateway.identifies == []
+
+
+async def test_a_refused_message_content_intent_says_where_to_turn_it_on(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    reply_config = tmp_path / "reply_config.py"
+    reply_config.write_text(RULES, encoding="utf-8")
+    async with fake_discord_bot(allow_message_content=False) as (api, _gateway):
+        bot = Bot(bot_settings(api, fake_openai), reply_config)
+        with pytest.raises(ConfigError, match="Message Content Intent"):
+            await asyncio.wait_for(bot.run(), 10)
+
+
+async def test_an_application_id_of_another_application_is_refused(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    reply_config = tmp_path / "reply_config.py"
+    reply_config.write_text(RULES, encoding="utf-8")
+    async with fake_discord_bot() as (api, _gateway):
+        settings = bot_settings(api, fake_openai, DISCORD_APPLICATION_ID="42")
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match="DISCORD_APPLICATION_ID is 42"):
+            await asyncio.wait_for(Bot(settings, reply_config).run(), 10)
+        assert time.monotonic() - started < 10
+        assert api.command_overwrites == 0
