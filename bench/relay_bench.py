@@ -37,6 +37,9 @@ async def run(messages: int, pairs: int, llm_delay: float) -> None:
         "OPENAI_BASE_URL": openai.base_url,
         "OPENAI_API_KEY": FakeOpenAI.API_KEY,
         "TYPING_INTERVAL_SECONDS": 8.0,
+        # One pair gets hundreds of replies here: the per-pair guard rails would stop them.
+        "MAX_REPLIES_PER_MINUTE": 0,
+        "MAX_REPLIES_PER_HOUR": 0,
     }
     with tempfile.TemporaryDirectory() as tmp:
         async with running_app(Path(tmp), rules_for(pairs), **settings) as running:
