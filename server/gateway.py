@@ -208,7 +208,9 @@ class Gateway:
         log.info("command-line client at %s disconnected", peer)
 
     def _status(self) -> dict[str, Any]:
-        return protocol.status(len(self._clients), len(self._watch_list()), self._messenger_name)
+        return protocol.status(
+            __version__, len(self._clients), len(self._watch_list()), self._messenger_name
+        )
 
     async def _greet(self, connection: ServerConnection) -> None:
         """Send a new plugin what it must know beyond the welcome (away status, drafts)."""

@@ -19,10 +19,8 @@ from pathlib import Path
 from typing import Literal
 
 import httpx2
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from server import __version__, protocol
+from server import control_client
 from server.app import check_settings, describe_backend
 from server.config import BackendName, ConfigError, Settings, load_settings
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
@@ -158,60 +156,17 @@ class ServerStatus:
     messenger: str
 
 
-class ServerUnreachable(Exception):
-    """No usable server on the configured address; the text says why and what to do."""
-
-
-def server_url(settings: Settings) -> str:
-    """Where the server listens, as a client on this machine reaches it."""
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(
-        settings.WEBSOCKET_HOST, settings.WEBSOCKET_HOST
-    )
-    return f"ws://{f'[{host}]' if ':' in host else host}:{settings.WEBSOCKET_PORT}"
-
-
 async def ask_server(settings: Settings) -> ServerStatus:
-    """Connect as a command-line client, authenticate, and ask for the server's status."""
-    url = server_url(settings)
-    timeout = settings.HELLO_TIMEOUT_SECONDS
-    hello = {
-        "type": "hello",
-        "secret": settings.WEBSOCKET_SECRET,
-        "client": "discord-auto-reply check",
-        "version": __version__,
-        "role": "cli",
-    }
-    try:
-        async with asyncio.timeout(timeout), connect(url, open_timeout=None) as ws:
-            await ws.send(protocol.encode(hello))
-            welcome = json.loads(await ws.recv())
-            await ws.send(protocol.encode({"type": "status"}))
-            status = json.loads(await ws.recv())
-    except TimeoutError:
-        raise ServerUnreachable(f"no answer from {url} within {timeout:g} s") from None
-    except ConnectionClosed as exc:
-        if exc.rcvd is not None and exc.rcvd.code == protocol.CLOSE_BAD_SECRET:
-            raise ServerUnreachable(
-                f"the server at {url} refused WEBSOCKET_SECRET: is it running with another "
-                "config.json?"
-            ) from None
-        raise ServerUnreachable(f"the server at {url} closed the connection ({exc})") from None
-    except InvalidHandshake as exc:
-        raise ServerUnreachable(f"{url} is not this relay's websocket server ({exc})") from None
-    except ConnectionRefusedError:
-        raise ServerUnreachable(
-            f"nothing is listening on {url}: start it with `discord-auto-reply serve`"
-        ) from None
-    except OSError as exc:
-        raise ServerUnreachable(f"cannot connect to {url}: {exc.strerror or exc}") from None
-    if not isinstance(status, dict) or status.get("type") != "status":
-        raise ServerUnreachable(
-            f"the server at {url} does not answer status requests: it is an older version, "
-            "restart it"
-        )
+    """Ask the running server, as a command-line client, for its status."""
+    status = await control_client.ask(
+        settings,
+        {"type": "status"},
+        lambda frame: frame.get("type") == "status",
+        timeout=settings.HELLO_TIMEOUT_SECONDS,
+    )
     return ServerStatus(
-        url=url,
-        version=str(welcome.get("server_version", "?")),
+        url=control_client.server_url(settings),
+        version=str(status.get("server_version", "?")),
         plugins=int(status.get("plugins", 0)),
         watching=int(status.get("watching", 0)),
         messenger=str(status.get("messenger", "?")),
@@ -222,7 +177,7 @@ async def _check_server(settings: Settings) -> tuple[CheckResult, CheckResult]:
     """The server row and the plugin row (messages reach the relay only through a plugin)."""
     try:
         status = await ask_server(settings)
-    except ServerUnreachable as exc:
+    except control_client.ControlError as exc:
         unknown = "unknown: the server could not be asked"
         return (
             CheckResult("server", False, str(exc), "server"),

@@ -255,9 +255,15 @@ def open_channel(nonce: str, channel: str) -> dict[str, Any]:
     return {"type": "open_channel", "nonce": nonce, "channel": channel}
 
 
-def status(plugins: int, watching: int, messenger: str) -> dict[str, Any]:
+def status(server_version: str, plugins: int, watching: int, messenger: str) -> dict[str, Any]:
     """The answer to a `status` request: connected plugins, watched pairs, the messenger."""
-    return {"type": "status", "plugins": plugins, "watching": watching, "messenger": messenger}
+    return {
+        "type": "status",
+        "server_version": server_version,
+        "plugins": plugins,
+        "watching": watching,
+        "messenger": messenger,
+    }
 
 
 def away_status(

@@ -253,6 +253,7 @@ async def test_cli_client_is_welcomed_and_told_the_status(tmp_path: Path) -> Non
 
         assert await status_of(ws) == {
             "type": "status",
+            "server_version": __version__,
             "plugins": 0,
             "watching": 2,
             "messenger": "plugin",
@@ -319,6 +320,7 @@ async def test_replies_go_to_the_plugin_never_to_a_newer_cli_client(
             # The cli client got nothing but the answer to its own status request.
             assert await status_of(cli) == {
                 "type": "status",
+                "server_version": __version__,
                 "plugins": 1,
                 "watching": 1,
                 "messenger": "plugin",

@@ -241,7 +241,7 @@ async def test_no_server_running_exits_1(
     assert report.code == 1
     rows = report.rows()
     assert rows["LLM openai"].startswith("✔") and rows["messenger rest"].startswith("✔")
-    assert f"nothing is listening on ws://127.0.0.1:{port}: start it with" in rows["server"]
+    assert f"no relay server at ws://127.0.0.1:{port}" in rows["server"]
     assert rows["plugin"].startswith("✘")
     assert report.stdout.splitlines()[-1] == "not ready: fix server, plugin"
 
@@ -289,7 +289,7 @@ async def test_a_server_with_another_secret_or_messenger_is_named(
 
     assert other_messenger.code == other_secret.code == 1
     assert "but config.json says rest: restart the server" in other_messenger.rows()["server"]
-    assert "refused WEBSOCKET_SECRET" in other_secret.rows()["server"]
+    assert "refused the secret" in other_secret.rows()["server"]
     assert_no_secret(other_secret, "x" * 32)
 
 
