@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+import pytest
+from g4f.Provider import ProviderLoader
+from g4f.providers.base_provider import AsyncGeneratorProvider, ProviderModelMixin
 
 from server.config import Settings
 from server.conversations import ConversationStore
@@ -16,7 +23,7 @@ from server.protocol import Author, IncomingMessage
 from server.relay import Relay
 from server.rules import parse_rules
 from tests.fakes.discord_api import FakeDiscord
-from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.openai_api import FakeOpenAI, reply
 from tests.relay_harness import PluginClient, running_app
 
 RULES = (
@@ -84,21 +91,47 @@ async def test_guild_messages_are_answered_as_replies_and_rule_settings_apply(
 
 
 async def test_ignored_messages_are_acked_but_never_answered(
-    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, caplog: Any
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="server.relay")
     # No takeover here: the owner's message below must not pause the channel.
     settings = rest_settings(fake_discord, fake_openai, TAKEOVER_MINUTES=0.0)
     async with running_app(tmp_path, RULES, **settings) as running:
-        client = await PluginClient.connect(running.url)
+        client = await PluginClient.connect(running.url)  # each message() awaits its ack
         await client.message("3001", "999", "222", "not allow-listed")
         await client.message("3002", "111", "222", "a bot", bot=True)
         await client.message("3003", "111", "222", "   ")  # sticker or attachment only
         await client.message("3004", "9", "222", "the owner", is_self=True)
         await client.message("3005", "111", "222", "real one")
         await client.message("3005", "111", "222", "real one")  # the plugin re-sent its buffer
-        await fake_discord.wait_for_messages(1)
+        [posted] = await fake_discord.wait_for_messages(1)
         await running.app.relay.drain()
-        assert len(fake_openai.requests) == 1
+
+        # Each message met its own fate, for its own reason.
+        relay_lines = [r.getMessage() for r in caplog.records if r.name == "server.relay"]
+        for line in [
+            "message 3001 ignored: pair is not allow-listed",
+            "message 3002 ignored: author is a bot",
+            "message 3003 ignored: no text (attachment or sticker only)",
+            "message 3005 already accepted; ignoring the re-send",
+        ]:
+            assert relay_lines.count(line) == 1, (line, relay_lines)
+        # Only the owner's words and the real message are remembered; the real one is answered
+        # once, with the owner's words as the owner's turn before it.
+        store = running.app.store
+        assert await store.conversation(("999", "222")) == []
+        turns = await store.conversation(("111", "222"))
+        assert [(t.kind, t.content) for t in turns] == [
+            ("owner", "the owner"),
+            ("message", "real one"),
+            ("reply", "echo: real one [turns=2]"),
+        ]
+        [request] = fake_openai.requests
+        assert [(m["role"], m["content"]) for m in request["messages"][1:]] == [
+            ("assistant", "the owner"),
+            ("user", "real one"),
+        ]
+        assert posted["content"] == "[auto-reply] echo: real one [turns=2]"
         assert len(fake_discord.messages) == 1
         await client.close()
 
@@ -191,6 +224,49 @@ async def test_long_replies_are_split_under_discords_limit(
         await client.close()
 
 
+async def test_a_split_reply_whose_second_part_fails_is_remembered_only_as_delivered(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, caplog: Any
+) -> None:
+    caplog.set_level(logging.INFO, logger="server.relay")
+    story = "\n\n".join(f"part{n} " + "word " * 300 for n in (1, 2, 3)).replace(" \n", "\n")
+
+    def answer(messages: list[dict[str, Any]]) -> str:
+        return story if messages[-1]["content"] == "tell me a long story" else reply(messages)
+
+    def refuse_the_next_post(created: dict[str, Any]) -> None:
+        if len(fake_discord.messages) == 1:  # part 1 is posted: part 2 gets a 403
+            fake_discord.fail_next(403)
+
+    fake_openai.reply_fn = answer
+    fake_discord.message_listeners.append(refuse_the_next_post)
+    settings = rest_settings(fake_discord, fake_openai, MAX_TOKENS=2000)
+    async with running_app(tmp_path, RULES, **settings) as running:
+        client = await PluginClient.connect(running.url)
+        await client.message("7101", "111", "222", "tell me a long story")
+        [first] = await fake_discord.wait_for_messages(1)
+        await running.app.relay.drain()
+        statuses = [r.status for r in fake_discord.requests if r.path.endswith("/messages")]
+        assert statuses == [200, 403]  # part 3 is not tried after part 2 failed
+        assert first["content"].startswith("[auto-reply] part1 ")
+        delivered = first["content"].removeprefix("[auto-reply] ")
+        assert "reply to message 7101 not delivered (part 2 of 3): " in caplog.text
+        assert "(1 of 3 parts, openai)" in caplog.text
+
+        [_, stored] = await running.app.store.conversation(("111", "222"))
+        assert (stored.kind, stored.content, stored.delivered) == ("reply", delivered, False)
+        # The next request remembers what the person saw, not what was written.
+        await client.message("7102", "111", "222", "and then?")
+        await fake_discord.wait_for_messages(2)
+        await running.app.relay.drain()
+        history = [(m["role"], m["content"]) for m in fake_openai.requests[1]["messages"][1:]]
+        assert history == [
+            ("user", "tell me a long story"),
+            ("assistant", delivered),
+            ("user", "and then?"),
+        ]
+        await client.close()
+
+
 async def test_a_429_is_waited_out_with_nothing_lost_or_duplicated(
     tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ) -> None:
@@ -280,6 +356,66 @@ async def test_backends_are_tried_in_order(
         await broken.stop()
 
 
+class StandInProvider(AsyncGeneratorProvider, ProviderModelMixin):
+    """A g4f provider that answers from the request, without the network."""
+
+    working = True
+    default_model = "stand-in"
+    models: ClassVar[list[str]] = ["stand-in"]
+
+    @classmethod
+    async def create_async_generator(
+        cls, model: str, messages: list[dict[str, str]], **kwargs: Any
+    ) -> AsyncIterator[str]:
+        yield f"g4f here: {messages[-1]['content']}"
+
+
+@pytest.mark.parametrize("fault", ["server error", "connection refused", "trickling stream"])
+async def test_the_default_chain_falls_through_to_g4f(
+    tmp_path: Path,
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    *,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: Any,
+    fault: str,
+) -> None:
+    # Known to g4f by name, as G4F_PROVIDER names it, without loading a real provider.
+    monkeypatch.setitem(ProviderLoader.loaded, "StandInProvider", StandInProvider)
+    default = Settings().LLM_BACKENDS
+    assert default == ["openai", "g4f"]
+    settings = rest_settings(
+        fake_discord,
+        fake_openai,
+        LLM_BACKENDS=default,
+        G4F_PROVIDER="StandInProvider",
+        LLM_TIMEOUT_SECONDS=1.0,
+    )
+    if fault == "server error":
+        fake_openai.fail_next(500)
+        expected = "HTTP 500 server_error"
+    elif fault == "connection refused":
+        settings["OPENAI_BASE_URL"] = f"http://127.0.0.1:{closed_port()}/v1"
+        expected = "connection failed"
+    else:
+        fake_openai.reply_fn = lambda messages: "slowly " * 400
+        fake_openai.chunk_delay = 0.1  # a token every 0.1 s, for 40 s
+        expected = "timed out after 1.0 s"
+    async with running_app(tmp_path, RULES, **settings) as running:
+        assert running.app.llm.names == ["openai", "g4f"]
+        client = await PluginClient.connect(running.url)
+        await client.message("13001", "111", "222", "anyone there?")
+        [posted] = await fake_discord.wait_for_messages(1, timeout=10)
+        await running.app.relay.drain()
+        assert posted["content"] == "[auto-reply] g4f here: anyone there?"
+        assert "LLM backend openai failed: openai (127.0.0.1:" in caplog.text
+        assert expected in caplog.text
+        turns = await running.app.store.conversation(("111", "222"))
+        assert [(t.kind, t.backend) for t in turns] == [("message", None), ("reply", "g4f")]
+        assert len(fake_openai.requests) == (0 if fault == "connection refused" else 1)
+        await client.close()
+
+
 async def test_own_echoes_are_not_remembered_but_manual_replies_are(
     tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ) -> None:
@@ -354,6 +490,13 @@ async def test_plugin_messenger_reports_a_failed_send(
         await running.app.relay.drain()
         assert "no answer from the plugin within 0.3 s" in caplog.text
         await client.close()
+
+
+def closed_port() -> int:
+    """A local port with nothing listening on it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def message(

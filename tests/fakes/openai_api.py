@@ -435,17 +435,20 @@ async def stream(
         chunk = {**head, "object": "chat.completion.chunk", "choices": [choice], **extra}
         await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
 
-    await send({"role": "assistant", "content": "", "refusal": None}, None)
-    for piece in pieces:
-        if chunk_delay > 0:
-            await asyncio.sleep(chunk_delay)
-        await send({"content": piece}, None)
-    await send({}, finish_reason)
-    if usage is not None:
-        chunk = {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage}
-        await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
-    await response.write(b"data: [DONE]\n\n")
-    await response.write_eof()
+    try:
+        await send({"role": "assistant", "content": "", "refusal": None}, None)
+        for piece in pieces:
+            if chunk_delay > 0:
+                await asyncio.sleep(chunk_delay)
+            await send({"content": piece}, None)
+        await send({}, finish_reason)
+        if usage is not None:
+            chunk = {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+    except ConnectionResetError:  # the client gave up on the stream: stop, as a server does
+        pass
     return response
 
 
