@@ -6,6 +6,7 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -452,6 +453,110 @@ async def test_own_echoes_are_not_remembered_but_manual_replies_are(
         await store.close()
         await backend.aclose()
         await messenger.aclose()
+
+
+@asynccontextmanager
+async def relay_over_rest(
+    tmp_path: Path,
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    echoes: EchoTracker,
+    rules: list[tuple[str, str]],
+) -> AsyncIterator[tuple[Relay, ConversationStore]]:
+    """A Relay on the REST messenger with `echoes`, the default takeover, and its store."""
+    settings = Settings(TYPING_INTERVAL_SECONDS=0.05, COALESCE_SECONDS=0.0, REPLY_WHEN="always")
+    backend = OpenAIBackend(api_key=FakeOpenAI.API_KEY, base_url=fake_openai.base_url, model="m")
+    messenger = RestMessenger(FakeDiscord.TOKEN, fake_discord.base_url)
+    store = ConversationStore(tmp_path / "db")
+    await store.open()
+    relay = Relay(
+        settings=settings,
+        rules=lambda: parse_rules({"REPLY_TO": rules}, "rules"),
+        llm=BackendChain([backend]),
+        messenger=messenger,
+        store=store,
+        echoes=echoes,
+    )
+    try:
+        yield relay, store
+    finally:
+        await relay.aclose()
+        await store.close()
+        await backend.aclose()
+        await messenger.aclose()
+
+
+@pytest.mark.parametrize("nonce", [None, "1300000000000000000"], ids=["no nonce", "client's nonce"])
+async def test_an_echo_without_our_nonce_is_recognised_by_channel_and_text(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, nonce: str | None
+) -> None:
+    # The macro's path: Discord's client posts what was typed with a nonce of its own, or none.
+    async with relay_over_rest(
+        tmp_path, fake_discord, fake_openai, EchoTracker(), [("1", "2")]
+    ) as (relay, store):
+        await relay.accept(message("10", "1", "2", "ping"))
+        await relay.drain()
+        [posted] = fake_discord.messages
+        await relay.accept(message("11", "9", "2", posted["content"], is_self=True, nonce=nonce))
+        await relay.accept(message("12", "1", "2", "still there?"))
+        await relay.drain()
+        # Not taken for the owner's own words: no takeover, and nothing remembered twice.
+        assert [p["content"] for p in fake_discord.messages] == [
+            "[auto-reply] echo: ping [turns=1]",
+            "[auto-reply] echo: still there? [turns=3]",
+        ]
+        turns = await store.conversation(("1", "2"))
+        assert [t.kind for t in turns] == ["message", "reply", "message", "reply"]
+
+
+async def test_each_part_sent_matches_one_echo_in_its_own_chat(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    async with relay_over_rest(
+        tmp_path, fake_discord, fake_openai, EchoTracker(), [("1", "2"), ("1", "3")]
+    ) as (relay, store):
+        await relay.accept(message("20", "1", "2", "ping"))
+        await relay.drain()
+        [posted] = fake_discord.messages
+        text = posted["content"]
+        await relay.accept(message("21", "9", "3", text, is_self=True))  # the same, elsewhere
+        await relay.accept(message("22", "9", "2", text, is_self=True))  # the echo
+        await relay.accept(message("23", "9", "2", text, is_self=True))  # the owner, by hand
+        await relay.drain()
+        assert [(t.kind, t.content) for t in await store.conversation(("1", "3"))] == [
+            ("owner", text)
+        ]
+        assert [(t.kind, t.content) for t in await store.conversation(("1", "2"))] == [
+            ("message", "ping"),
+            ("reply", "echo: ping [turns=1]"),
+            ("owner", text),
+        ]
+
+
+@pytest.mark.parametrize(("age", "is_echo"), [(59.0, True), (61.0, False)])
+async def test_an_echo_is_expected_only_for_the_trackers_ttl(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, age: float, is_echo: bool
+) -> None:
+    now = [1000.0]
+    echoes = EchoTracker(ttl=60.0, clock=lambda: now[0])
+    async with relay_over_rest(tmp_path, fake_discord, fake_openai, echoes, [("1", "2")]) as (
+        relay,
+        store,
+    ):
+        await relay.accept(message("30", "1", "2", "ping"))
+        await relay.drain()
+        [posted] = fake_discord.messages
+        now[0] += age
+        await relay.accept(message("31", "9", "2", posted["content"], is_self=True))
+        await relay.accept(message("32", "1", "2", "hello?"))
+        await relay.drain()
+        kinds = [t.kind for t in await store.conversation(("1", "2"))]
+        if is_echo:
+            assert kinds == ["message", "reply", "message", "reply"]
+            assert len(fake_discord.messages) == 2
+        else:  # too late to be ours: the owner wrote it, and the relay steps aside
+            assert kinds == ["message", "reply", "owner", "message"]
+            assert len(fake_discord.messages) == 1
 
 
 async def test_plugin_messenger_sends_through_the_connected_plugin(
