@@ -201,6 +201,22 @@ async def test_delay_before_first_byte(fake_openai: FakeOpenAI, http: httpx2.Asy
     assert time.monotonic() - started >= 0.2
 
 
+async def test_chunk_delay_trickles_the_stream(
+    fake_openai: FakeOpenAI, http: httpx2.AsyncClient
+) -> None:
+    fake_openai.chunk_delay = 0.1
+    body = {**BODY, "stream": True}
+
+    started = time.monotonic()
+    response = await http.post("/chat/completions", json=body, headers=AUTH)
+    elapsed = time.monotonic() - started
+
+    chunks = [json.loads(p) for p in sse_events(response.text)[:-1]]
+    pieces = [c["choices"][0]["delta"].get("content") for c in chunks]
+    assert pieces[1:-1] == ["echo:", " second", " one", " [turns=3]"]
+    assert elapsed >= 4 * 0.1  # each of the four pieces waited its turn
+
+
 async def test_models_and_unknown_paths(http: httpx2.AsyncClient) -> None:
     models = (await http.get("/models", headers=AUTH)).json()
     assert models["object"] == "list"

@@ -430,3 +430,29 @@ async def test_the_relay_gives_up_with_one_log_line_naming_the_channel(
         client.answer_open = opened
         await expect_only(target, macro(running.app.gateway), [])
         await client.close()
+
+
+async def test_the_typed_reply_coming_back_from_discord_is_known_as_ours(
+    target: Target, tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    settings = {
+        "MESSENGER": "macro",
+        "OPENAI_BASE_URL": fake_openai.base_url,
+        "OPENAI_API_KEY": FakeOpenAI.API_KEY,
+        "SEND_TIMEOUT_SECONDS": TIMEOUT,
+        "MACRO_IDLE_SECONDS": IDLE,
+    }
+    async with running_app(tmp_path, 'REPLY_TO = [("111", "222")]\n', **settings) as running:
+        client = await PluginClient.connect(running.url)
+        await client.message("5101", "111", "222", "hello?")
+        typed = await target.next_message()
+        assert typed == "[auto-reply] echo: hello? [turns=1]"
+        # Discord shows the typed text as the owner's message, with its client's own nonce.
+        await client.message("5102", "9", "222", typed, is_self=True, nonce="1300000000000000001")
+        await client.message("5103", "111", "222", "and now?")
+        # Answered, so no takeover; [turns=3], so the echo was not remembered as the owner's.
+        assert await target.next_message() == "[auto-reply] echo: and now? [turns=3]"
+        await running.app.relay.drain()
+        turns = await running.app.store.conversation(("111", "222"))
+        assert [t.kind for t in turns] == ["message", "reply", "message", "reply"]
+        await client.close()

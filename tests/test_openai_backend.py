@@ -185,6 +185,34 @@ async def test_timeout_fails_quickly(fake_openai: FakeOpenAI, make_backend: Make
     assert time.monotonic() - started < 1.5
 
 
+async def test_a_trickling_stream_is_cut_at_the_overall_deadline(
+    fake_openai: FakeOpenAI, make_backend: MakeBackend
+) -> None:
+    fake_openai.reply_fn = lambda messages: "slowly " * 100
+    fake_openai.chunk_delay = 0.05  # every read is quick, the whole answer would take 5 s
+    backend = make_backend(timeout=0.5)
+
+    started = time.monotonic()
+    with pytest.raises(LLMError, match=r"^openai \(127\.0\.0\.1:\d+\): timed out after 0\.5 s$"):
+        await backend.complete(CHAT, OPTIONS)
+
+    assert 0.5 <= time.monotonic() - started < 3.0
+    assert len(fake_openai.requests) == 1  # given up, not asked again
+
+
+async def test_the_sdks_retries_stay_within_the_timeout(
+    fake_openai: FakeOpenAI, make_backend: MakeBackend
+) -> None:
+    fake_openai.delay = 5.0
+    backend = make_backend(timeout=0.3, max_retries=2)  # alone: 3 tries and 2 back-offs, >= 2 s
+
+    started = time.monotonic()
+    with pytest.raises(LLMError, match=r"timed out after 0\.3 s$"):
+        await backend.complete(CHAT, OPTIONS)
+
+    assert time.monotonic() - started < 1.5
+
+
 async def test_connection_refused(make_backend: MakeBackend) -> None:
     port = closed_port()
     backend = make_backend(base_url=f"http://127.0.0.1:{port}/v1")

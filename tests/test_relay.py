@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+import pytest
+from g4f.Provider import ProviderLoader
+from g4f.providers.base_provider import AsyncGeneratorProvider, ProviderModelMixin
 
 from server.config import Settings
 from server.conversations import ConversationStore
@@ -16,7 +24,7 @@ from server.protocol import Author, IncomingMessage
 from server.relay import Relay
 from server.rules import parse_rules
 from tests.fakes.discord_api import FakeDiscord
-from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.openai_api import FakeOpenAI, reply
 from tests.relay_harness import PluginClient, running_app
 
 RULES = (
@@ -84,21 +92,47 @@ async def test_guild_messages_are_answered_as_replies_and_rule_settings_apply(
 
 
 async def test_ignored_messages_are_acked_but_never_answered(
-    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, caplog: Any
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="server.relay")
     # No takeover here: the owner's message below must not pause the channel.
     settings = rest_settings(fake_discord, fake_openai, TAKEOVER_MINUTES=0.0)
     async with running_app(tmp_path, RULES, **settings) as running:
-        client = await PluginClient.connect(running.url)
+        client = await PluginClient.connect(running.url)  # each message() awaits its ack
         await client.message("3001", "999", "222", "not allow-listed")
         await client.message("3002", "111", "222", "a bot", bot=True)
         await client.message("3003", "111", "222", "   ")  # sticker or attachment only
         await client.message("3004", "9", "222", "the owner", is_self=True)
         await client.message("3005", "111", "222", "real one")
         await client.message("3005", "111", "222", "real one")  # the plugin re-sent its buffer
-        await fake_discord.wait_for_messages(1)
+        [posted] = await fake_discord.wait_for_messages(1)
         await running.app.relay.drain()
-        assert len(fake_openai.requests) == 1
+
+        # Each message met its own fate, for its own reason.
+        relay_lines = [r.getMessage() for r in caplog.records if r.name == "server.relay"]
+        for line in [
+            "message 3001 ignored: pair is not allow-listed",
+            "message 3002 ignored: author is a bot",
+            "message 3003 ignored: no text (attachment or sticker only)",
+            "message 3005 already accepted; ignoring the re-send",
+        ]:
+            assert relay_lines.count(line) == 1, (line, relay_lines)
+        # Only the owner's words and the real message are remembered; the real one is answered
+        # once, with the owner's words as the owner's turn before it.
+        store = running.app.store
+        assert await store.conversation(("999", "222")) == []
+        turns = await store.conversation(("111", "222"))
+        assert [(t.kind, t.content) for t in turns] == [
+            ("owner", "the owner"),
+            ("message", "real one"),
+            ("reply", "echo: real one [turns=2]"),
+        ]
+        [request] = fake_openai.requests
+        assert [(m["role"], m["content"]) for m in request["messages"][1:]] == [
+            ("assistant", "the owner"),
+            ("user", "real one"),
+        ]
+        assert posted["content"] == "[auto-reply] echo: real one [turns=2]"
         assert len(fake_discord.messages) == 1
         await client.close()
 
@@ -191,6 +225,49 @@ async def test_long_replies_are_split_under_discords_limit(
         await client.close()
 
 
+async def test_a_split_reply_whose_second_part_fails_is_remembered_only_as_delivered(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, caplog: Any
+) -> None:
+    caplog.set_level(logging.INFO, logger="server.relay")
+    story = "\n\n".join(f"part{n} " + "word " * 300 for n in (1, 2, 3)).replace(" \n", "\n")
+
+    def answer(messages: list[dict[str, Any]]) -> str:
+        return story if messages[-1]["content"] == "tell me a long story" else reply(messages)
+
+    def refuse_the_next_post(created: dict[str, Any]) -> None:
+        if len(fake_discord.messages) == 1:  # part 1 is posted: part 2 gets a 403
+            fake_discord.fail_next(403)
+
+    fake_openai.reply_fn = answer
+    fake_discord.message_listeners.append(refuse_the_next_post)
+    settings = rest_settings(fake_discord, fake_openai, MAX_TOKENS=2000)
+    async with running_app(tmp_path, RULES, **settings) as running:
+        client = await PluginClient.connect(running.url)
+        await client.message("7101", "111", "222", "tell me a long story")
+        [first] = await fake_discord.wait_for_messages(1)
+        await running.app.relay.drain()
+        statuses = [r.status for r in fake_discord.requests if r.path.endswith("/messages")]
+        assert statuses == [200, 403]  # part 3 is not tried after part 2 failed
+        assert first["content"].startswith("[auto-reply] part1 ")
+        delivered = first["content"].removeprefix("[auto-reply] ")
+        assert "reply to message 7101 not delivered (part 2 of 3): " in caplog.text
+        assert "(1 of 3 parts, openai)" in caplog.text
+
+        [_, stored] = await running.app.store.conversation(("111", "222"))
+        assert (stored.kind, stored.content, stored.delivered) == ("reply", delivered, False)
+        # The next request remembers what the person saw, not what was written.
+        await client.message("7102", "111", "222", "and then?")
+        await fake_discord.wait_for_messages(2)
+        await running.app.relay.drain()
+        history = [(m["role"], m["content"]) for m in fake_openai.requests[1]["messages"][1:]]
+        assert history == [
+            ("user", "tell me a long story"),
+            ("assistant", delivered),
+            ("user", "and then?"),
+        ]
+        await client.close()
+
+
 async def test_a_429_is_waited_out_with_nothing_lost_or_duplicated(
     tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ) -> None:
@@ -280,6 +357,66 @@ async def test_backends_are_tried_in_order(
         await broken.stop()
 
 
+class StandInProvider(AsyncGeneratorProvider, ProviderModelMixin):
+    """A g4f provider that answers from the request, without the network."""
+
+    working = True
+    default_model = "stand-in"
+    models: ClassVar[list[str]] = ["stand-in"]
+
+    @classmethod
+    async def create_async_generator(
+        cls, model: str, messages: list[dict[str, str]], **kwargs: Any
+    ) -> AsyncIterator[str]:
+        yield f"g4f here: {messages[-1]['content']}"
+
+
+@pytest.mark.parametrize("fault", ["server error", "connection refused", "trickling stream"])
+async def test_the_default_chain_falls_through_to_g4f(
+    tmp_path: Path,
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    *,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: Any,
+    fault: str,
+) -> None:
+    # Known to g4f by name, as G4F_PROVIDER names it, without loading a real provider.
+    monkeypatch.setitem(ProviderLoader.loaded, "StandInProvider", StandInProvider)
+    default = Settings().LLM_BACKENDS
+    assert default == ["openai", "g4f"]
+    settings = rest_settings(
+        fake_discord,
+        fake_openai,
+        LLM_BACKENDS=default,
+        G4F_PROVIDER="StandInProvider",
+        LLM_TIMEOUT_SECONDS=1.0,
+    )
+    if fault == "server error":
+        fake_openai.fail_next(500)
+        expected = "HTTP 500 server_error"
+    elif fault == "connection refused":
+        settings["OPENAI_BASE_URL"] = f"http://127.0.0.1:{closed_port()}/v1"
+        expected = "connection failed"
+    else:
+        fake_openai.reply_fn = lambda messages: "slowly " * 400
+        fake_openai.chunk_delay = 0.1  # a token every 0.1 s, for 40 s
+        expected = "timed out after 1.0 s"
+    async with running_app(tmp_path, RULES, **settings) as running:
+        assert running.app.llm.names == ["openai", "g4f"]
+        client = await PluginClient.connect(running.url)
+        await client.message("13001", "111", "222", "anyone there?")
+        [posted] = await fake_discord.wait_for_messages(1, timeout=10)
+        await running.app.relay.drain()
+        assert posted["content"] == "[auto-reply] g4f here: anyone there?"
+        assert "LLM backend openai failed: openai (127.0.0.1:" in caplog.text
+        assert expected in caplog.text
+        turns = await running.app.store.conversation(("111", "222"))
+        assert [(t.kind, t.backend) for t in turns] == [("message", None), ("reply", "g4f")]
+        assert len(fake_openai.requests) == (0 if fault == "connection refused" else 1)
+        await client.close()
+
+
 async def test_own_echoes_are_not_remembered_but_manual_replies_are(
     tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ) -> None:
@@ -318,6 +455,110 @@ async def test_own_echoes_are_not_remembered_but_manual_replies_are(
         await messenger.aclose()
 
 
+@asynccontextmanager
+async def relay_over_rest(
+    tmp_path: Path,
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    echoes: EchoTracker,
+    rules: list[tuple[str, str]],
+) -> AsyncIterator[tuple[Relay, ConversationStore]]:
+    """A Relay on the REST messenger with `echoes`, the default takeover, and its store."""
+    settings = Settings(TYPING_INTERVAL_SECONDS=0.05, COALESCE_SECONDS=0.0, REPLY_WHEN="always")
+    backend = OpenAIBackend(api_key=FakeOpenAI.API_KEY, base_url=fake_openai.base_url, model="m")
+    messenger = RestMessenger(FakeDiscord.TOKEN, fake_discord.base_url)
+    store = ConversationStore(tmp_path / "db")
+    await store.open()
+    relay = Relay(
+        settings=settings,
+        rules=lambda: parse_rules({"REPLY_TO": rules}, "rules"),
+        llm=BackendChain([backend]),
+        messenger=messenger,
+        store=store,
+        echoes=echoes,
+    )
+    try:
+        yield relay, store
+    finally:
+        await relay.aclose()
+        await store.close()
+        await backend.aclose()
+        await messenger.aclose()
+
+
+@pytest.mark.parametrize("nonce", [None, "1300000000000000000"], ids=["no nonce", "client's nonce"])
+async def test_an_echo_without_our_nonce_is_recognised_by_channel_and_text(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, nonce: str | None
+) -> None:
+    # The macro's path: Discord's client posts what was typed with a nonce of its own, or none.
+    async with relay_over_rest(
+        tmp_path, fake_discord, fake_openai, EchoTracker(), [("1", "2")]
+    ) as (relay, store):
+        await relay.accept(message("10", "1", "2", "ping"))
+        await relay.drain()
+        [posted] = fake_discord.messages
+        await relay.accept(message("11", "9", "2", posted["content"], is_self=True, nonce=nonce))
+        await relay.accept(message("12", "1", "2", "still there?"))
+        await relay.drain()
+        # Not taken for the owner's own words: no takeover, and nothing remembered twice.
+        assert [p["content"] for p in fake_discord.messages] == [
+            "[auto-reply] echo: ping [turns=1]",
+            "[auto-reply] echo: still there? [turns=3]",
+        ]
+        turns = await store.conversation(("1", "2"))
+        assert [t.kind for t in turns] == ["message", "reply", "message", "reply"]
+
+
+async def test_each_part_sent_matches_one_echo_in_its_own_chat(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    async with relay_over_rest(
+        tmp_path, fake_discord, fake_openai, EchoTracker(), [("1", "2"), ("1", "3")]
+    ) as (relay, store):
+        await relay.accept(message("20", "1", "2", "ping"))
+        await relay.drain()
+        [posted] = fake_discord.messages
+        text = posted["content"]
+        await relay.accept(message("21", "9", "3", text, is_self=True))  # the same, elsewhere
+        await relay.accept(message("22", "9", "2", text, is_self=True))  # the echo
+        await relay.accept(message("23", "9", "2", text, is_self=True))  # the owner, by hand
+        await relay.drain()
+        assert [(t.kind, t.content) for t in await store.conversation(("1", "3"))] == [
+            ("owner", text)
+        ]
+        assert [(t.kind, t.content) for t in await store.conversation(("1", "2"))] == [
+            ("message", "ping"),
+            ("reply", "echo: ping [turns=1]"),
+            ("owner", text),
+        ]
+
+
+@pytest.mark.parametrize(("age", "is_echo"), [(59.0, True), (61.0, False)])
+async def test_an_echo_is_expected_only_for_the_trackers_ttl(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, age: float, is_echo: bool
+) -> None:
+    now = [1000.0]
+    echoes = EchoTracker(ttl=60.0, clock=lambda: now[0])
+    async with relay_over_rest(tmp_path, fake_discord, fake_openai, echoes, [("1", "2")]) as (
+        relay,
+        store,
+    ):
+        await relay.accept(message("30", "1", "2", "ping"))
+        await relay.drain()
+        [posted] = fake_discord.messages
+        now[0] += age
+        await relay.accept(message("31", "9", "2", posted["content"], is_self=True))
+        await relay.accept(message("32", "1", "2", "hello?"))
+        await relay.drain()
+        kinds = [t.kind for t in await store.conversation(("1", "2"))]
+        if is_echo:
+            assert kinds == ["message", "reply", "message", "reply"]
+            assert len(fake_discord.messages) == 2
+        else:  # too late to be ours: the owner wrote it, and the relay steps aside
+            assert kinds == ["message", "reply", "owner", "message"]
+            assert len(fake_discord.messages) == 1
+
+
 async def test_plugin_messenger_sends_through_the_connected_plugin(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
@@ -354,6 +595,13 @@ async def test_plugin_messenger_reports_a_failed_send(
         await running.app.relay.drain()
         assert "no answer from the plugin within 0.3 s" in caplog.text
         await client.close()
+
+
+def closed_port() -> int:
+    """A local port with nothing listening on it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def message(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import cast
@@ -43,8 +44,10 @@ class OpenAIBackend:
 
     Each model is asked the way it accepts (see `model_quirks`): known families from a table,
     the rest learned from the server's refusals and remembered per model for this backend's life.
-    `timeout` bounds each attempt's connect and each read, as the SDK does; the SDK itself retries
-    connection errors, timeouts, 408, 409, 429 and 5xx up to `max_retries` times.
+    `timeout` bounds each connect and each read, as the SDK does, and also the whole completion,
+    the SDK's retries and the stream included: a server trickling tokens cannot hold a reply
+    forever. The SDK retries connection errors, timeouts, 408, 409, 429 and 5xx up to
+    `max_retries` times.
     """
 
     name = "openai"
@@ -82,10 +85,19 @@ class OpenAIBackend:
         return f"OpenAIBackend(host={self.host!r}, model={self.model!r})"
 
     async def complete(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> str:
-        """Ask for a chat completion and return its text; raise `LLMError` on any failure.
+        """Ask for a chat completion and return its text within `timeout` seconds; raise
+        `LLMError` on any failure.
 
         A refusal that names something the model does not accept is retried without it.
         """
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._complete(messages, options)
+        except TimeoutError:
+            raise self._error(f"timed out after {self.timeout} s") from None
+
+    async def _complete(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> str:
+        """`complete` without the overall deadline."""
         model = options.model or self.model
         quirks = self._quirks.get(model) or known_quirks(model)
         for _ in range(MAX_ATTEMPTS):

@@ -199,7 +199,8 @@ def mask_key(key: str) -> str:
 class FakeOpenAI:
     """An OpenAI-compatible server on 127.0.0.1 with a random free port (or a chosen one).
 
-    Tests may set `delay` (seconds before the first byte of every response), `reply_fn` (messages
+    Tests may set `delay` (seconds before the first byte of every response), `chunk_delay` (seconds
+    before each streamed piece of text: a server that trickles tokens), `reply_fn` (messages
     -> reply text), `require_key` (False accepts any or no key, like a keyless llama.cpp) and
     `models` (model name -> `ModelProfile`; other names accept everything), and read `requests`:
     the JSON bodies received on /v1/chat/completions, refused ones included.
@@ -212,6 +213,7 @@ class FakeOpenAI:
         self.port = port
         self.require_key = require_key
         self.delay = 0.0
+        self.chunk_delay = 0.0
         self.reply_fn: ReplyFn = reply
         self.models: dict[str, ModelProfile] = {}
         self.requests: list[JSONDict] = []
@@ -355,6 +357,7 @@ class FakeOpenAI:
                 pieces,
                 finish_reason,
                 usage if options.get("include_usage") else None,
+                chunk_delay=self.chunk_delay,
             )
         answer = {"role": "assistant", "content": "".join(pieces), "refusal": None}
         choice = {"index": 0, "message": answer, "logprobs": None, "finish_reason": finish_reason}
@@ -416,8 +419,11 @@ async def stream(
     pieces: list[str],
     finish_reason: str,
     usage: JSONDict | None,
+    *,
+    chunk_delay: float = 0.0,
 ) -> web.StreamResponse:
-    """Answer as OpenAI streams: a role chunk, one chunk per piece, a finish chunk, [DONE]."""
+    """Answer as OpenAI streams: a role chunk, one chunk per piece (each `chunk_delay` seconds
+    after the last), a finish chunk, [DONE]."""
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
     )
@@ -429,15 +435,20 @@ async def stream(
         chunk = {**head, "object": "chat.completion.chunk", "choices": [choice], **extra}
         await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
 
-    await send({"role": "assistant", "content": "", "refusal": None}, None)
-    for piece in pieces:
-        await send({"content": piece}, None)
-    await send({}, finish_reason)
-    if usage is not None:
-        chunk = {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage}
-        await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
-    await response.write(b"data: [DONE]\n\n")
-    await response.write_eof()
+    try:
+        await send({"role": "assistant", "content": "", "refusal": None}, None)
+        for piece in pieces:
+            if chunk_delay > 0:
+                await asyncio.sleep(chunk_delay)
+            await send({"content": piece}, None)
+        await send({}, finish_reason)
+        if usage is not None:
+            chunk = {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+    except ConnectionResetError:  # the client gave up on the stream: stop, as a server does
+        pass
     return response
 
 
