@@ -8,7 +8,7 @@ EXTRAS ?= g4f
 comma := ,
 RUN_STAMP := $(VENV)/.installed-run-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: run test node lint typecheck pytest node-test system-deps bench
+.PHONY: run test node lint typecheck pytest node-test system-deps bench soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,3 +67,7 @@ test: node lint typecheck pytest node-test
 # Benchmarks are run by hand; figures are quoted in README.md.
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.relay_bench
+
+# The soak: 1,000 messages through the real server under LLM and Discord faults and 10 kill -9.
+soak: $(VENV)/.installed-test
+	$(BIN)/python -m bench.soak
