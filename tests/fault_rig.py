@@ -142,7 +142,8 @@ def stored_replies(database: Path) -> list[StoredReply]:
 
 
 class ServerProcess:
-    """`python -m server serve` in a folder of its own, its log collected as it runs."""
+    """`python -m server serve` in a folder of its own, its log collected as it runs (and
+    printed, so that pytest shows it with a failure)."""
 
     def __init__(self, process: asyncio.subprocess.Process, url: str, lines: list[str]) -> None:
         self.process = process
@@ -178,6 +179,7 @@ class ServerProcess:
                 line = (await process.stderr.readline()).decode()
                 if not line:
                     raise AssertionError("the server exited at start:\n" + "".join(lines))
+                print("server:", line, end="")  # shown by pytest when a test fails
                 lines.append(line)
                 found = re.search(r"listening on (ws://\S+)", line)
                 if found:
@@ -186,6 +188,7 @@ class ServerProcess:
     async def _read(self) -> None:
         assert self.process.stderr is not None
         async for line in self.process.stderr:
+            print("server:", line.decode(), end="")
             self.lines.append(line.decode())
 
     @property

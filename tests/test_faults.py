@@ -355,6 +355,7 @@ def settled(database: Path, count: int) -> bool:
     )
 
 
+@pytest.mark.posix  # stops the restarted server with SIGTERM and expects a clean exit
 async def test_kill_9_while_waiting_for_the_llm_then_every_message_is_answered_once(
     tmp_path: Path, discord: HeldDiscord, llm: HeldOpenAI
 ) -> None:
@@ -394,6 +395,7 @@ async def test_kill_9_while_waiting_for_the_llm_then_every_message_is_answered_o
     assert "Traceback" not in server.log
 
 
+@pytest.mark.posix
 @pytest.mark.parametrize("messenger", ["rest", "plugin"])
 async def test_kill_9_while_a_post_is_in_flight_then_the_resend_finds_the_message(
     tmp_path: Path, discord: HeldDiscord, llm: HeldOpenAI, messenger: str
