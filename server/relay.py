@@ -47,6 +47,14 @@ log = logging.getLogger(__name__)
 DISCORD_MESSAGE_LIMIT = 2000
 SHUTDOWN_GRACE_SECONDS = 5.0
 """At shutdown, how long a reply already being sent may take to finish and be recorded."""
+RESEND_WINDOW_SECONDS = 120.0
+"""How long after a reply was recorded its parts may be sent again with their nonces: Discord's
+`enforce_nonce` returns the earlier message only "in the past few minutes", so a later resend
+could post twice, and is given up instead."""
+RETRY_FIRST_SECONDS = 5.0
+RETRY_MAX_SECONDS = 30.0
+"""A part that could not be delivered is tried again after 5 s, then 10, 20, 30... while the
+resend window lasts."""
 SUMMARY_BACKLOG = 50
 """With SUMMARIZE, how many turns beyond the window are read so they can be summarised."""
 T = TypeVar("T")
@@ -156,14 +164,7 @@ class Relay:
         await asyncio.to_thread(self._tokens.count, "", self._settings.OPENAI_MODEL)
         horizon = time.time() - self._settings.REPLY_WITHIN_MINUTES * 60
         for reply in await self._stored(self._store.undelivered_replies(), []):
-            if reply.at < horizon:
-                log.warning(
-                    "a reply in channel %s was left half sent and is too old to finish now",
-                    reply.pair[1],
-                )
-                await self._stored(self._store.give_up_reply(reply.reply_id), None)
-            else:
-                self._spawn(self._resend(reply), f"resend reply {reply.reply_id}")
+            self._spawn(self._resend(reply), f"resend reply {reply.reply_id}")
         await self._answer_pending(horizon)
 
     async def _answer_pending(self, horizon: float) -> None:
@@ -201,22 +202,35 @@ class Relay:
             await self._stored(self._store.settle(expired, "expired", reason), None)
 
     async def _resend(self, reply: UndeliveredReply) -> None:
-        """Finish a reply that was half sent when the last run stopped, with the same nonces, so
-        a part that did go out is not posted twice."""
-        about = f"reply {reply.reply_id}"
-        delivered = await self._deliver(
-            reply.pair[1],
-            reply.parts,
-            reply.first_undelivered,
-            reply.reply_to,
-            self._due(reply.at),
-            about=about,
-        )
-        await self._stored(self._store.record_delivery(reply.reply_id, delivered), None)
-        if delivered > reply.first_undelivered:
-            log.info(
-                "finished a reply in channel %s left half sent at the last stop", reply.pair[1]
+        """Deliver the rest of a reply left half sent at the last stop, with the same nonces (a
+        part that did go out is not posted twice), retrying with backoff while that is safe;
+        then give it up, visibly."""
+        channel = reply.pair[1]
+        until = reply.at + min(RESEND_WINDOW_SECONDS, self._settings.REPLY_WITHIN_MINUTES * 60)
+        start, delay = reply.first_undelivered, 0.0
+        while time.time() + delay < until:
+            await asyncio.sleep(delay)
+            about = f"reply {reply.reply_id}"
+            delivered = await self._deliver(
+                channel, reply.parts, start, reply.reply_to, until, about=about
             )
+            if delivered > start:
+                await self._stored(self._store.record_delivery(reply.reply_id, delivered), None)
+            if delivered == len(reply.parts):
+                log.info("finished a reply in channel %s left half sent at the last stop", channel)
+                return
+            if self._closing or not self._messenger.available:
+                return  # the next start takes it up, within the window
+            if not self._policy.may_send(channel, time.time()).reply:
+                break
+            start, delay = delivered, min(max(2 * delay, RETRY_FIRST_SECONDS), RETRY_MAX_SECONDS)
+        log.warning(
+            "gave up part %d and later of a reply in channel %s: not delivered while a resend "
+            "could not post it twice",
+            start + 1,
+            channel,
+        )
+        await self._stored(self._store.give_up_reply(reply.reply_id), None)
 
     def _spawn(self, work: Coroutine[None, None, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(work, name=name)

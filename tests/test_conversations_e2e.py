@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from server.conversations import ConversationStore, ReplyPart
+from server.relay import RESEND_WINDOW_SECONDS
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI, reply
 from tests.relay_harness import PluginClient, running_app
@@ -291,3 +293,28 @@ async def test_memory_commands_work_against_a_running_server(
         everything = await asyncio.to_thread(memory_cli, "reset", "--all", config=config)
         assert "reset 2 conversation(s)" in everything.stdout
         await client.close()
+
+
+async def test_a_half_sent_reply_is_resent_only_while_its_nonce_still_protects_it(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, caplog: Any
+) -> None:
+    store = ConversationStore(tmp_path / "auto_reply.db")
+    await store.open()
+    for age, message_id in ((30.0, "9001"), (RESEND_WINDOW_SECONDS + 30.0, "9002")):
+        turn = await store.record_message(("111", "222"), message_id, "111", "hi")
+        assert turn is not None
+        parts = [ReplyPart(f"nonce-{message_id}", f"answer to {message_id}")]
+        reply = await store.record_reply(("111", "222"), [turn], "openai", parts)
+        await store.database.run(
+            lambda db, reply=reply, age=age: db.execute(
+                "UPDATE turns SET at = at - ? WHERE id = ?", (age, reply)
+            )
+        )
+    await store.close()
+    async with running_app(tmp_path, RULES, **rest_settings(fake_discord, fake_openai)) as running:
+        await fake_discord.wait_for_messages(1)
+        await running.app.relay.drain()
+        assert [m["content"] for m in fake_discord.messages] == ["[auto-reply] answer to 9001"]
+        assert fake_discord.messages[0]["nonce"] == "nonce-9001"
+    assert "gave up part 1 and later of a reply in channel 222" in caplog.text
+    assert fake_openai.requests == []  # neither message was written again
