@@ -15,7 +15,7 @@ TOKENS_PER_MESSAGE = 4
 
 
 class _Encoding(Protocol):
-    def encode(self, text: str) -> list[int]: ...
+    def encode_ordinary(self, text: str) -> list[int]: ...
 
 
 def estimate_tokens(text: str) -> int:
@@ -35,7 +35,9 @@ class TokenCounter:
         encoding = self._encodings.get(model) if model in self._encodings else self._load(model)
         if encoding is None:
             return estimate_tokens(text)
-        return len(encoding.encode(text))
+        # Ordinary: text that spells a special token ("<|endoftext|>") is plain text to the API,
+        # and `encode` would raise on it.
+        return len(encoding.encode_ordinary(text))
 
     def _load(self, model: str) -> _Encoding | None:
         encoding: _Encoding | None
