@@ -5,79 +5,48 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-
-_Key = tuple[str, ...]
-"""("nonce", nonce) or ("text", channel, stripped content): what an echo can be known by."""
+from dataclasses import dataclass
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True, slots=True)
 class _Sent:
-    keys: tuple[_Key, _Key]
+    nonce: str
+    channel: str
+    content: str
     at: float
-    order: int
-    matched: bool = field(default=False)
 
 
 class EchoTracker:
     """Remembers what the relay sent for `ttl` seconds; each sent part matches one echo.
 
-    Parts are indexed by nonce and by channel and text, so noting a part and recognising an
-    echo cost the same however many parts were sent within `ttl`.
+    Parts are kept oldest first, so forgetting costs only the parts forgotten.
     """
 
     def __init__(self, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl = ttl
         self._clock = clock
-        self._sent: deque[_Sent] = deque()  # oldest first
-        self._by_key: dict[_Key, deque[_Sent]] = {}
-        self._count = 0
+        self._sent: deque[_Sent] = deque()
 
     def expect(self, nonce: str, channel: str, content: str) -> None:
         """Note a part the relay is about to send."""
         self._forget_old()
-        self._count += 1
-        sent = _Sent(
-            (("nonce", nonce), ("text", channel, content.strip())), self._clock(), self._count
-        )
-        self._sent.append(sent)
-        for key in sent.keys:
-            self._by_key.setdefault(key, deque()).append(sent)
+        self._sent.append(_Sent(nonce, channel, content, self._clock()))
 
     def is_echo(self, channel: str, content: str, nonce: str | None) -> bool:
         """True (once) if this owner message is the echo of a part the relay sent.
 
-        Matches by nonce where the event echoes ours, else by channel and text; the oldest such
-        part is the one matched.
+        Matches by nonce where the event echoes ours, else by channel and text.
         """
         self._forget_old()
-        by_text = self._first(("text", channel, content.strip()))
-        by_nonce = self._first(("nonce", nonce)) if nonce is not None else None
-        found = [sent for sent in (by_nonce, by_text) if sent is not None]
-        if not found:
-            return False
-        min(found, key=lambda sent: sent.order).matched = True
-        return True
-
-    def _first(self, key: _Key) -> _Sent | None:
-        """The oldest part known by `key` that no echo has matched yet."""
-        parts = self._by_key.get(key)
-        while parts and parts[0].matched:
-            parts.popleft()
-        if parts is None:
-            return None
-        if not parts:
-            del self._by_key[key]
-            return None
-        return parts[0]
+        for index, sent in enumerate(self._sent):
+            if (nonce is not None and nonce == sent.nonce) or (
+                channel == sent.channel and content.strip() == sent.content.strip()
+            ):
+                del self._sent[index]
+                return True
+        return False
 
     def _forget_old(self) -> None:
         horizon = self._clock() - self._ttl
         while self._sent and self._sent[0].at < horizon:
-            sent = self._sent.popleft()
-            for key in sent.keys:
-                parts = self._by_key.get(key)
-                if parts and parts[0] is sent:
-                    parts.popleft()
-                    if not parts:
-                        del self._by_key[key]
+            self._sent.popleft()
