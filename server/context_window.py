@@ -29,18 +29,22 @@ def fit_window(
     max_history: int,
     budget: int,
     count: Callable[[str], int],
+    ceiling: Callable[[str], int] | None = None,
 ) -> FittedWindow:
     """Keep the system prompt and the newest turn, then as many others as fit, newest first.
 
     `turns` ends with the `newest` messages being answered now; the turns before them are
     history, of which at most `max_history` are kept. Turns are dropped oldest first until the
     total (system prompt included) is within `budget` tokens; if the system prompt and the newest
-    turn alone exceed it, the newest turn is truncated, never dropped.
+    turn alone exceed it, the newest turn is truncated, never dropped. `ceiling`, a quick count
+    that is never below `count`: when every turn fits by it, `count` is not called at all.
     """
     if not turns:
         return FittedWindow([], [])
     history_start = max(len(turns) - newest - max_history, 0)
     over_count, candidates = list(turns[:history_start]), list(turns[history_start:])
+    if ceiling is not None and window_cost(system, candidates, ceiling) <= budget:
+        return FittedWindow(kept=candidates, dropped=over_count)
     last = candidates.pop()
     costs = [count(turn.content) + TOKENS_PER_MESSAGE for turn in candidates]
     fixed = (
@@ -59,6 +63,15 @@ def fit_window(
         last = dataclasses.replace(last, content=truncate(last.content, room, count))
     return FittedWindow(
         kept=[*candidates[first_kept:], last], dropped=over_count + candidates[:first_kept]
+    )
+
+
+def window_cost(system: str, turns: Sequence[Turn], count: Callable[[str], int]) -> int:
+    """Tokens of a request with the system prompt and all of `turns`, counted by `count`."""
+    return (
+        (count(system) + TOKENS_PER_MESSAGE if system else 0)
+        + sum(count(turn.content) + TOKENS_PER_MESSAGE for turn in turns)
+        + REPLY_PRIMING_TOKENS
     )
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Sent:
     nonce: str
     channel: str
@@ -16,12 +17,15 @@ class _Sent:
 
 
 class EchoTracker:
-    """Remembers what the relay sent for `ttl` seconds; each sent part matches one echo."""
+    """Remembers what the relay sent for `ttl` seconds; each sent part matches one echo.
+
+    Parts are kept oldest first, so forgetting costs only the parts forgotten.
+    """
 
     def __init__(self, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl = ttl
         self._clock = clock
-        self._sent: list[_Sent] = []
+        self._sent: deque[_Sent] = deque()
 
     def expect(self, nonce: str, channel: str, content: str) -> None:
         """Note a part the relay is about to send."""
@@ -44,4 +48,5 @@ class EchoTracker:
 
     def _forget_old(self) -> None:
         horizon = self._clock() - self._ttl
-        self._sent = [sent for sent in self._sent if sent.at >= horizon]
+        while self._sent and self._sent[0].at < horizon:
+            self._sent.popleft()

@@ -104,6 +104,9 @@ class Gateway:
             origins=self._origins,
             max_size=MAX_FRAME_BYTES,
             server_header=f"discord-auto-reply/{__version__}",
+            # Frames are small and travel over loopback: deflating each one (and its ack) only
+            # costs CPU, and a compression context per connection.
+            compression=None,
         )
 
     async def _handle(self, connection: ServerConnection) -> None:

@@ -30,6 +30,8 @@ MAX_QUOTED = 40
 # A surrogate escape (or character) may leave half a UTF-16 pair in a string, which nothing
 # downstream can encode (logs, the LLM request, Discord, the database): such frames are refused.
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+# Server frames: one encoder, not one per frame as json.dumps builds for non-default separators.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 class ProtocolError(Exception):
@@ -169,6 +171,11 @@ def _is_valid_unicode(data: object) -> bool:
     return True
 
 
+def _may_hold_surrogate(text: str) -> bool:
+    """A quick first look: only text with a \\u escape or a non-ASCII character can hold one."""
+    return "\\u" in text or not text.isascii()
+
+
 def parse_client_frame(text: str | bytes) -> ClientFrameType:
     """Parse one frame from the plugin, or raise `ProtocolError` saying what is wrong.
 
@@ -184,7 +191,7 @@ def parse_client_frame(text: str | bytes) -> ClientFrameType:
         raise ProtocolError("not acceptable JSON: nested too deeply") from None
     except ValueError:  # an integer of more digits than Python converts (4300)
         raise ProtocolError("not acceptable JSON: a number has too many digits") from None
-    if _SURROGATE.search(text) and not _is_valid_unicode(data):
+    if _may_hold_surrogate(text) and _SURROGATE.search(text) and not _is_valid_unicode(data):
         raise ProtocolError("a string holds an unpaired surrogate (\\ud800-\\udfff), not text")
     if not isinstance(data, dict):
         raise ProtocolError("a frame must be a JSON object")
@@ -205,7 +212,7 @@ def parse_client_frame(text: str | bytes) -> ClientFrameType:
 
 def encode(frame: dict[str, Any]) -> str:
     """Serialise a server frame, as ASCII: any text, even an LLM's lone surrogate, can be sent."""
-    return json.dumps(frame, separators=(",", ":"))
+    return _ENCODER.encode(frame)
 
 
 def welcome(server_version: str, watch: list[dict[str, str]], messenger: str) -> dict[str, Any]:

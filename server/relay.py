@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from server.config import Settings
-from server.context_window import fit_window
+from server.context_window import fit_window, window_cost
 from server.conversations import (
     FALLBACK_BACKEND,
     ConversationStore,
@@ -40,7 +40,7 @@ from server.reply_policy import Decision, Presence, ReplyPolicy, burst_wait
 from server.rules import WILDCARD, Rule, RuleSet
 from server.splitter import discord_length, split_message
 from server.summarizer import summarize
-from server.tokens import TokenCounter
+from server.tokens import TokenCounter, token_ceiling
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +159,8 @@ class Relay:
 
     async def start(self) -> None:
         """Take up where the last run stopped (takeovers, replies half sent, messages not yet
-        answered) and load the token encoding."""
+        answered)."""
         self._policy.restore(await self._stored(self._store.takeovers(), {}))
-        await asyncio.to_thread(self._tokens.count, "", self._settings.OPENAI_MODEL)
         horizon = time.time() - self._settings.REPLY_WITHIN_MINUTES * 60
         for reply in await self._stored(self._store.undelivered_replies(), []):
             self._spawn(self._resend(reply), f"resend reply {reply.reply_id}")
@@ -465,23 +464,29 @@ class Relay:
         prompt = self._rules().system_prompt(rule)
         summary = window.summary
 
-        def fit(summary: str | None) -> tuple[str, list[Turn], list[Turn]]:
+        async def fit(summary: str | None) -> tuple[str, list[Turn], list[Turn]]:
             system = prompt + (f"\n\nEarlier in this conversation: {summary}" if summary else "")
+            turns = [*history, *burst]
+            # Most windows fit by their bytes alone; the others need the encoding, loaded once.
+            over = window_cost(system, turns, token_ceiling) > settings.CONTEXT_TOKENS
+            if over and not self._tokens.loaded(model):
+                await asyncio.to_thread(self._tokens.load, model)
             fitted = fit_window(
                 system,
-                [*history, *burst],
+                turns,
                 newest=len(burst),
                 max_history=2 * memory_length,
                 budget=settings.CONTEXT_TOKENS,
                 count=lambda text: self._tokens.count(text, model),
+                ceiling=token_ceiling,
             )
             return system.strip(), fitted.kept, fitted.dropped
 
-        system, kept, dropped = fit(summary)
+        system, kept, dropped = await fit(summary)
         if settings.SUMMARIZE and dropped:
             summary = await self._summarize(pair, summary, dropped, rule.model)
             if summary is not None:
-                system, kept, _ = fit(summary)
+                system, kept, _ = await fit(summary)
         return [
             *([ChatMessage("system", system)] if system else []),
             *(turn.as_chat() for turn in kept),

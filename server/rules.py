@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -68,14 +69,37 @@ class Rule:
     listen: Listen = "mentions"
     """Bot-account mode, guild channels: answer only when mentioned or replied to, or "all"."""
 
-    def matches(self, user_id: str, channel_id: str) -> bool:
-        """True if this rule covers `user_id` writing in `channel_id`."""
-        return self.user in (WILDCARD, user_id) and self.channel in (WILDCARD, channel_id)
 
-    @property
-    def specificity(self) -> int:
-        """2 for an exact pair, 1 for a user anywhere, 0 for anyone in a channel."""
-        return (self.user != WILDCARD) * 2 - (self.channel == WILDCARD)
+@dataclass(frozen=True)
+class _RuleIndex:
+    """The rules by what they name, so a match costs a few lookups however many rules there are.
+
+    Each dict keeps the first rule in file order for its key, as the most-specific-first search
+    over the list did.
+    """
+
+    exact: dict[tuple[str, str], Rule]
+    by_user: dict[str, Rule]
+    """Rules for a user anywhere: (user, "*")."""
+    by_channel: dict[str, Rule]
+    """Rules for anyone in a channel: ("*", channel)."""
+    channels: frozenset[str]
+    """Every channel some rule names, "*" included if a rule covers a user anywhere."""
+
+    @classmethod
+    def of(cls, rules: Sequence[Rule]) -> _RuleIndex:
+        exact: dict[tuple[str, str], Rule] = {}
+        by_user: dict[str, Rule] = {}
+        by_channel: dict[str, Rule] = {}
+        for rule in rules:
+            if rule.channel == WILDCARD:
+                by_user.setdefault(rule.user, rule)
+            elif rule.user == WILDCARD:
+                by_channel.setdefault(rule.channel, rule)
+            else:
+                exact.setdefault((rule.user, rule.channel), rule)
+        channels = frozenset(rule.channel for rule in rules)
+        return cls(exact, by_user, by_channel, channels)
 
 
 @dataclass(frozen=True)
@@ -87,14 +111,24 @@ class RuleSet:
     personas: tuple[tuple[str, str], ...] = ()
     """PERSONAS as (name, system prompt) pairs, in the file's order (a tuple keeps it hashable)."""
 
+    @cached_property
+    def _index(self) -> _RuleIndex:
+        return _RuleIndex.of(self.rules)
+
     def match(self, user_id: str, channel_id: str) -> Rule | None:
-        """The most specific rule covering the pair, or None if it is not allow-listed."""
-        candidates = [rule for rule in self.rules if rule.matches(user_id, channel_id)]
-        return max(candidates, key=lambda rule: rule.specificity, default=None)
+        """The most specific rule covering the pair (the first in the file among equals), or
+        None if it is not allow-listed."""
+        index = self._index
+        return (
+            index.exact.get((user_id, channel_id))
+            or index.by_user.get(user_id)
+            or index.by_channel.get(channel_id)
+        )
 
     def watches_channel(self, channel_id: str) -> bool:
         """True if any rule can match a message in `channel_id`."""
-        return any(rule.channel in (WILDCARD, channel_id) for rule in self.rules)
+        channels = self._index.channels
+        return channel_id in channels or WILDCARD in channels
 
     def watch_list(self) -> list[dict[str, str]]:
         """The patterns sent to the plugin, which filters on them before forwarding."""

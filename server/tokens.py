@@ -15,7 +15,13 @@ TOKENS_PER_MESSAGE = 4
 
 
 class _Encoding(Protocol):
-    def encode(self, text: str) -> list[int]: ...
+    def encode_ordinary(self, text: str) -> list[int]: ...
+
+
+def token_ceiling(text: str) -> int:
+    """At most how many tokens `text` is, without an encoding: its UTF-8 bytes. Every token of
+    a byte-level BPE covers at least one byte, and the estimate counts 4 bytes as one."""
+    return len(text.encode("utf-8"))
 
 
 def estimate_tokens(text: str) -> int:
@@ -24,7 +30,12 @@ def estimate_tokens(text: str) -> int:
 
 
 class TokenCounter:
-    """Counts tokens with each model's encoding, loaded once; estimates if none can be loaded."""
+    """Counts tokens with each model's encoding, loaded once; estimates if none can be loaded.
+
+    Loading is slow (about a second) and costly (bpe-openai's extension and the vocabularies hold
+    about 140 MiB), so callers that can do without counting (see `token_ceiling`) should, and load
+    the encoding off the event loop (`load` in a thread) before they `count`.
+    """
 
     def __init__(self) -> None:
         self._encodings: dict[str, _Encoding | None] = {}
@@ -32,12 +43,21 @@ class TokenCounter:
 
     def count(self, text: str, model: str) -> int:
         """Tokens in `text` for `model`."""
-        encoding = self._encodings.get(model) if model in self._encodings else self._load(model)
+        encoding = self._encodings[model] if model in self._encodings else self.load(model)
         if encoding is None:
             return estimate_tokens(text)
-        return len(encoding.encode(text))
+        # Ordinary: text that spells a special token ("<|endoftext|>") is plain text to the API,
+        # and `encode` would raise on it.
+        return len(encoding.encode_ordinary(text))
 
-    def _load(self, model: str) -> _Encoding | None:
+    def loaded(self, model: str) -> bool:
+        """Whether `model`'s encoding was loaded (or found missing), so `count` is quick."""
+        return model in self._encodings
+
+    def load(self, model: str) -> _Encoding | None:
+        """Load `model`'s encoding if it was not yet; None when it cannot be loaded."""
+        if model in self._encodings:
+            return self._encodings[model]
         encoding: _Encoding | None
         try:
             import bpe_openai  # noqa: PLC0415 (loads vocabularies: only when first needed)

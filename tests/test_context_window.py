@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from server.context_window import REPLY_PRIMING_TOKENS, fit_window, truncate
+from hypothesis import given
+from hypothesis import strategies as st
+
+from server.context_window import REPLY_PRIMING_TOKENS, fit_window, truncate, window_cost
 from server.conversations import Turn
-from server.tokens import TOKENS_PER_MESSAGE
+from server.tokens import TOKENS_PER_MESSAGE, token_ceiling
 
 
 def words(text: str) -> int:
@@ -67,3 +70,47 @@ def test_truncate_keeps_the_longest_start_within_the_count() -> None:
     assert truncate("a b c d e", 3, words) == "a b c "
     assert truncate("abc", 0, len) == "a"  # never empty
     assert truncate("", 5, len) == ""
+
+
+def test_with_a_ceiling_a_window_that_fits_is_never_counted() -> None:
+    def refuse(text: str) -> int:
+        raise AssertionError(f"counted {text!r}")
+
+    conversation = turns("a b", "c d", "e f")
+    fitted = fit_window(
+        "sys", conversation, newest=1, max_history=10, budget=1000, count=refuse, ceiling=len
+    )
+    assert fitted.kept == conversation
+    assert fitted.dropped == []
+
+
+@given(
+    texts=st.lists(st.text(st.sampled_from("ab  é你"), max_size=30), min_size=1, max_size=8),
+    system=st.text(st.sampled_from("xy "), max_size=20),
+    newest=st.integers(1, 3),
+    max_history=st.integers(0, 6),
+    budget=st.integers(0, 120),
+)
+def test_a_ceiling_never_changes_the_window(
+    texts: list[str], system: str, newest: int, max_history: int, budget: int
+) -> None:
+    conversation = turns(*texts)
+    newest = min(newest, len(texts))
+    exact = fit_window(
+        system, conversation, newest=newest, max_history=max_history, budget=budget, count=words
+    )
+    quick = fit_window(
+        system,
+        conversation,
+        newest=newest,
+        max_history=max_history,
+        budget=budget,
+        count=words,
+        ceiling=token_ceiling,
+    )
+    assert quick == exact
+
+
+def test_the_window_cost_counts_each_message_and_the_reply_priming() -> None:
+    assert window_cost("sys", turns("a b", "c"), words) == cost("sys", "a b", "c")
+    assert window_cost("", turns("a b"), words) == cost("a b")

@@ -318,3 +318,21 @@ async def test_a_half_sent_reply_is_resent_only_while_its_nonce_still_protects_i
         assert fake_discord.messages[0]["nonce"] == "nonce-9001"
     assert "gave up part 1 and later of a reply in channel 222" in caplog.text
     assert fake_openai.requests == []  # neither message was written again
+
+
+async def test_the_token_encoding_is_loaded_only_when_a_window_may_not_fit(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    settings = rest_settings(fake_discord, fake_openai, CONTEXT_TOKENS=400, MEMORY_LENGTH=20)
+    async with running_app(tmp_path, RULES, **settings) as running:
+        counter = running.app.relay._tokens  # the relay's own counter
+        client = await PluginClient.connect(running.url)
+        await client.message("4200", "111", "222", "short and sweet")
+        await fake_discord.wait_for_messages(1)
+        assert not counter.loaded("gpt-4o-mini")  # 400 bytes cannot be over 400 tokens
+        long = "tea " * 120  # 480 bytes, about 120 tokens: may not fit by bytes, does by tokens
+        await client.message("4201", "111", "222", long)
+        await fake_discord.wait_for_messages(2)
+        assert counter.loaded("gpt-4o-mini")
+        assert user_texts(fake_openai.requests[1]) == ["short and sweet", long]
+        await client.close()

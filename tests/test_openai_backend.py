@@ -12,7 +12,14 @@ import pytest
 
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
 from server.llm.chain import BackendChain
-from server.llm.openai_backend import OpenAIBackend
+from server.llm.model_quirks import RequestShape
+from server.llm.openai_backend import (
+    MalformedAnswer,
+    OpenAIBackend,
+    chunk_text,
+    completion_text,
+    request_body,
+)
 from tests.fakes.openai_api import (
     BROKEN_STREAMING,
     GEMMA_ON_LLAMA_CPP,
@@ -448,3 +455,34 @@ async def test_blank_completion_falls_through_to_the_next_backend(
     finally:
         await chain.aclose()
         await silent.stop()
+
+
+def test_the_request_body_leaves_out_what_the_shape_leaves_out() -> None:
+    shape = RequestShape([ChatMessage("user", "hi")], stream=True, max_completion_tokens=50)
+    assert request_body("o3", shape) == {
+        "model": "o3",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_completion_tokens": 50,
+        "stream": True,
+    }
+    shape = RequestShape([], stream=False, max_tokens=10, temperature=0.0)
+    assert request_body("m", shape) == {
+        "model": "m",
+        "messages": [],
+        "max_tokens": 10,
+        "temperature": 0.0,
+    }
+
+
+def test_answers_are_read_as_plain_json_whatever_their_shape() -> None:
+    assert completion_text({"choices": [{"message": {"content": "hello"}}]}) == "hello"
+    assert completion_text({"choices": [{"message": {"content": None}}]}) == ""
+    assert completion_text({"choices": []}) == ""
+    assert chunk_text({"choices": [{"delta": {"content": "he"}}]}) == "he"
+    assert chunk_text({"choices": [{"delta": {}, "finish_reason": "stop"}]}) == ""
+    assert chunk_text({"choices": [], "usage": {"total_tokens": 3}}) == ""
+    for not_a_completion in ("<html>busy</html>", {"choices": [1]}, {"choices": {"a": 1}}):
+        with pytest.raises(MalformedAnswer):
+            completion_text(not_a_completion)
+    with pytest.raises(MalformedAnswer):
+        chunk_text([1, 2])

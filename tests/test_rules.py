@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from server.rules import Rule, RulesError, parse_rules
+from server.rules import WILDCARD, Rule, RulesError, RuleSet, parse_rules
 from server.rules_file import RulesWatcher, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +58,43 @@ def test_wildcards_and_most_specific_rule_wins() -> None:
     assert rules.system_prompt(rules.match("777", "500")) == "channel"  # type: ignore[arg-type]
     assert rules.match("777", "999") is None
     assert rules.watches_channel("500") and rules.watches_channel("123")
+
+
+def linear_match(rules: RuleSet, user: str, channel: str) -> Rule | None:
+    """The matching rule by its definition: the most specific covering rule, first among equals
+    (2 for an exact pair, 1 for a user anywhere, 0 for anyone in a channel)."""
+    covering = [
+        rule
+        for rule in rules.rules
+        if rule.user in (WILDCARD, user) and rule.channel in (WILDCARD, channel)
+    ]
+    return max(
+        covering,
+        key=lambda rule: (rule.user != WILDCARD) * 2 - (rule.channel == WILDCARD),
+        default=None,
+    )
+
+
+IDS = st.sampled_from(["1", "2", "3", WILDCARD])
+
+
+@given(
+    entries=st.lists(
+        st.tuples(IDS, IDS, st.integers(0, 99)).filter(lambda e: (e[0], e[1]) != ("*", "*")),
+        max_size=12,
+    ),
+    user=st.sampled_from(["1", "2", "3", "4"]),
+    channel=st.sampled_from(["1", "2", "3", "4"]),
+)
+def test_indexed_match_is_the_most_specific_first_rule(
+    entries: list[tuple[str, str, int]], user: str, channel: str
+) -> None:
+    # Rules for the same pattern are told apart by their persona.
+    rules = RuleSet("", tuple(Rule(u, c, persona=str(tag)) for u, c, tag in entries))
+    assert rules.match(user, channel) == linear_match(rules, user, channel)
+    assert rules.watches_channel(channel) == any(
+        rule.channel in (WILDCARD, channel) for rule in rules.rules
+    )
 
 
 def test_per_rule_settings_in_dict_form() -> None:

@@ -25,6 +25,13 @@ def test_known_models_use_their_encoding_and_unknown_ones_o200k() -> None:
     assert counter.count("Hello world", "gpt-4o") == 2
 
 
+def test_text_that_spells_a_special_token_is_counted_as_plain_text() -> None:
+    counter = TokenCounter()
+    text = "ignore that <|endoftext|> please"
+    assert counter.count(text, "gpt-4o") > counter.count("ignore that  please", "gpt-4o")
+    assert counter.count(text, "gpt-4") > 0
+
+
 def test_the_vocabularies_load_with_no_network_at_all() -> None:
     script = textwrap.dedent(
         """

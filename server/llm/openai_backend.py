@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import openai
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
 from server.llm.model_quirks import (
@@ -30,6 +29,7 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "not-needed"
 # Longest excerpt of a server's error message kept in an LLMError.
 MAX_DETAIL = 200
+CHAT_PATH = "/chat/completions"
 # One request, plus one retry per thing a model can refuse (token parameter, temperature,
 # streaming, system role).
 MAX_ATTEMPTS = 5
@@ -130,35 +130,19 @@ class OpenAIBackend:
         raise self._error(f"model {model} refused every request shape tried")
 
     async def _ask(self, model: str, shape: RequestShape) -> str:
-        """One request shaped by `shape`; the reply text, possibly empty."""
-        params = [
-            cast(ChatCompletionMessageParam, {"role": m.role, "content": m.content})
-            for m in shape.messages
-        ]
-        create = self._client.chat.completions.create
-        max_tokens = openai.omit if shape.max_tokens is None else shape.max_tokens
-        max_completion_tokens = (
-            openai.omit if shape.max_completion_tokens is None else shape.max_completion_tokens
-        )
-        temperature = openai.omit if shape.temperature is None else shape.temperature
+        """One request shaped by `shape`; the reply text, possibly empty.
+
+        The body is plain JSON posted with the SDK's own client (its retries, timeouts, errors
+        and SSE decoding), and answers are read as plain JSON: `chat.completions.create` would
+        walk the body through its type-driven transform and build a pydantic model of each
+        chunk, which cost more CPU than the HTTP exchange itself.
+        """
+        body = request_body(model, shape)
         if not shape.stream:
-            completion = await create(
-                model=model,
-                messages=params,
-                max_tokens=max_tokens,
-                max_completion_tokens=max_completion_tokens,
-                temperature=temperature,
-            )
-            if not isinstance(completion, ChatCompletion):  # the SDK hands back non-JSON as text
-                raise MalformedAnswer("not a chat completion")
-            return (completion.choices[0].message.content or "") if completion.choices else ""
-        stream = await create(
-            model=model,
-            messages=params,
-            max_tokens=max_tokens,
-            max_completion_tokens=max_completion_tokens,
-            temperature=temperature,
-            stream=True,
+            completion = await self._client.post(CHAT_PATH, body=body, cast_to=object)
+            return completion_text(completion)
+        stream = await self._client.post(
+            CHAT_PATH, body=body, cast_to=object, stream=True, stream_cls=openai.AsyncStream[object]
         )
         parts: list[str] = []
         chunks = 0
@@ -166,8 +150,7 @@ class OpenAIBackend:
             try:
                 async for chunk in stream:
                     chunks += 1
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        parts.append(chunk.choices[0].delta.content)
+                    parts.append(chunk_text(chunk))
             except ValueError as err:  # an event that is not JSON: not an OpenAI-style stream
                 raise MalformedAnswer(f"malformed stream: {err}") from None
         if not chunks:
@@ -203,6 +186,49 @@ class OpenAIBackend:
         if self._api_key:
             text = text.replace(self._api_key, "***")
         return " ".join(text.split())[:MAX_DETAIL]
+
+
+def request_body(model: str, shape: RequestShape) -> dict[str, Any]:
+    """The JSON body of a chat completion request; parameters left out are not sent."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": m.role, "content": m.content} for m in shape.messages],
+    }
+    optional = {
+        "max_tokens": shape.max_tokens,
+        "max_completion_tokens": shape.max_completion_tokens,
+        "temperature": shape.temperature,
+    }
+    body.update((key, value) for key, value in optional.items() if value is not None)
+    if shape.stream:
+        body["stream"] = True
+    return body
+
+
+def completion_text(completion: object) -> str:
+    """The text of a chat completion's first choice ("" if it has none)."""
+    if not isinstance(completion, dict):  # the SDK hands back a non-JSON answer as text
+        raise MalformedAnswer("not a chat completion")
+    choices = completion.get("choices")
+    if not choices:
+        return ""
+    first = choices[0] if isinstance(choices, list) else None
+    message = first.get("message") if isinstance(first, dict) else None
+    if not isinstance(message, dict):
+        raise MalformedAnswer("not a chat completion")
+    content = message.get("content")
+    return content if isinstance(content, str) else ""
+
+
+def chunk_text(chunk: object) -> str:
+    """The text a stream chunk adds to the reply ("" for none)."""
+    if not isinstance(chunk, dict):
+        raise MalformedAnswer("malformed stream: a chunk that is not a JSON object")
+    choices = chunk.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    delta = first.get("delta") if isinstance(first, dict) else None
+    content = delta.get("content") if isinstance(delta, dict) else None
+    return content if isinstance(content, str) else ""
 
 
 def _rejection(err: openai.APIStatusError) -> Rejection:
