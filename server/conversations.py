@@ -21,7 +21,7 @@ from server.memory import PairKey
 TurnKind = Literal["message", "owner", "reply", "summary"]
 MessageStatus = Literal["pending", "answered", "skipped", "failed", "expired"]
 """A message's fate: waiting for a reply, answered (a reply is recorded for it), or not and why."""
-_POSITION = "COALESCE(follows, id)"
+_POSITION = "COALESCE(follows, id)"  # indexed as written (turns_by_position): keep in step
 # Replies that are not part of the conversation: nothing delivered yet, or the fallback message.
 _IN_MEMORY = "NOT (kind = 'reply' AND (content = '' OR COALESCE(backend, '') = 'fallback'))"
 FALLBACK_BACKEND = "fallback"

@@ -115,6 +115,12 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (user_id, channel_id, title)
     );
     """,
+    # A pair's newest turns, read for every reply, without walking its whole history: by position
+    # (conversations._POSITION), and its summaries on their own.
+    """
+    CREATE INDEX turns_by_position ON turns (user_id, channel_id, COALESCE(follows, id));
+    CREATE INDEX turns_summaries ON turns (user_id, channel_id, id) WHERE kind = 'summary';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
