@@ -46,6 +46,7 @@ UNWATCHED = "9"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 MIB = 1024 * 1024
+SETTLE_SECONDS = 1.0
 ACK_PREFIX = '{"type":"ack"'
 """How the server's acks start: counted without decoding them, so the client keeps up."""
 
@@ -393,8 +394,11 @@ class Bench:
 
 
 async def measured(phase: Awaitable[None]) -> None:
-    """Run a phase with this process's own garbage collection kept out of the figures: the fakes
-    keep every request, and a full collection over them stalled them for up to 75 ms."""
+    """Run a phase once the server has settled (a phase ends at its last reply's POST, with the
+    server still recording deliveries), with this process's own garbage collection kept out of
+    the figures: the fakes keep every request, and a full collection over them stalled them for
+    up to 75 ms."""
+    await asyncio.sleep(SETTLE_SECONDS)
     gc.collect()
     gc.freeze()
     await phase
