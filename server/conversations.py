@@ -21,7 +21,7 @@ from server.memory import PairKey
 TurnKind = Literal["message", "owner", "reply", "summary"]
 MessageStatus = Literal["pending", "answered", "skipped", "failed", "expired"]
 """A message's fate: waiting for a reply, answered (a reply is recorded for it), or not and why."""
-_POSITION = "COALESCE(follows, id)"
+_POSITION = "COALESCE(follows, id)"  # indexed as written (turns_by_position): keep in step
 # Replies that are not part of the conversation: nothing delivered yet, or the fallback message.
 _IN_MEMORY = "NOT (kind = 'reply' AND (content = '' OR COALESCE(backend, '') = 'fallback'))"
 FALLBACK_BACKEND = "fallback"
@@ -143,7 +143,7 @@ class ConversationStore:
                 (*pair, kind, message.content, time.time(), 1 if kind == "reply" else None),
             )
 
-        await self.database.run(insert)
+        await self.database.run_quick(insert)
 
     async def reset(self, pair: PairKey) -> None:
         """Start `pair` afresh; what was said stays readable in the history until pruned."""
@@ -173,7 +173,7 @@ class ConversationStore:
             )
             return cursor.lastrowid if cursor.rowcount else None
 
-        return await self.database.run(insert)
+        return await self.database.run_quick(insert)
 
     async def settle(self, turn_ids: list[int], status: MessageStatus, reason: str) -> None:
         """Record why pending messages will get no reply (or no longer need one)."""
@@ -184,7 +184,7 @@ class ConversationStore:
                 [(status, reason, turn_id) for turn_id in turn_ids],
             )
 
-        await self.database.run(update)
+        await self.database.run_quick(update)
 
     async def record_owner_message(
         self, pair: PairKey, discord_id: str, author_id: str, content: str
@@ -199,7 +199,7 @@ class ConversationStore:
             )
             return bool(cursor.rowcount)
 
-        return await self.database.run(insert)
+        return await self.database.run_quick(insert)
 
     async def record_reply(
         self,
@@ -231,7 +231,7 @@ class ConversationStore:
             )
             return reply_id
 
-        return await self.database.run(insert)
+        return await self.database.run_quick(insert)
 
     async def record_delivery(self, reply_id: int, delivered_parts: int) -> None:
         """Mark the first `delivered_parts` parts delivered; only they join the conversation."""
@@ -252,7 +252,7 @@ class ConversationStore:
                 (text, int(complete), reply_id),
             )
 
-        await self.database.run(update)
+        await self.database.run_quick(update)
 
     async def give_up_reply(self, reply_id: int) -> None:
         """Stop trying to deliver the rest of a reply (too old, or no longer deliverable)."""
@@ -321,7 +321,7 @@ class ConversationStore:
                 (*pair, text, time.time(), covers_through),
             )
 
-        await self.database.run(insert)
+        await self.database.run_quick(insert)
 
     async def window(self, pair: PairKey, *, limit: int, upto: int | None = None) -> Window:
         """The last `limit` remembered turns of `pair` at positions up to `upto` (all if None),
@@ -346,7 +346,7 @@ class ConversationStore:
             turns = [Turn(id, position, kind, content) for id, position, kind, content in rows]
             return Window(summary[0] if summary else None, turns[::-1])
 
-        return await self.database.run(read)
+        return await self.database.run_quick(read)
 
     async def last_pair_in_channel(self, channel_id: str) -> PairKey | None:
         """The pair whose message in `channel_id` is the newest, if any."""
@@ -373,7 +373,7 @@ class ConversationStore:
                 (channel_id, until),
             )
 
-        await self.database.run(upsert)
+        await self.database.run_quick(upsert)
 
     async def takeovers(self) -> dict[str, float]:
         """Every channel's takeover end time that is still in the future."""

@@ -1,7 +1,9 @@
 """The SQLite file behind the relay: opening it, its schema and migrations, and a thread to use it.
 
-All statements run on one worker thread, off the event loop. Errors come out as `DatabaseError`
-naming the file and SQLite's own message.
+Statements run on one worker thread, off the event loop, except quick ones (`run_quick`: a few
+rows, on the relay's path for each message), which run at once on the loop while nothing waits for
+the thread and no other process holds the lock. Errors come out as `DatabaseError` naming the file
+and SQLite's own message.
 """
 
 from __future__ import annotations
@@ -10,14 +12,18 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_SECONDS = 15.0
 """How long a statement waits for another process's lock before failing."""
+CHECKPOINT_EVERY = 200
+"""Transactions between checkpoints of the write-ahead log. They run on the database thread: a
+checkpoint writes and syncs the file, which SQLite's own (at a commit) would do on the event loop
+when the commit was a quick one."""
 
 # Each entry upgrades the schema by one version; index 0 creates version 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -115,8 +121,17 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (user_id, channel_id, title)
     );
     """,
+    # A pair's newest turns, read for every reply, without walking its whole history: by position
+    # (conversations._POSITION), and its summaries on their own.
+    """
+    CREATE INDEX turns_by_position ON turns (user_id, channel_id, COALESCE(follows, id));
+    CREATE INDEX turns_summaries ON turns (user_id, channel_id, id) WHERE kind = 'summary';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+LOCK_ERRORS = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 class DatabaseError(Exception):
@@ -127,13 +142,22 @@ class SchemaTooNewError(DatabaseError):
     """The file was written by a newer release; this one must not touch it."""
 
 
+class _Busy(Exception):
+    """Another process holds the lock: quick work goes to the thread, which waits for it."""
+
+
 class Database:
-    """One SQLite connection in WAL mode, used from a single worker thread."""
+    """One SQLite connection in WAL mode, used by one worker thread and, for quick work, by the
+    event loop; never by both at once."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._connection: sqlite3.Connection | None = None
+        self._last_job: Future[Any] | None = None
+        """The newest work handed to the thread: the thread is free once it is done."""
+        self._busy_timeout: float | None = None
+        self._since_checkpoint = 0
 
     async def open(self) -> None:
         """Open (creating if needed) and migrate the file; `DatabaseError` if it cannot be used."""
@@ -141,25 +165,73 @@ class Database:
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work(connection)` in one transaction on the database thread; its result."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._transaction, work)
+        job = self._executor.submit(self._transaction, work)
+        self._last_job = job
+        return await asyncio.wrap_future(job)
+
+    async def run_quick(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Like `run`, for work on a few rows: done at once on the event loop when the thread has
+        nothing to do and no other process holds the lock, which saves the hop to the thread and
+        back; otherwise queued behind the thread's work, as `run` does. It blocks the loop while
+        it runs, so scans and big writes belong in `run`."""
+        connection = self._connection
+        thread_free = self._last_job is None or self._last_job.done()
+        if connection is not None and thread_free and self._since_checkpoint < CHECKPOINT_EVERY:
+            with contextlib.suppress(_Busy):
+                return self._execute(connection, work, busy_timeout=0.0)
+        return await self.run(work)
 
     def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """On the thread: run `work`, waiting for another process's lock, then checkpoint the
+        write-ahead log when one is due."""
         try:
             connection = self._connection or self._connect()
-            with connection:
-                return work(connection)
         except sqlite3.Error as exc:
             raise DatabaseError(f"database {self.path}: {exc}") from None
+        result = self._execute(connection, work, busy_timeout=BUSY_TIMEOUT_SECONDS)
+        if self._since_checkpoint >= CHECKPOINT_EVERY:
+            self._since_checkpoint = 0
+            with contextlib.suppress(sqlite3.Error):  # a checkpoint left for later is harmless
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        return result
+
+    def _execute(
+        self,
+        connection: sqlite3.Connection,
+        work: Callable[[sqlite3.Connection], T],
+        *,
+        busy_timeout: float,
+    ) -> T:
+        """`work` in one transaction; with no `busy_timeout`, `_Busy` if the file is locked."""
+        try:
+            if busy_timeout != self._busy_timeout:
+                connection.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000)}")
+                self._busy_timeout = busy_timeout
+            with connection:
+                result = work(connection)
+        except sqlite3.OperationalError as exc:
+            if not busy_timeout and exc.sqlite_errorcode & 0xFF in LOCK_ERRORS:
+                raise _Busy from None
+            raise DatabaseError(f"database {self.path}: {exc}") from None
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"database {self.path}: {exc}") from None
+        self._since_checkpoint += 1
+        return result
 
     def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        # Made on the thread and used by the loop too, never at the same time.
+        connection = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+        )
+        self._busy_timeout = BUSY_TIMEOUT_SECONDS
         try:
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute("PRAGMA foreign_keys = ON")
+            # Checkpoints run on the thread, every CHECKPOINT_EVERY transactions.
+            connection.execute("PRAGMA wal_autocheckpoint = 0")
             migrate(connection, self.path)
         except BaseException:
             connection.close()

@@ -646,6 +646,9 @@ class Relay:
         a reply."""
         if not show:
             return
+        # One turn of the loop first, so the worker's request to the LLM (on the reply's path)
+        # goes out before this one: the indicator still shows at once, and before the reply.
+        await asyncio.sleep(0)
         while True:
             if self._policy.may_send(channel_id, time.time()).reply:
                 try:

@@ -179,3 +179,32 @@ async def test_an_unusable_file_is_reported_with_its_path(tmp_path: Path) -> Non
     with pytest.raises(DatabaseError, match=f"database {not_a_database}: file is not a database"):
         await db.open()
     await db.close()
+
+
+async def test_reading_a_window_uses_indexes_not_the_pairs_whole_history(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "db")
+    message = await store.record_message(PAIR, "d1", PAIR[0], "hello")
+    assert message is not None
+    await store.record_reply(PAIR, [message], "openai", [ReplyPart("n1", "hi")])
+    statements: list[str] = []
+
+    def trace(work: sqlite3.Connection) -> None:
+        work.set_trace_callback(statements.append)
+
+    await store.database.run(trace)
+    window = await store.window(PAIR, limit=5, upto=message)
+    await store.database.run(lambda db: db.set_trace_callback(None))
+    assert [turn.content for turn in window.turns] == ["hello"]  # the reply is not delivered
+    reads = [sql for sql in statements if sql.startswith("SELECT")]
+    assert len(reads) == 3  # the reset, the newest summary, the turns
+
+    def plans(db: sqlite3.Connection) -> list[str]:
+        return [
+            " ".join(str(row[-1]) for row in db.execute(f"EXPLAIN QUERY PLAN {sql}"))
+            for sql in reads
+        ]
+
+    for plan in await store.database.run(plans):
+        assert plan.startswith("SEARCH"), plan  # through an index, never a SCAN
+        assert "TEMP B-TREE" not in plan, plan  # in index order, not sorted afterwards
+    await store.close()
