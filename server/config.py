@@ -86,6 +86,7 @@ class Settings(BaseModel):
     REPLY_PREFIX: Annotated[str, Field(max_length=200)] = "[auto-reply] "
     FALLBACK_MESSAGE: str = ""
     TYPING_INTERVAL_SECONDS: PositiveFloat = 8.0
+    TYPING_DELAY_SECONDS: NonNegativeFloat = 0.5
     HELLO_TIMEOUT_SECONDS: PositiveFloat = 5.0
     SEND_TIMEOUT_SECONDS: PositiveFloat = 30.0
     # Conversations: the database, the memory window, bursts and owner takeover.

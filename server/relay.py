@@ -646,9 +646,10 @@ class Relay:
         a reply."""
         if not show:
             return
-        # One turn of the loop first, so the worker's request to the LLM (on the reply's path)
-        # goes out before this one: the indicator still shows at once, and before the reply.
-        await asyncio.sleep(0)
+        # A reply ready within TYPING_DELAY_SECONDS goes out without the indicator (a request
+        # saved), and the wait keeps this request off the reply's path. With no delay, one turn
+        # of the loop still lets the worker's request to the LLM go out first.
+        await asyncio.sleep(self._settings.TYPING_DELAY_SECONDS)
         while True:
             if self._policy.may_send(channel_id, time.time()).reply:
                 try:

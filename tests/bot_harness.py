@@ -35,6 +35,7 @@ def bot_settings(api: FakeDiscordBot, llm: FakeOpenAI, **overrides: Any) -> Sett
         "LLM_BACKENDS": ["openai"],
         "LLM_MAX_RETRIES": 0,
         "TYPING_INTERVAL_SECONDS": 0.05,
+        "TYPING_DELAY_SECONDS": 0.0,
         "DATABASE": str(Path(tempfile.mkdtemp(prefix="bot-test-")) / "auto_reply.db"),
     }
     values.update(overrides)

@@ -37,6 +37,7 @@ async def running_app(tmp_path: Path, rules: str, **overrides: Any) -> AsyncIter
         "WEBSOCKET_PORT": 0,
         "WEBSOCKET_SECRET": SECRET,
         "TYPING_INTERVAL_SECONDS": 0.05,
+        "TYPING_DELAY_SECONDS": 0.0,
         "LLM_MAX_RETRIES": 0,
         "LLM_BACKENDS": ["openai"],
         "DATABASE": str(tmp_path / "auto_reply.db"),

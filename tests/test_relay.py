@@ -73,6 +73,28 @@ async def test_whole_path_frame_in_discord_post_out(
         await client.close()
 
 
+async def test_typing_shows_only_once_a_reply_has_been_in_the_works_for_the_delay(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    settings = rest_settings(fake_discord, fake_openai, TYPING_DELAY_SECONDS=1.0)
+    async with running_app(tmp_path, RULES, **settings) as running:
+        client = await PluginClient.connect(running.url)
+        await client.message("1001", "111", "222", "quick one")
+        await fake_discord.wait_for_messages(1)
+        await running.app.relay.drain()  # the pair's worker is done, its typing task cancelled
+        assert fake_discord.typing == []  # ready well within the delay: no typing request
+
+        fake_openai.delay = 1.5
+        await client.message("1002", "112", "223", "slow one")
+        await fake_discord.wait_for_messages(2)
+        assert set(fake_discord.typing) == {"223"}  # renewed every TYPING_INTERVAL_SECONDS
+        paths = [request.path for request in fake_discord.requests]
+        assert paths.index("/api/v9/channels/223/typing") < paths.index(
+            "/api/v9/channels/223/messages"
+        )
+        await client.close()
+
+
 async def test_guild_messages_are_answered_as_replies_and_rule_settings_apply(
     tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ) -> None:

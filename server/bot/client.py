@@ -183,7 +183,9 @@ class BotClient(discord.Client):
         return True
 
     async def _keep_typing(self, channel: discord.abc.Messageable) -> None:
-        """Show the typing indicator until cancelled; a failure is not worth an answer."""
+        """Show the typing indicator, after TYPING_DELAY_SECONDS, until cancelled; a failure is
+        not worth an answer."""
+        await asyncio.sleep(self._settings.TYPING_DELAY_SECONDS)
         while True:
             try:
                 await channel.typing()

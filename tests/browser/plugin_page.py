@@ -76,6 +76,7 @@ class RelayServer:
             OPENAI_API_KEY=FakeOpenAI.API_KEY,
             LLM_MAX_RETRIES=0,
             TYPING_INTERVAL_SECONDS=0.05,
+            TYPING_DELAY_SECONDS=0.0,
             DATABASE=str(tmp_path / "auto_reply.db"),
             COALESCE_SECONDS=0.0,
             REPLY_WHEN="always",  # away mode is tested in tests/test_away_mode.py

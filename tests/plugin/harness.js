@@ -195,6 +195,7 @@ class RelayServer {
             // Answer at once, and keep answering after the owner's own messages in a chat: these
             // suites test the plugin; bursts and takeover are tested in Python (test_conversations_e2e).
             COALESCE_SECONDS: 0,
+            TYPING_DELAY_SECONDS: 0, // the typing test needs no LLM slower than the default delay
             TAKEOVER_MINUTES: 0,
             REPLY_WHEN: "always", // reply whatever the owner's presence; away-mode tests set "away"
             ...config,
