@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx2
 import openai
 
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
@@ -33,6 +34,11 @@ CHAT_PATH = "/chat/completions"
 # One request, plus one retry per thing a model can refuse (token parameter, temperature,
 # streaming, system role).
 MAX_ATTEMPTS = 5
+# As many requests at once as there are pairs waiting (the SDK's own cap), but at most ten idle
+# connections kept, not the SDK's hundred: before each request httpx probes every idle
+# connection it holds (a poll() each), which after a burst of replies cost more than the rest of
+# the request.
+CONNECTION_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=10)
 
 
 class MalformedAnswer(Exception):
@@ -79,6 +85,7 @@ class OpenAIBackend:
             base_url=url,
             timeout=timeout,
             max_retries=max_retries,
+            http_client=openai.DefaultAsyncHttpxClient(limits=CONNECTION_LIMITS),
         )
 
     def __repr__(self) -> str:
