@@ -15,6 +15,7 @@ from typing import Protocol
 
 from server import (
     __version__,
+    event_loop,
     health_check,
     history,
     log_redaction,
@@ -206,7 +207,7 @@ def _serve(args: argparse.Namespace) -> int:
         config_dir=args.config.resolve().parent,
     )
     try:
-        asyncio.run(_run_until_signal(app))
+        event_loop.run(_run_until_signal(app))
     except OSError as exc:
         where = f"{settings.WEBSOCKET_HOST}:{settings.WEBSOCKET_PORT}"
         log.error("cannot listen on %s: %s", where, exc.strerror or exc)
@@ -395,7 +396,7 @@ def _bot(args: argparse.Namespace) -> int:
         log.info("shutting down")
 
     try:
-        asyncio.run(run())
+        event_loop.run(run())
     except BotError as exc:
         log.error("%s", exc)
         return 1
@@ -412,7 +413,7 @@ def _interactions(args: argparse.Namespace) -> int:
     _setup_logging(settings, args.verbose)
     server = InteractionsServer(settings, args.reply_config, host=args.host, port=args.port)
     try:
-        asyncio.run(_run_until_signal(server))
+        event_loop.run(_run_until_signal(server))
     except BotError as exc:
         log.error("%s", exc)
         return 1
