@@ -6,6 +6,7 @@ writes, never answer an automatic message, and answer any one person only so oft
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ MINUTE, HOUR = 60.0, 3600.0
 REMEMBERED_REPLIES = 20
 """Recent replies kept per channel, to recognise a message that repeats one of them."""
 REPEAT_WINDOW_SECONDS = HOUR
+SWEEP_SECONDS = MINUTE
+"""How often (by the clock the policy is given) state that no decision can use is dropped."""
 DISCLOSURE_PREFIXES = (
     "[auto-reply]",
     "[autoreply]",
@@ -83,7 +86,12 @@ def _normal(text: str) -> str:
 
 class ReplyPolicy:
     """Owner takeovers per channel, whether the owner is away, per-pair reply limits, and
-    automatic-message detection."""
+    automatic-message detection.
+
+    State is kept per pair and per channel only while it can change a decision: every method
+    given `now` first forgets, at most once per `SWEEP_SECONDS`, takeovers that have ended and
+    replies older than every window, so months over many pairs hold only the last hour's.
+    """
 
     def __init__(
         self,
@@ -101,6 +109,7 @@ class ReplyPolicy:
         self._replies: dict[PairKey, deque[float]] = {}
         self._limit_said: dict[PairKey, float] = {}
         self._recent_texts: dict[str, deque[tuple[float, str]]] = {}
+        self._swept_at = -math.inf
         self.presence = Presence()
 
     def restore(self, takeovers: dict[str, float]) -> None:
@@ -110,12 +119,14 @@ class ReplyPolicy:
 
     def owner_wrote(self, channel: str, now: float) -> float:
         """The owner wrote in `channel`: start or extend the takeover; returns its end."""
+        self._forget_old(now)
         until = max(now + self._takeover_seconds, self._takeovers.get(channel, 0.0))
         self._takeovers[channel] = until
         return until
 
     def paused_until(self, channel: str, now: float) -> float | None:
         """When the takeover of `channel` ends, if one is in force."""
+        self._forget_old(now)
         until = self._takeovers.get(channel)
         if until is None or until <= now:
             self._takeovers.pop(channel, None)
@@ -148,6 +159,7 @@ class ReplyPolicy:
 
     def replied(self, pair: PairKey, text: str, now: float) -> None:
         """Count a reply to `pair` and remember its text, to recognise it if it comes back."""
+        self._forget_old(now)
         times = self._replies.setdefault(pair, deque())
         times.append(now)
         while times and times[0] <= now - HOUR:
@@ -157,6 +169,7 @@ class ReplyPolicy:
 
     def automatic(self, channel: str, content: str, now: float) -> str:
         """Why `content` looks written by a machine ("" if it does not)."""
+        self._forget_old(now)
         text = _normal(content)
         for prefix in self._prefixes:
             if text.startswith(prefix):
@@ -165,6 +178,26 @@ class ReplyPolicy:
             if at > now - REPEAT_WINDOW_SECONDS and text and text == sent:
                 return "it repeats one of our recent replies"
         return ""
+
+    def _forget_old(self, now: float) -> None:
+        """Drop what no decision at `now` or later can use; at most once per `SWEEP_SECONDS`
+        (and at once if the clock went back)."""
+        if self._swept_at <= now < self._swept_at + SWEEP_SECONDS:
+            return
+        self._swept_at = now
+        self._takeovers = {c: until for c, until in self._takeovers.items() if until > now}
+        # A limit's window end is always after the `now` it was said at: an ended one never recurs.
+        self._limit_said = {p: end for p, end in self._limit_said.items() if end > now}
+        for pair, times in list(self._replies.items()):
+            while times and times[0] <= now - HOUR:  # the longest limit window
+                times.popleft()
+            if not times:
+                del self._replies[pair]
+        for channel, texts in list(self._recent_texts.items()):
+            while texts and texts[0][0] <= now - REPEAT_WINDOW_SECONDS:
+                texts.popleft()
+            if not texts:
+                del self._recent_texts[channel]
 
     def owner_allows(self, reply_when: ReplyWhen) -> Decision:
         """May the relay speak for the owner now, given whether they are away?"""

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -73,6 +74,47 @@ class SilentProvider(EchoProvider):
         yield "  "
 
 
+class SleepyProvider(EchoProvider):
+    """Blocks its thread for 0.5 s inside its async code, as g4f's Pollinations does when it
+    fetches its model list with `requests.get`; `sleeping` is set meanwhile."""
+
+    sleeping = threading.Event()
+
+    @classmethod
+    async def create_async_generator(
+        cls, model: str, messages: list[dict[str, str]], **kwargs: Any
+    ) -> AsyncIterator[str]:
+        cls.sleeping.set()
+        time.sleep(0.5)  # noqa: ASYNC251 - the blocking call under test
+        cls.sleeping.clear()
+        yield "rested"
+
+
+class StuckProvider(EchoProvider):
+    """Blocks its thread until `release` is set, then reports whether it was cancelled."""
+
+    blocked = threading.Event()
+    release = threading.Event()
+    ended = threading.Event()
+    outcome: ClassVar[list[str]] = []
+
+    @classmethod
+    async def create_async_generator(
+        cls, model: str, messages: list[dict[str, str]], **kwargs: Any
+    ) -> AsyncIterator[str]:
+        cls.blocked.set()
+        cls.release.wait(10)
+        try:
+            await asyncio.sleep(0)
+            cls.outcome.append("went on")
+        except asyncio.CancelledError:
+            cls.outcome.append("cancelled")
+            raise
+        finally:
+            cls.ended.set()
+        yield "too late"
+
+
 @pytest.fixture(autouse=True)
 def fresh_calls() -> None:
     EchoProvider.calls.clear()
@@ -122,6 +164,45 @@ async def test_hanging_provider_times_out() -> None:
         await backend.complete(CHAT, OPTIONS)
 
     assert time.monotonic() - started < 1.0
+
+
+async def test_a_provider_that_blocks_does_not_stop_the_event_loop() -> None:
+    backend = G4FBackend(provider=SleepyProvider)
+    ticks_while_blocked = 0
+
+    async def tick() -> None:
+        nonlocal ticks_while_blocked
+        while True:
+            await asyncio.sleep(0.01)
+            ticks_while_blocked += SleepyProvider.sleeping.is_set()
+
+    ticker = asyncio.create_task(tick())
+    try:
+        reply = await backend.complete(CHAT, OPTIONS)
+    finally:
+        ticker.cancel()
+
+    assert reply == "rested"
+    assert ticks_while_blocked >= 3  # none at all if the provider ran on this loop
+
+
+async def test_a_timeout_returns_while_the_provider_is_still_blocked() -> None:
+    backend = G4FBackend(provider=StuckProvider, timeout=0.1)
+    for event in (StuckProvider.blocked, StuckProvider.release, StuckProvider.ended):
+        event.clear()
+    StuckProvider.outcome.clear()
+
+    with pytest.raises(LLMError, match=r"^g4f \(StuckProvider\): timed out after 0\.1 s$"):
+        await backend.complete(CHAT, OPTIONS)
+
+    assert StuckProvider.blocked.is_set() and not StuckProvider.ended.is_set()
+    StuckProvider.release.set()
+    assert await asyncio.to_thread(StuckProvider.ended.wait, 10)
+    assert StuckProvider.outcome == ["cancelled"]  # told to stop at its next await
+    for thread in threading.enumerate():
+        if thread.name == "g4f-request":
+            await asyncio.to_thread(thread.join, 10)
+            assert not thread.is_alive()
 
 
 async def test_blank_reply_is_an_error() -> None:

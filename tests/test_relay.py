@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -436,6 +438,52 @@ async def test_the_default_chain_falls_through_to_g4f(
         turns = await running.app.store.conversation(("111", "222"))
         assert [(t.kind, t.backend) for t in turns] == [("message", None), ("reply", "g4f")]
         assert len(fake_openai.requests) == (0 if fault == "connection refused" else 1)
+        await client.close()
+
+
+class HeldProvider(StandInProvider):
+    """Blocks its thread on "hold on" until `release`, as a g4f provider's `requests.get` does."""
+
+    holding = threading.Event()
+    release = threading.Event()
+
+    @classmethod
+    async def create_async_generator(
+        cls, model: str, messages: list[dict[str, str]], **kwargs: Any
+    ) -> AsyncIterator[str]:
+        if messages[-1]["content"] == "hold on":
+            cls.holding.set()
+            cls.release.wait(10)
+        yield f"g4f here: {messages[-1]['content']}"
+
+
+async def test_a_g4f_provider_that_blocks_does_not_stall_the_relay(
+    tmp_path: Path,
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(ProviderLoader.loaded, "HeldProvider", HeldProvider)
+    HeldProvider.holding.clear()
+    HeldProvider.release.clear()
+    settings = rest_settings(
+        fake_discord, fake_openai, LLM_BACKENDS=["g4f"], G4F_PROVIDER="HeldProvider"
+    )
+    async with running_app(tmp_path, RULES, **settings) as running:
+        client = await PluginClient.connect(running.url)
+        try:
+            await client.message("14001", "111", "222", "hold on")
+            assert await asyncio.to_thread(HeldProvider.holding.wait, 5)
+            # While that request blocks its thread: pings, acks and other pairs' replies go on.
+            await asyncio.wait_for(await client.connection.ping(), 5)
+            await client.message("14002", "112", "223", "quick one")
+            [posted] = await fake_discord.wait_for_messages(1)
+            assert posted["content"] == "[auto-reply] g4f here: quick one"
+            assert not HeldProvider.release.is_set()
+        finally:
+            HeldProvider.release.set()
+        _, posted = await fake_discord.wait_for_messages(2, timeout=10)
+        assert posted["content"] == "[auto-reply] g4f here: hold on"
         await client.close()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.reply_policy import ReplyPolicy, burst_wait
+from server.reply_policy import HOUR, SWEEP_SECONDS, ReplyPolicy, burst_wait
 
 PAIR = ("111", "c1")
 
@@ -75,6 +75,61 @@ def test_automatic_messages_are_recognised() -> None:
     assert rules.automatic("c1", "sure, see you at noon!", now=10.0) != ""
     assert rules.automatic("c2", "sure, see you at noon!", now=10.0) == ""  # another chat
     assert rules.automatic("c1", "sure, see you at noon!", now=4000.0) == ""  # long ago
+
+
+def remembered(rules: ReplyPolicy) -> dict[str, int]:
+    """How many pairs or channels each kind of per-pair state holds."""
+    return {
+        "takeovers": len(rules._takeovers),
+        "replies": len(rules._replies),
+        "limit_said": len(rules._limit_said),
+        "recent_texts": len(rules._recent_texts),
+    }
+
+
+def test_state_is_forgotten_once_no_window_can_use_it() -> None:
+    rules = policy(per_minute=1)
+    rules.owner_wrote("c9", now=0.0)  # a takeover until 60.0
+    for user in range(50):
+        pair = (str(user), f"c{user % 5}")
+        rules.replied(pair, f"hello {user}", now=float(user))
+        assert not rules.may_reply(pair, now=float(user) + 1.0).reply  # its limit, said once
+    assert remembered(rules) == {"takeovers": 1, "replies": 50, "limit_said": 50, "recent_texts": 5}
+
+    rules.automatic("c1", "anything", now=600.0)  # takeovers and minute windows have ended
+    assert remembered(rules) == {"takeovers": 0, "replies": 50, "limit_said": 0, "recent_texts": 5}
+
+    rules.automatic("c1", "anything", now=49.0 + HOUR + 1.0)  # every reply is over an hour old
+    assert remembered(rules) == {"takeovers": 0, "replies": 0, "limit_said": 0, "recent_texts": 0}
+
+
+def test_forgetting_changes_no_decision() -> None:
+    rules = policy(per_minute=0, per_hour=3)
+    rules.owner_wrote("c2", now=0.0)
+    rules.restore({"c3": 5000.0})
+    for now in (0.0, 100.0, 200.0):
+        rules.replied(PAIR, "see you at noon", now)
+    first = rules.may_reply(PAIR, 300.0)
+    assert not first.reply and not first.quiet
+    for now in range(400, 3600, 100):  # a sweep at each step: nothing in force is dropped
+        later = rules.may_reply(PAIR, float(now))
+        assert not later.reply and later.quiet
+        assert rules.automatic("c1", "See you at noon", float(now)) != ""
+        assert rules.paused_until("c3", float(now)) == 5000.0
+    assert rules.may_reply(PAIR, 3600.5).reply
+    assert rules.may_reply(("222", "c2"), 3600.5).reply  # that takeover ended long ago
+
+
+def test_state_stays_bounded_over_many_pairs_and_hours() -> None:
+    rules = policy()
+    for second in range(4 * 3600):  # a new person every second for four hours
+        pair = (str(second), f"c{second}")
+        rules.owner_wrote(pair[1], now=float(second))
+        rules.replied(pair, "hi", now=float(second))
+    held = remembered(rules)
+    # Only the last hour's replies, and takeovers not yet over, plus one sweep's interval.
+    assert held["replies"] <= HOUR + SWEEP_SECONDS and held["recent_texts"] == held["replies"]
+    assert held["takeovers"] <= 60 + SWEEP_SECONDS
 
 
 def test_a_burst_ends_coalesce_seconds_after_its_last_message() -> None:

@@ -6,11 +6,15 @@ g4f is an optional GPLv3 extra, so it is imported only here, and only when a bac
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import importlib.util
 import logging
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
 
@@ -21,6 +25,8 @@ MAX_DETAIL = 200
 # g4f keeps cookies, caches and usage logs in $G4F_CONFIG_DIR, read once as g4f is imported;
 # without it, in ~/.g4f or ~/.config/g4f. Ours go in this folder next to config.json.
 G4F_DIR_NAME = ".g4f"
+
+T = TypeVar("T")
 
 
 def g4f_installed() -> bool:
@@ -75,18 +81,16 @@ class G4FBackend:
         return f"G4FBackend(provider={self.provider_name!r}, model={self.model!r})"
 
     async def complete(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> str:
-        """Ask g4f for one (non-streamed) completion; raise `LLMError` on failure or timeout."""
-        extra = {} if options.temperature is None else {"temperature": options.temperature}
+        """Ask g4f for one (non-streamed) completion; raise `LLMError` on failure or timeout.
+
+        The request runs on a thread of its own (see `run_in_own_thread`): several g4f providers
+        make blocking calls inside their async code, which would otherwise stall the relay.
+        """
         where = f"{self.name} ({self.provider_name})"
         try:
-            request = self._client.chat.completions.create(
-                messages=[{"role": m.role, "content": m.content} for m in messages],
-                model=options.model or self.model,
-                max_tokens=options.max_tokens,
-                **extra,
+            text, provider = await asyncio.wait_for(
+                run_in_own_thread(self._ask(messages, options)), self.timeout
             )
-            response = await asyncio.wait_for(request, self.timeout)
-            text = response.choices[0].message.content
         except TimeoutError:
             raise LLMError(f"{where}: timed out after {self.timeout} s") from None
         except Exception as err:  # g4f and its providers raise anything at all
@@ -94,8 +98,50 @@ class G4FBackend:
             raise LLMError(f"{where}: {type(err).__name__}: {detail}") from err
         if not isinstance(text, str) or not text.strip():
             raise LLMError(f"{where}: empty completion")
-        log.debug("g4f answered through provider %s", getattr(response, "provider", "?"))
+        log.debug("g4f answered through provider %s", provider)
         return text
+
+    async def _ask(
+        self, messages: Sequence[ChatMessage], options: GenerationOptions
+    ) -> tuple[object, object]:
+        """The g4f request itself: the reply's content and the provider that answered."""
+        extra = {} if options.temperature is None else {"temperature": options.temperature}
+        response = await self._client.chat.completions.create(
+            messages=[{"role": m.role, "content": m.content} for m in messages],
+            model=options.model or self.model,
+            max_tokens=options.max_tokens,
+            **extra,
+        )
+        return response.choices[0].message.content, getattr(response, "provider", "?")
 
     async def aclose(self) -> None:
         """Nothing to release: the g4f client keeps no connections between requests."""
+
+
+async def run_in_own_thread(coro: Coroutine[Any, Any, T]) -> T:
+    """Await `coro` on a new event loop in a daemon thread, so blocking calls in it stall only it.
+
+    Cancelling the caller (a timeout, a shutdown) returns at once and cancels `coro` on its loop;
+    a blocking call there finishes in the background, then the thread cleans up and ends. The
+    thread is a daemon outside any executor, so neither the caller's loop nor the process waits.
+    """
+    worker = asyncio.new_event_loop()
+    task = worker.create_task(coro)  # allowed from this thread: the loop is not running yet
+    outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def serve() -> None:
+        with asyncio.Runner(loop_factory=lambda: worker) as runner:
+            runner.run(asyncio.wait([task]))
+            if outcome.set_running_or_notify_cancel():  # False: the caller has gone
+                try:
+                    outcome.set_result(task.result())
+                except BaseException as err:  # what coro raised, passed on to the caller
+                    outcome.set_exception(err)
+
+    threading.Thread(target=serve, name="g4f-request", daemon=True).start()
+    try:
+        return await asyncio.wrap_future(outcome)
+    except asyncio.CancelledError:
+        with contextlib.suppress(RuntimeError):  # the worker loop has closed: coro is done
+            worker.call_soon_threadsafe(task.cancel)
+        raise

@@ -117,8 +117,21 @@ describe("plugin <-> relay server", () => {
         assert.equal(echoedText(repliesIn(discord, "222")[0]), "exact pair");
         assert.equal(echoedText(repliesIn(discord, "333")[0]), "wildcard user");
         await waitFor(() => plugin.outbox.size === 0, { what: "the buffer to empty (echoes of the replies acked too)" });
-        await sleep(300);
-        assert.equal(discord.sent.length, 2, "no reply to unwatched, own or skipped messages");
+
+        // Own messages never reach a pair's queue; the server says when it knows an echo for one.
+        const echoes = spy.messages().filter((frame) => frame.self && frame.content.startsWith("[auto-reply]"));
+        assert.deepEqual(echoes.map((frame) => frame.channel).sort(), ["222", "333"]);
+        for (const echo of echoes) {
+            await waitFor(() => server.output.includes(`message ${echo.id} is the echo of our own reply`), { what: `the server to know echo ${echo.id}` });
+        }
+        // Every frame above was acknowledged, so accepted (a reply to it queued), before these two;
+        // a pair's replies go out in order, so a second reply to either pair would come first.
+        discord.receive({ channel_id: "222", author: { id: "111", username: "friend" }, content: "later, friend" });
+        discord.receive({ channel_id: "333", author: { id: "777", username: "someone" }, content: "later, someone" });
+        await waitFor(() => repliesIn(discord, "222").length >= 2 && repliesIn(discord, "333").length >= 2, { what: "the later replies" });
+        assert.deepEqual(repliesIn(discord, "222").map(echoedText), ["exact pair", "later, friend"]);
+        assert.deepEqual(repliesIn(discord, "333").map(echoedText), ["wildcard user", "later, someone"]);
+        assert.equal(discord.sent.length, 4, "no reply to unwatched, own or skipped messages");
     });
 
     it("posts the server's reply through Discord's sendMessage and answers `sent`", async () => {
