@@ -105,7 +105,7 @@ describe("away mode with the relay server", () => {
 
         const early = discord.receive({ channel_id: "222", author: { id: "111", username: "friend" }, content: "you there?" });
         await waitFor(() => spy.received.some((frame) => frame.type === "ack" && frame.id === early.id), { what: "the ack" });
-        await sleep(300);
+        await waitFor(() => server.output.includes(`message ${early.id} remembered, not answered`), { what: "the server's decision" });
         assert.deepEqual(sentIn(discord, "222"), [], "online: no reply");
 
         discord.setStatus("idle"); // Discord sets idle by itself after a while without input

@@ -8,7 +8,7 @@ const http = require("node:http");
 const { before, after, afterEach, describe, it } = require("node:test");
 
 const { SELF } = require("./fake-bdapi");
-const { setup, waitFor, sleep, freePort, startFakeOpenAI, RelayServer, echoedText } = require("./harness");
+const { setup, waitFor, freePort, startFakeOpenAI, RelayServer, echoedText } = require("./harness");
 
 const RULES = [
     ["111", "222"], // one friend in one channel
@@ -48,6 +48,21 @@ async function connected(overrides = {}) {
     running.push(context.plugin);
     await waitFor(() => context.plugin.status === "connected", { what: `a welcome; server log:\n${server.output}` });
     return context;
+}
+
+/**
+ * Wait as long as several reconnect attempts take: until a plugin refused at the handshake (same
+ * backoff) has tried three times. Shows that a retry that did not happen would have had its time,
+ * however slow the machine.
+ */
+async function severalBackoffPeriods() {
+    const control = setup({ settings: server.settings, origin: "https://evil.example" });
+    control.plugin.start();
+    try {
+        await waitFor(() => control.spy.sockets.length >= 3, { what: "a refused plugin's retries" });
+    } finally {
+        control.plugin.stop();
+    }
 }
 
 /** The HTTP status of a websocket upgrade request to the server with this Origin. */
@@ -119,7 +134,9 @@ describe("plugin <-> relay server", () => {
         await waitFor(() => plugin.outbox.size === 0, { what: "the buffer to empty (echoes of the replies acked too)" });
 
         // Own messages never reach a pair's queue; the server says when it knows an echo for one.
-        const echoes = spy.messages().filter((frame) => frame.self && frame.content.startsWith("[auto-reply]"));
+        const ownEchoes = () => spy.messages().filter((frame) => frame.self && frame.content.startsWith("[auto-reply]"));
+        await waitFor(() => ownEchoes().length === 2, { what: "the echoes of both replies" });
+        const echoes = ownEchoes();
         assert.deepEqual(echoes.map((frame) => frame.channel).sort(), ["222", "333"]);
         for (const echo of echoes) {
             await waitFor(() => server.output.includes(`message ${echo.id} is the echo of our own reply`), { what: `the server to know echo ${echo.id}` });
@@ -132,6 +149,9 @@ describe("plugin <-> relay server", () => {
         assert.deepEqual(repliesIn(discord, "222").map(echoedText), ["exact pair", "later, friend"]);
         assert.deepEqual(repliesIn(discord, "333").map(echoedText), ["wildcard user", "later, someone"]);
         assert.equal(discord.sent.length, 4, "no reply to unwatched, own or skipped messages");
+        // The server has the plugin's `sent` for each, so no send is left for the next test's plugin.
+        const replied = (channel) => (server.output.match(new RegExp(`replied to user \\d+ in channel ${channel} `, "g")) ?? []).length;
+        await waitFor(() => replied("222") === 2 && replied("333") === 2, { what: "the server to hear `sent` for every reply" });
     });
 
     it("posts the server's reply through Discord's sendMessage and answers `sent`", async () => {
@@ -249,7 +269,7 @@ describe("plugin <-> relay server", () => {
         assert.equal(context.fake.toasts.length, 1);
         assert.equal(context.fake.toasts[0].type, "error");
         assert.match(context.fake.toasts[0].content, /refused the secret/);
-        await sleep(400); // many backoff periods (20-100 ms)
+        await severalBackoffPeriods();
         assert.equal(context.spy.sockets.length, 1, "no retry after a bad secret");
         const panel = context.plugin.getSettingsPanel();
         assert.match(panel.find((element) => element.className === "discord-auto-reply-status").textContent, /bad secret/);
@@ -287,7 +307,7 @@ describe("plugin <-> relay server", () => {
         assert.equal(spy.sockets[0].closeEvent.code, 1000);
         await waitFor(() => (server.output.match(/disconnected/g) ?? []).length > disconnects, { what: "the server to see the disconnect" });
         discord.receive({ channel_id: "222", author: { id: "111" }, content: "after stop" });
-        await sleep(100);
+        await severalBackoffPeriods();
         assert.equal(spy.messages().length, 0);
         assert.equal(spy.sockets.length, 1);
     });
