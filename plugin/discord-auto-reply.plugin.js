@@ -368,14 +368,34 @@ class Outbox {
  * The `send` nonces posted (or being posted), each with the promise of its outcome (null, or the
  * error text), so that a `send` repeated after a lost connection is answered from the first post
  * instead of posting again. Bounded in count and age; a failed post is forgotten, so it may be
- * tried again.
+ * tried again. `saved` (from `toSaved()`, kept with BdApi.Data) carries the posts that succeeded
+ * over a reload of Discord or of the plugin.
  */
 class PostedNonces {
-    constructor({ limit = POSTED_NONCES_LIMIT, maxAgeMs = POSTED_NONCES_MAX_AGE_MS, now = Date.now } = {}) {
+    constructor({ limit = POSTED_NONCES_LIMIT, maxAgeMs = POSTED_NONCES_MAX_AGE_MS, now = Date.now, saved } = {}) {
         this.limit = limit;
         this.maxAgeMs = maxAgeMs;
         this.now = now;
-        this.entries = new Map(); // nonce -> {outcome, at}, oldest first
+        this.entries = new Map(); // nonce -> {outcome, at, posted}, oldest first
+        for (const entry of Array.isArray(saved) ? saved : []) {
+            const [nonce, at] = Array.isArray(entry) ? entry : [];
+            if (typeof nonce === "string" && nonce && Number.isFinite(at)) {
+                this.entries.set(nonce, { outcome: Promise.resolve(null), at, posted: true });
+            }
+        }
+        this.expire();
+    }
+
+    /** Note that the post with `nonce` succeeded. */
+    posted(nonce) {
+        const entry = this.entries.get(nonce);
+        if (entry) entry.posted = true;
+    }
+
+    /** `[nonce, time]` of each recent post that succeeded, oldest first: what to keep on disk. */
+    toSaved() {
+        this.expire();
+        return [...this.entries].filter(([, entry]) => entry.posted).map(([nonce, entry]) => [nonce, entry.at]);
     }
 
     /** The outcome promise of a recent post with this nonce, or undefined. */
@@ -472,7 +492,7 @@ module.exports = class DiscordAutoReply {
         this.welcomeTimeoutMs = options.welcomeTimeoutMs ?? WELCOME_TIMEOUT_MS;
         this.welcomeTimer = null;
         this.outbox = new Outbox(options.outbox);
-        this.postedNonces = new PostedNonces(options.postedNonces);
+        this.postedNonces = new PostedNonces({ saved: this.api.Data.load("postedNonces"), ...options.postedNonces });
         this.watch = null; // null until the server first tells us; then the allow-list
         this.status = "disabled";
         this.socket = null;
@@ -755,12 +775,19 @@ module.exports = class DiscordAutoReply {
     async sendToDiscord(frame) {
         const nonce = String(frame.nonce ?? "");
         let outcome = nonce ? this.postedNonces.get(nonce) : undefined;
-        if (!outcome) {
+        const fresh = !outcome;
+        if (fresh) {
             outcome = this.postToDiscord(frame);
             if (nonce) this.postedNonces.add(nonce, outcome);
         }
         const error = await outcome;
-        if (error !== null) this.postedNonces.forget(nonce, outcome);
+        if (error !== null) {
+            this.postedNonces.forget(nonce, outcome);
+        } else if (fresh && nonce) {
+            // On disk at once: a reload before our `sent` reaches the server must not post it again.
+            this.postedNonces.posted(nonce);
+            this.api.Data.save("postedNonces", this.postedNonces.toSaved());
+        }
         this.send({ type: "sent", nonce, ok: error === null, error });
     }
 

@@ -249,6 +249,34 @@ describe("exactly once: a repeated send is answered without posting again", () =
         assert.equal(discord.sent.length, 5);
     });
 
+    it("remembers the posted nonces over a reload (BdApi.Data), not the failed ones, not for ever", async () => {
+        let now = 5000;
+        const first = connectedPlugin({ postedNonces: { now: () => now } });
+        first.discord.failNextSend = new Error("Missing Permissions");
+        first.deliver({ nonce: "failed" });
+        first.deliver({ nonce: "posted" });
+        await waitFor(() => first.answers("failed").length === 1 && first.answers("posted").length === 1, { what: "two answers" });
+        assert.deepEqual(first.fake.data.get(META.name, "postedNonces"), [["posted", 5000]]);
+
+        // Discord reloads: a new plugin instance, the same saved data, and the server asks again.
+        const reloaded = new first.Plugin(META, { postedNonces: { now: () => now } });
+        const frames = [];
+        reloaded.socket = { readyState: 1, send: (data) => frames.push(JSON.parse(data)) };
+        reloaded.welcomed = true;
+        const ask = (nonce) => reloaded.onFrame(reloaded.socket, JSON.stringify({ type: "send", nonce, channel: "222", content: "hi", reply_to: null }));
+        const answered = (nonce) => frames.filter((frame) => frame.type === "sent" && frame.nonce === nonce);
+        ask("posted");
+        ask("failed");
+        await waitFor(() => answered("posted").length === 1 && answered("failed").length === 1, { what: "the answers after the reload" });
+        assert.deepEqual([answered("posted")[0].ok, answered("failed")[0].ok], [true, true]);
+        // Before the reload: the failed attempt and the post; after it, only the failed one again.
+        assert.deepEqual(first.discord.sent.map((call) => call.options.nonce), ["failed", "posted", "failed"]);
+
+        now += 10 * 60 * 1000 + 1; // past REPLY_WITHIN_MINUTES: the server would not ask again
+        const later = new first.Plugin(META, { postedNonces: { now: () => now } });
+        assert.deepEqual(later.postedNonces.toSaved(), []);
+    });
+
     it("defaults to 1,000 nonces for 10 minutes", () => {
         const { plugin } = setup();
         assert.equal(plugin.postedNonces.limit, 1000);
