@@ -19,6 +19,7 @@ from server.config import ConfigError, Settings
 from server.conversations import ConversationStore
 from server.database import Database, DatabaseError, SchemaTooNewError
 from server.drafts import Drafts
+from server.echoes import EchoTracker
 from server.gateway import Gateway
 from server.llm.chain import BackendChain, build_backend_chain
 from server.messengers.base import Messenger
@@ -61,8 +62,9 @@ def check_settings(settings: Settings, *, allow_remote: bool) -> None:
         raise ConfigError("MESSENGER is 'rest' but DISCORD_AUTHORIZATION is empty")
 
 
-def build_messenger(settings: Settings, gateway: Gateway) -> Messenger:
-    """The messenger MESSENGER names (after resolving "auto")."""
+def build_messenger(settings: Settings, gateway: Gateway, echoes: EchoTracker) -> Messenger:
+    """The messenger MESSENGER names (after resolving "auto"); `echoes` tells the plugin
+    messenger which replies Discord has echoed back."""
     name = settings.messenger_name()
     if name == "rest":
         return RestMessenger(settings.DISCORD_AUTHORIZATION, settings.DISCORD_API_BASE)
@@ -72,7 +74,7 @@ def build_messenger(settings: Settings, gateway: Gateway) -> Messenger:
             timeout=settings.SEND_TIMEOUT_SECONDS,
             idle_seconds=settings.MACRO_IDLE_SECONDS,
         )
-    return PluginMessenger(gateway, timeout=settings.SEND_TIMEOUT_SECONDS)
+    return PluginMessenger(gateway, timeout=settings.SEND_TIMEOUT_SECONDS, echoed=echoes.was_echoed)
 
 
 def describe_backend(settings: Settings, name: str) -> str:
@@ -119,7 +121,8 @@ class App:
             control=self._control,
             greeting=self._greeting,
         )
-        self.messenger = build_messenger(settings, self.gateway)
+        echoes = EchoTracker()
+        self.messenger = build_messenger(settings, self.gateway, echoes)
         self.store = ConversationStore(settings.DATABASE)
         self.records = OwnerStore(self.store)
         self.drafts = Drafts(
@@ -136,6 +139,7 @@ class App:
             store=self.store,
             records=self.records,
             drafts=self.drafts,
+            echoes=echoes,
         )
         self.away = AwayMode(
             self.relay.presence,

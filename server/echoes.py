@@ -26,6 +26,8 @@ class EchoTracker:
         self._ttl = ttl
         self._clock = clock
         self._sent: deque[_Sent] = deque()
+        self._echoed: dict[str, float] = {}
+        """The nonces whose echo came back, with when: oldest first."""
 
     def expect(self, nonce: str, channel: str, content: str) -> None:
         """Note a part the relay is about to send."""
@@ -43,10 +45,18 @@ class EchoTracker:
                 channel == sent.channel and content.strip() == sent.content.strip()
             ):
                 del self._sent[index]
+                self._echoed[sent.nonce] = self._clock()
                 return True
         return False
+
+    def was_echoed(self, nonce: str) -> bool:
+        """True if the echo of the part sent with `nonce` came back: Discord has that message."""
+        self._forget_old()
+        return nonce in self._echoed
 
     def _forget_old(self) -> None:
         horizon = self._clock() - self._ttl
         while self._sent and self._sent[0].at < horizon:
             self._sent.popleft()
+        while self._echoed and next(iter(self._echoed.values())) < horizon:
+            del self._echoed[next(iter(self._echoed))]

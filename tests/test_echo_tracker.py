@@ -70,3 +70,20 @@ def test_many_parts_in_flight_are_tracked_each() -> None:
     assert echoes.is_echo("1", "reply 4999", None)
     assert echoes.is_echo("6", "x", "n4001")
     assert not echoes.is_echo("6", "x", "n4001")
+
+
+def test_an_echoed_nonce_is_known_until_the_ttl_passes() -> None:
+    clock = Clock()
+    echoes = EchoTracker(ttl=300.0, clock=clock)
+    echoes.expect("n1", "10", "by nonce")
+    echoes.expect("n2", "10", "by text")
+    echoes.expect("n3", "10", "never echoed")
+    assert not echoes.was_echoed("n1")
+    assert echoes.is_echo("10", "by nonce", "n1")
+    clock.now += 100
+    assert echoes.is_echo("10", "by text", None)  # a client that drops the nonce
+    assert echoes.was_echoed("n1") and echoes.was_echoed("n2")
+    assert not echoes.was_echoed("n3")
+    clock.now += 200.5  # n1's echo is 300.5 s old now, n2's 200.5 s
+    assert not echoes.was_echoed("n1")
+    assert echoes.was_echoed("n2")

@@ -10,6 +10,7 @@ import pytest
 
 from server.messengers.base import MessengerError
 from server.messengers.plugin import PluginMessenger
+from tests.fakes.openai_api import FakeOpenAI
 from tests.relay_harness import PluginClient, RunningApp, running_app
 
 RULES = 'REPLY_TO = [("111", "222")]\n'
@@ -131,3 +132,28 @@ async def test_a_deadline_before_the_timeout_ends_the_wait_sooner(tmp_path: Path
         with pytest.raises(MessengerError, match="no answer from the plugin within the reply's"):
             await messenger(running).send("222", "hi", nonce="n1", deadline=deadline)
         assert time.monotonic() - started < 3.0
+
+
+async def test_a_reply_whose_echo_came_back_is_not_asked_of_another_plugin(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    llm = {"OPENAI_BASE_URL": fake_openai.base_url, "OPENAI_API_KEY": FakeOpenAI.API_KEY}
+    async with running_app(tmp_path, RULES, SEND_TIMEOUT_SECONDS=5.0, **llm) as running:
+        older = await PluginClient.connect(running.url)
+        newer = await PluginClient.connect(running.url)
+        newer.answer_sends = False  # it posts, forwards the echo, and goes away before `sent`
+        await newer.message("1001", "111", "222", "are you there?")
+        [frame] = await newer.wait_for_sends(1)
+        await newer.message(
+            "1002", "999", "222", frame["content"], is_self=True, nonce=frame["nonce"]
+        )
+        await newer.close()
+
+        await running.app.relay.drain()  # the reply counts as delivered...
+        assert older.sends == []  # ...and the other Discord client is not asked to post it
+        assert await running.app.store.undelivered_replies() == []
+        [exported] = await running.app.store.export(("111", "222"))
+        turns = exported["turns"]
+        assert isinstance(turns, list)
+        assert [turn["kind"] for turn in turns] == ["message", "reply"]  # the echo: not a 3rd
+        await older.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from server import protocol
@@ -34,9 +35,16 @@ class PluginMessenger(Messenger):
 
     name = "plugin"
 
-    def __init__(self, link: PluginLink, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        link: PluginLink,
+        *,
+        timeout: float = 30.0,
+        echoed: Callable[[str], bool] = lambda nonce: False,
+    ) -> None:
         self._link = link
         self._timeout = timeout
+        self._echoed = echoed
 
     async def send(
         self,
@@ -51,7 +59,10 @@ class PluginMessenger(Messenger):
 
         If the plugin disconnects before answering, the same frame (same nonce) goes again to
         the next plugin connected within the timeout: the plugin answers a nonce it has already
-        posted without posting it twice. `deadline` (loop time) shortens the timeout.
+        posted without posting it twice. Unless `echoed(nonce)` says the post's echo already
+        came back (from that plugin or another Discord client): then it is delivered, and a
+        plugin that never saw the nonce is not asked to post it again. `deadline` (loop time)
+        shortens the timeout.
         """
         loop = asyncio.get_running_loop()
         timeout_at = loop.time() + self._timeout
@@ -65,8 +76,11 @@ class PluginMessenger(Messenger):
                 break
             except ConnectionError as exc:
                 disconnected = exc
-                log.info("channel %s: %s; asking again once a plugin is connected", channel_id, exc)
                 await asyncio.sleep(RESEND_PAUSE_SECONDS)
+                if self._echoed(nonce):
+                    log.info("channel %s: %s, but its echo shows the reply posted", channel_id, exc)
+                    return
+                log.info("channel %s: %s; asking again once a plugin is connected", channel_id, exc)
                 continue
             if not answer.ok:
                 reason = answer.error or "unknown error"
