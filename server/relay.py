@@ -11,7 +11,6 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -30,13 +29,14 @@ from server.conversations import (
 from server.database import DatabaseError
 from server.drafts import Drafts
 from server.echoes import EchoTracker
+from server.inbox import Pending, SeenIds
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
 from server.llm.chain import BackendChain
 from server.memory import PairKey
 from server.messengers.base import Messenger, MessengerError
 from server.owner_store import Draft, OwnerStore
 from server.protocol import Author, IncomingMessage
-from server.reply_policy import Decision, Presence, ReplyPolicy, burst_wait
+from server.reply_policy import Decision, Presence, ReplyPolicy, burst_wait, ignore_reason
 from server.rules import WILDCARD, Rule, RuleSet
 from server.splitter import discord_length, split_message
 from server.summarizer import summarize
@@ -60,23 +60,11 @@ SUMMARY_BACKLOG = 50
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class _Pending:
-    """A message from an allow-listed pair, waiting for its answer."""
-
-    message: IncomingMessage
-    rule: Rule
-    turn_id: int | None
-    """Its turn in the store; None if the database could not store it."""
-    accepted_at: float
-    """When the relay accepted it (Unix time): its reply is due within REPLY_WITHIN_MINUTES."""
-
-
 @dataclass
 class _Pair:
     """What a busy pair is waiting for: its pending messages and the worker answering them."""
 
-    pending: list[_Pending] = field(default_factory=list)
+    pending: list[Pending] = field(default_factory=list)
     last_arrival: float = 0.0
     generation: asyncio.Task[_Generated | None] | None = None
     sending: bool = False
@@ -91,23 +79,6 @@ class _Generated:
     text: str
     backend: str
     seconds: float | None = None
-
-
-class _SeenIds:
-    """The ids of recent messages, so a re-sent one is dropped before touching the database."""
-
-    def __init__(self, capacity: int = 10_000) -> None:
-        self._capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def add(self, message_id: str) -> bool:
-        """Remember `message_id`; False if it was already seen."""
-        if message_id in self._ids:
-            return False
-        self._ids[message_id] = None
-        if len(self._ids) > self._capacity:
-            self._ids.popitem(last=False)
-        return True
 
 
 def new_nonce() -> str:
@@ -146,7 +117,7 @@ class Relay:
         )
         self._records = records
         self._drafts = drafts
-        self._seen = _SeenIds()
+        self._seen = SeenIds()
         self._pairs: dict[PairKey, _Pair] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._database_ok = True
@@ -189,7 +160,7 @@ class Relay:
                     author=Author(id=pending.pair[0]),
                     content=pending.content,
                 )
-                self._queue(pending.pair, _Pending(message, rule, pending.turn_id, pending.at))
+                self._queue(pending.pair, Pending(message, rule, pending.turn_id, pending.at))
         if expired:
             log.warning(
                 "%d message(s) accepted before the restart are older than REPLY_WITHIN_MINUTES "
@@ -249,7 +220,7 @@ class Relay:
             await self._accept_owner_message(message)
             return
         rule = self._rules().match(message.author.id, message.channel)
-        reason = _ignore_reason(message, rule)
+        reason = ignore_reason(message, rule)
         if reason or rule is None:
             log.debug("message %s ignored: %s", message.id, reason)
             return
@@ -280,7 +251,7 @@ class Relay:
             )
             await self._skipped(pair, [message.id], skip)
             return
-        self._queue(pair, _Pending(message, rule, turn_id or None, now))
+        self._queue(pair, Pending(message, rule, turn_id or None, now))
 
     async def _accept_owner_message(self, message: IncomingMessage) -> None:
         """The owner wrote in a watched chat: step aside there, and remember their words."""
@@ -323,7 +294,7 @@ class Relay:
             if pair_channel == channel and state.generation is not None:
                 state.generation.cancel()
 
-    def _queue(self, pair: PairKey, pending: _Pending) -> None:
+    def _queue(self, pair: PairKey, pending: Pending) -> None:
         state = self._pairs.get(pair)
         if state is None:
             state = self._pairs[pair] = _Pair()
@@ -358,7 +329,7 @@ class Relay:
         while (delay := burst_wait(state.last_arrival, time.monotonic(), coalesce)) > 0:  # noqa: ASYNC110
             await asyncio.sleep(delay)
 
-    async def _answer(self, pair: PairKey, batch: list[_Pending], state: _Pair) -> None:
+    async def _answer(self, pair: PairKey, batch: list[Pending], state: _Pair) -> None:
         """Generate one reply to the whole burst and send it, unless the owner took over."""
         newest = batch[-1]
         if not self._messenger.available:
@@ -426,7 +397,7 @@ class Relay:
             finally:
                 state.sending = False
 
-    async def _generate(self, pair: PairKey, batch: list[_Pending]) -> _Generated | None:
+    async def _generate(self, pair: PairKey, batch: list[Pending]) -> _Generated | None:
         """Ask the backends for a reply to `batch`, with the pair's memory; the fallback if none."""
         newest = batch[-1]
         rule = newest.rule
@@ -446,7 +417,7 @@ class Relay:
         fallback = self._settings.FALLBACK_MESSAGE.strip()
         return _Generated(fallback, FALLBACK_BACKEND) if fallback else None
 
-    async def _chat(self, pair: PairKey, batch: list[_Pending]) -> list[ChatMessage]:
+    async def _chat(self, pair: PairKey, batch: list[Pending]) -> list[ChatMessage]:
         """System prompt, remembered turns and the burst, trimmed to the token budget."""
         settings, rule = self._settings, batch[-1].rule
         memory_length = (
@@ -508,7 +479,7 @@ class Relay:
     async def _send(
         self,
         pair: PairKey,
-        batch: list[_Pending],
+        batch: list[Pending],
         generated: _Generated,
         *,
         approved: bool = False,
@@ -598,7 +569,7 @@ class Relay:
         return accepted_at + self._settings.REPLY_WITHIN_MINUTES * 60
 
     async def _skip(
-        self, pair: PairKey, batch: list[_Pending], status: MessageStatus, reason: str
+        self, pair: PairKey, batch: list[Pending], status: MessageStatus, reason: str
     ) -> None:
         """Record why the messages of `batch` get no reply (their fate, and for `history`)."""
         turn_ids = [pending.turn_id for pending in batch if pending.turn_id is not None]
@@ -619,7 +590,7 @@ class Relay:
         )
         rule = self._rules().match(user, channel) or Rule(user, channel)
         generated = _Generated(text, draft.backend, draft.seconds)
-        pending = _Pending(message, rule, draft.follows, time.time())
+        pending = Pending(message, rule, draft.follows, time.time())
         return await self._send(draft.pair, [pending], generated, approved=True)
 
     def _may_speak(self, channel: str, rule: Rule) -> Decision:
@@ -695,14 +666,3 @@ class Relay:
         for worker in list(self._workers):
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
-
-
-def _ignore_reason(message: IncomingMessage, rule: Rule | None) -> str:
-    """Why a message from someone else gets no reply ("" if it may get one)."""
-    if message.author.bot:
-        return "author is a bot"
-    if rule is None:
-        return "pair is not allow-listed"
-    if not message.content.strip():
-        return "no text (attachment or sticker only)"
-    return ""
