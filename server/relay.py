@@ -11,9 +11,8 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from server.config import Settings
 from server.context_window import fit_window, window_cost
@@ -26,7 +25,6 @@ from server.conversations import (
     UndeliveredReply,
     Window,
 )
-from server.database import DatabaseError
 from server.drafts import Drafts
 from server.echoes import EchoTracker
 from server.inbox import Pending, SeenIds
@@ -39,6 +37,7 @@ from server.protocol import Author, IncomingMessage
 from server.reply_policy import Decision, Presence, ReplyPolicy, burst_wait, ignore_reason
 from server.rules import WILDCARD, Rule, RuleSet
 from server.splitter import discord_length, split_message
+from server.store_guard import StoreGuard
 from server.summarizer import summarize
 from server.tokens import TokenCounter, token_ceiling
 
@@ -57,7 +56,6 @@ RETRY_MAX_SECONDS = 30.0
 resend window lasts."""
 SUMMARY_BACKLOG = 50
 """With SUMMARIZE, how many turns beyond the window are read so they can be summarised."""
-T = TypeVar("T")
 
 
 @dataclass
@@ -107,6 +105,7 @@ class Relay:
         self._llm = llm
         self._messenger = messenger
         self._store = store
+        self._stored = StoreGuard(store)
         self._echoes = echoes or EchoTracker()
         self._tokens = tokens or TokenCounter()
         self._policy = ReplyPolicy(
@@ -120,7 +119,6 @@ class Relay:
         self._seen = SeenIds()
         self._pairs: dict[PairKey, _Pair] = {}
         self._workers: set[asyncio.Task[None]] = set()
-        self._database_ok = True
         self._closing = False
 
     @property
@@ -628,21 +626,6 @@ class Relay:
                 except MessengerError as exc:
                     log.debug("typing indicator in channel %s failed: %s", channel_id, exc)
             await asyncio.sleep(self._settings.TYPING_INTERVAL_SECONDS)
-
-    async def _stored(self, operation: Awaitable[T], default: T) -> T:
-        """Await a store operation; on a database error log it (once until it recovers) and
-        carry on with `default`, answering from what the relay has."""
-        try:
-            result = await operation
-        except DatabaseError as exc:
-            if self._database_ok:
-                log.error("%s; replies go on, but this is not remembered", exc)
-            self._database_ok = False
-            return default
-        if not self._database_ok:
-            log.info("the database %s works again", self._store.path)
-            self._database_ok = True
-        return result
 
     async def drain(self) -> None:
         """Wait until every queued message has been handled (used on shutdown and in tests)."""
