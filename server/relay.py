@@ -15,31 +15,26 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 
 from server.config import Settings
-from server.context_window import fit_window, window_cost
 from server.conversations import (
-    FALLBACK_BACKEND,
     ConversationStore,
     MessageStatus,
     ReplyPart,
-    Turn,
     UndeliveredReply,
-    Window,
 )
 from server.drafts import Drafts
 from server.echoes import EchoTracker
 from server.inbox import Pending, SeenIds
-from server.llm.base import ChatMessage, GenerationOptions, LLMError
 from server.llm.chain import BackendChain
 from server.memory import PairKey
 from server.messengers.base import Messenger, MessengerError
 from server.owner_store import Draft, OwnerStore
 from server.protocol import Author, IncomingMessage
 from server.reply_policy import Decision, Presence, ReplyPolicy, burst_wait, ignore_reason
+from server.reply_writer import Reply, ReplyWriter
 from server.rules import WILDCARD, Rule, RuleSet
 from server.splitter import discord_length, split_message
 from server.store_guard import StoreGuard
-from server.summarizer import summarize
-from server.tokens import TokenCounter, token_ceiling
+from server.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +49,6 @@ RETRY_FIRST_SECONDS = 5.0
 RETRY_MAX_SECONDS = 30.0
 """A part that could not be delivered is tried again after 5 s, then 10, 20, 30... while the
 resend window lasts."""
-SUMMARY_BACKLOG = 50
-"""With SUMMARIZE, how many turns beyond the window are read so they can be summarised."""
 
 
 @dataclass
@@ -64,19 +57,9 @@ class _Pair:
 
     pending: list[Pending] = field(default_factory=list)
     last_arrival: float = 0.0
-    generation: asyncio.Task[_Generated | None] | None = None
+    generation: asyncio.Task[Reply | None] | None = None
     sending: bool = False
     worker: asyncio.Task[None] | None = None
-
-
-@dataclass(frozen=True)
-class _Generated:
-    """Text to send, who wrote it (a backend, or "fallback": FALLBACK_MESSAGE) and how long it
-    took."""
-
-    text: str
-    backend: str
-    seconds: float | None = None
 
 
 def new_nonce() -> str:
@@ -102,12 +85,18 @@ class Relay:
     ) -> None:
         self._settings = settings
         self._rules = rules
-        self._llm = llm
         self._messenger = messenger
         self._store = store
         self._stored = StoreGuard(store)
+        self._writer = ReplyWriter(
+            settings=settings,
+            rules=rules,
+            llm=llm,
+            store=store,
+            stored=self._stored,
+            tokens=tokens or TokenCounter(),
+        )
         self._echoes = echoes or EchoTracker()
-        self._tokens = tokens or TokenCounter()
         self._policy = ReplyPolicy(
             takeover_seconds=settings.TAKEOVER_MINUTES * 60,
             per_minute=settings.MAX_REPLIES_PER_MINUTE,
@@ -354,7 +343,7 @@ class Relay:
             )
             await self._skip(pair, batch, "skipped", decision.reason)
             return
-        generation = asyncio.create_task(self._generate(pair, batch))
+        generation = asyncio.create_task(self._writer.write(pair, batch))
         state.generation = generation
         try:
             await asyncio.wait({generation})
@@ -395,90 +384,11 @@ class Relay:
             finally:
                 state.sending = False
 
-    async def _generate(self, pair: PairKey, batch: list[Pending]) -> _Generated | None:
-        """Ask the backends for a reply to `batch`, with the pair's memory; the fallback if none."""
-        newest = batch[-1]
-        rule = newest.rule
-        options = GenerationOptions(
-            max_tokens=rule.max_tokens or self._settings.MAX_TOKENS,
-            model=rule.model,
-            temperature=rule.temperature,
-        )
-        chat = await self._chat(pair, batch)
-        started = time.monotonic()
-        try:
-            completion = await self._llm.answer(chat, options)
-            seconds = time.monotonic() - started
-            return _Generated(completion.text.strip(), completion.backend, seconds)
-        except LLMError as exc:
-            log.error("no reply to message %s from the LLM: %s", newest.message.id, exc)
-        fallback = self._settings.FALLBACK_MESSAGE.strip()
-        return _Generated(fallback, FALLBACK_BACKEND) if fallback else None
-
-    async def _chat(self, pair: PairKey, batch: list[Pending]) -> list[ChatMessage]:
-        """System prompt, remembered turns and the burst, trimmed to the token budget."""
-        settings, rule = self._settings, batch[-1].rule
-        memory_length = (
-            rule.memory_length if rule.memory_length is not None else settings.MEMORY_LENGTH
-        )
-        batch_ids = {pending.turn_id for pending in batch}
-        upto = batch[-1].turn_id
-        limit = 2 * memory_length + len(batch) + (SUMMARY_BACKLOG if settings.SUMMARIZE else 0)
-        window = await self._stored(
-            self._store.window(pair, limit=limit, upto=upto), Window(None, [])
-        )
-        history = [turn for turn in window.turns if turn.id not in batch_ids]
-        burst = [Turn(p.turn_id or 0, 0, "message", p.message.content) for p in batch]
-        model = rule.model or settings.OPENAI_MODEL
-        prompt = self._rules().system_prompt(rule)
-        summary = window.summary
-
-        async def fit(summary: str | None) -> tuple[str, list[Turn], list[Turn]]:
-            system = prompt + (f"\n\nEarlier in this conversation: {summary}" if summary else "")
-            turns = [*history, *burst]
-            # Most windows fit by their bytes alone; the others need the encoding, loaded once.
-            over = window_cost(system, turns, token_ceiling) > settings.CONTEXT_TOKENS
-            if over and not self._tokens.loaded(model):
-                await asyncio.to_thread(self._tokens.load, model)
-            fitted = fit_window(
-                system,
-                turns,
-                newest=len(burst),
-                max_history=2 * memory_length,
-                budget=settings.CONTEXT_TOKENS,
-                count=lambda text: self._tokens.count(text, model),
-                ceiling=token_ceiling,
-            )
-            return system.strip(), fitted.kept, fitted.dropped
-
-        system, kept, dropped = await fit(summary)
-        if settings.SUMMARIZE and dropped:
-            summary = await self._summarize(pair, summary, dropped, rule.model)
-            if summary is not None:
-                system, kept, _ = await fit(summary)
-        return [
-            *([ChatMessage("system", system)] if system else []),
-            *(turn.as_chat() for turn in kept),
-        ]
-
-    async def _summarize(
-        self, pair: PairKey, previous: str | None, dropped: list[Turn], model: str | None
-    ) -> str | None:
-        """Fold `dropped` into the pair's summary and store it; None (drop them) on failure."""
-        try:
-            summary = await summarize(self._llm, previous, dropped, model)
-        except LLMError as exc:
-            log.warning("could not summarise older turns, dropping them instead: %s", exc)
-            return None
-        covered = max(turn.position for turn in dropped)
-        await self._stored(self._store.save_summary(pair, summary, covered), None)
-        return summary
-
     async def _send(
         self,
         pair: PairKey,
         batch: list[Pending],
-        generated: _Generated,
+        generated: Reply,
         *,
         approved: bool = False,
     ) -> int:
@@ -587,7 +497,7 @@ class Relay:
             content=draft.question,
         )
         rule = self._rules().match(user, channel) or Rule(user, channel)
-        generated = _Generated(text, draft.backend, draft.seconds)
+        generated = Reply(text, draft.backend, draft.seconds)
         pending = Pending(message, rule, draft.follows, time.time())
         return await self._send(draft.pair, [pending], generated, approved=True)
 
