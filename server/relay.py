@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ from server.config import Settings
 from server.conversations import (
     ConversationStore,
     MessageStatus,
-    ReplyPart,
     UndeliveredReply,
 )
 from server.drafts import Drafts
@@ -27,18 +25,17 @@ from server.inbox import Pending, SeenIds
 from server.llm.chain import BackendChain
 from server.memory import PairKey
 from server.messengers.base import Messenger, MessengerError
+from server.outbox import Outbox
 from server.owner_store import Draft, OwnerStore
 from server.protocol import Author, IncomingMessage
 from server.reply_policy import Decision, Presence, ReplyPolicy, burst_wait, ignore_reason
 from server.reply_writer import Reply, ReplyWriter
 from server.rules import WILDCARD, Rule, RuleSet
-from server.splitter import discord_length, split_message
 from server.store_guard import StoreGuard
 from server.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
-DISCORD_MESSAGE_LIMIT = 2000
 SHUTDOWN_GRACE_SECONDS = 5.0
 """At shutdown, how long a reply already being sent may take to finish and be recorded."""
 RESEND_WINDOW_SECONDS = 120.0
@@ -60,11 +57,6 @@ class _Pair:
     generation: asyncio.Task[Reply | None] | None = None
     sending: bool = False
     worker: asyncio.Task[None] | None = None
-
-
-def new_nonce() -> str:
-    """A Discord-compatible nonce (at most 25 characters)."""
-    return str(secrets.randbits(63))
 
 
 class Relay:
@@ -109,6 +101,15 @@ class Relay:
         self._pairs: dict[PairKey, _Pair] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._outbox = Outbox(
+            settings=settings,
+            messenger=messenger,
+            store=store,
+            stored=self._stored,
+            policy=self._policy,
+            echoes=self._echoes,
+            stopping=lambda: self._closing,
+        )
 
     @property
     def presence(self) -> Presence:
@@ -168,7 +169,7 @@ class Relay:
         while time.time() + delay < until:
             await asyncio.sleep(delay)
             about = f"reply {reply.reply_id}"
-            delivered = await self._deliver(
+            delivered = await self._outbox.deliver(
                 channel, reply.parts, start, reply.reply_to, until, about=about
             )
             if delivered > start:
@@ -380,97 +381,9 @@ class Relay:
         else:
             state.sending = True
             try:
-                await self._send(pair, batch, generated)
+                await self._outbox.send(pair, batch, generated, due=self._due(batch[0].accepted_at))
             finally:
                 state.sending = False
-
-    async def _send(
-        self,
-        pair: PairKey,
-        batch: list[Pending],
-        generated: Reply,
-        *,
-        approved: bool = False,
-    ) -> int:
-        """Split and record the reply (the outbox), then post it part by part; how many parts
-        were delivered. An `approved` reply (a draft the owner sent) ignores a takeover."""
-        message = batch[-1].message
-        prefix = self._settings.REPLY_PREFIX
-        room = DISCORD_MESSAGE_LIMIT - discord_length(prefix)
-        parts = [ReplyPart(new_nonce(), text) for text in split_message(generated.text, room)]
-        answers = [pending.turn_id for pending in batch if pending.turn_id is not None]
-        record = self._store.record_reply(
-            pair, answers, generated.backend, parts, seconds=generated.seconds
-        )
-        reply_id = await self._stored(record, None)
-        self._policy.replied(pair, generated.text, time.time())
-        reply_to = message.id if message.guild is not None else None
-        due = self._due(batch[0].accepted_at)
-        delivered = await self._deliver(
-            pair[1], parts, 0, reply_to, due, about=message.id, approved=approved
-        )
-        if reply_id is not None:
-            await self._stored(self._store.record_delivery(reply_id, delivered), None)
-        if delivered:
-            log.info(
-                "replied to user %s in channel %s (%d of %d parts, %s)",
-                message.author.id,
-                message.channel,
-                delivered,
-                len(parts),
-                generated.backend,
-            )
-        return delivered
-
-    async def _deliver(
-        self,
-        channel: str,
-        parts: list[ReplyPart],
-        start: int,
-        reply_to: str | None,
-        due: float,
-        *,
-        about: str,
-        approved: bool = False,
-    ) -> int:
-        """Post `parts[start:]` in order (`reply_to` on the first part) by `due` (Unix time); how
-        many are delivered in all. Stops at a failure or a takeover (unless `approved` by the
-        owner), saying which part and why."""
-        prefix = self._settings.REPLY_PREFIX
-        deadline = asyncio.get_running_loop().time() + (due - time.time())
-        for index in range(start, len(parts)):
-            part = parts[index]
-            decision = self._policy.may_send(channel, time.time())
-            if not decision.reply and not approved:
-                log.info("rest of the reply to message %s dropped: %s", about, decision.reason)
-                return index
-            content = prefix + part.content
-            self._echoes.expect(part.nonce, channel, content)
-            try:
-                await self._messenger.send(
-                    channel,
-                    content,
-                    nonce=part.nonce,
-                    reply_to=reply_to if index == 0 else None,
-                    deadline=deadline,
-                )
-            except MessengerError as exc:
-                if self._closing:
-                    log.info(
-                        "part %d of the reply to message %s is settled at the next start",
-                        index + 1,
-                        about,
-                    )
-                else:
-                    log.error(
-                        "reply to message %s not delivered (part %d of %d): %s",
-                        about,
-                        index + 1,
-                        len(parts),
-                        exc,
-                    )
-                return index
-        return len(parts)
 
     def _due(self, accepted_at: float) -> float:
         """When a reply to a message accepted at `accepted_at` is too late (Unix time)."""
@@ -499,7 +412,8 @@ class Relay:
         rule = self._rules().match(user, channel) or Rule(user, channel)
         generated = Reply(text, draft.backend, draft.seconds)
         pending = Pending(message, rule, draft.follows, time.time())
-        return await self._send(draft.pair, [pending], generated, approved=True)
+        due = self._due(pending.accepted_at)
+        return await self._outbox.send(draft.pair, [pending], generated, due=due, approved=True)
 
     def _may_speak(self, channel: str, rule: Rule) -> Decision:
         """No owner takeover in `channel`, and the owner away (unless the rule replies always)."""

@@ -252,7 +252,7 @@ async def test_long_replies_are_split_under_discords_limit(
 async def test_a_split_reply_whose_second_part_fails_is_remembered_only_as_delivered(
     tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, caplog: Any
 ) -> None:
-    caplog.set_level(logging.INFO, logger="server.relay")
+    caplog.set_level(logging.INFO, logger="server.outbox")
     story = "\n\n".join(f"part{n} " + "word " * 300 for n in (1, 2, 3)).replace(" \n", "\n")
 
     def answer(messages: list[dict[str, Any]]) -> str:
