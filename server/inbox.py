@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from server.memory import PairKey
 from server.protocol import IncomingMessage
 from server.rules import Rule
 
@@ -20,6 +21,11 @@ class Pending:
     """Its turn in the store; None if the database could not store it."""
     accepted_at: float
     """When the relay accepted it (Unix time): its reply is due within REPLY_WITHIN_MINUTES."""
+
+    @property
+    def pair(self) -> PairKey:
+        """Whose conversation it belongs to: (author, channel)."""
+        return (self.message.author.id, self.message.channel)
 
 
 class SeenIds:

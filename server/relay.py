@@ -14,11 +14,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 
 from server.config import Settings
-from server.conversations import (
-    ConversationStore,
-    MessageStatus,
-    UndeliveredReply,
-)
+from server.conversations import ConversationStore, MessageStatus
 from server.drafts import Drafts
 from server.echoes import EchoTracker
 from server.inbox import Pending, SeenIds
@@ -28,6 +24,7 @@ from server.messengers.base import Messenger, MessengerError
 from server.outbox import Outbox
 from server.owner_store import Draft, OwnerStore
 from server.protocol import Author, IncomingMessage
+from server.recovery import Recovery
 from server.reply_policy import Decision, Presence, ReplyPolicy, burst_wait, ignore_reason
 from server.reply_writer import Reply, ReplyWriter
 from server.rules import WILDCARD, Rule, RuleSet
@@ -38,14 +35,6 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 5.0
 """At shutdown, how long a reply already being sent may take to finish and be recorded."""
-RESEND_WINDOW_SECONDS = 120.0
-"""How long after a reply was recorded its parts may be sent again with their nonces: Discord's
-`enforce_nonce` returns the earlier message only "in the past few minutes", so a later resend
-could post twice, and is given up instead."""
-RETRY_FIRST_SECONDS = 5.0
-RETRY_MAX_SECONDS = 30.0
-"""A part that could not be delivered is tried again after 5 s, then 10, 20, 30... while the
-resend window lasts."""
 
 
 @dataclass
@@ -79,6 +68,21 @@ class Relay:
         self._rules = rules
         self._messenger = messenger
         self._store = store
+        self._records = records
+        self._drafts = drafts
+        self._echoes = echoes or EchoTracker()
+        self._tokens = tokens or TokenCounter()
+        self._policy = ReplyPolicy(
+            takeover_seconds=settings.TAKEOVER_MINUTES * 60,
+            per_minute=settings.MAX_REPLIES_PER_MINUTE,
+            per_hour=settings.MAX_REPLIES_PER_HOUR,
+            reply_prefix=settings.REPLY_PREFIX,
+        )
+        self._seen = SeenIds()
+        self._pairs: dict[PairKey, _Pair] = {}
+        self._workers: set[asyncio.Task[None]] = set()
+        self._closing = False
+        # The parts the relay hands its steps to share its store guard, policy and shutdown.
         self._stored = StoreGuard(store)
         self._writer = ReplyWriter(
             settings=settings,
@@ -86,21 +90,8 @@ class Relay:
             llm=llm,
             store=store,
             stored=self._stored,
-            tokens=tokens or TokenCounter(),
+            tokens=self._tokens,
         )
-        self._echoes = echoes or EchoTracker()
-        self._policy = ReplyPolicy(
-            takeover_seconds=settings.TAKEOVER_MINUTES * 60,
-            per_minute=settings.MAX_REPLIES_PER_MINUTE,
-            per_hour=settings.MAX_REPLIES_PER_HOUR,
-            reply_prefix=settings.REPLY_PREFIX,
-        )
-        self._records = records
-        self._drafts = drafts
-        self._seen = SeenIds()
-        self._pairs: dict[PairKey, _Pair] = {}
-        self._workers: set[asyncio.Task[None]] = set()
-        self._closing = False
         self._outbox = Outbox(
             settings=settings,
             messenger=messenger,
@@ -108,6 +99,16 @@ class Relay:
             stored=self._stored,
             policy=self._policy,
             echoes=self._echoes,
+            stopping=lambda: self._closing,
+        )
+        self._recovery = Recovery(
+            settings=settings,
+            rules=rules,
+            messenger=messenger,
+            store=store,
+            stored=self._stored,
+            policy=self._policy,
+            outbox=self._outbox,
             stopping=lambda: self._closing,
         )
 
@@ -120,75 +121,11 @@ class Relay:
         """Take up where the last run stopped (takeovers, replies half sent, messages not yet
         answered)."""
         self._policy.restore(await self._stored(self._store.takeovers(), {}))
-        horizon = time.time() - self._settings.REPLY_WITHIN_MINUTES * 60
         for reply in await self._stored(self._store.undelivered_replies(), []):
-            self._spawn(self._resend(reply), f"resend reply {reply.reply_id}")
-        await self._answer_pending(horizon)
-
-    async def _answer_pending(self, horizon: float) -> None:
-        """Queue the messages accepted before a restart that still wait for a reply."""
-        expired: list[int] = []
-        rules = self._rules()
-        for pending in await self._stored(self._store.pending_messages(), []):
-            rule = rules.match(*pending.pair)
-            if pending.at < horizon:
-                expired.append(pending.turn_id)
-            elif rule is None:
-                await self._stored(
-                    self._store.settle([pending.turn_id], "skipped", "no longer allow-listed"),
-                    None,
-                )
-            else:
-                self._seen.add(pending.discord_id)
-                message = IncomingMessage(
-                    type="message",
-                    id=pending.discord_id,
-                    channel=pending.pair[1],
-                    guild=pending.guild_id,
-                    author=Author(id=pending.pair[0]),
-                    content=pending.content,
-                )
-                self._queue(pending.pair, Pending(message, rule, pending.turn_id, pending.at))
-        if expired:
-            log.warning(
-                "%d message(s) accepted before the restart are older than REPLY_WITHIN_MINUTES "
-                "(%g min): not answered, a reply that late is worse than none",
-                len(expired),
-                self._settings.REPLY_WITHIN_MINUTES,
-            )
-            reason = "too old after a restart"
-            await self._stored(self._store.settle(expired, "expired", reason), None)
-
-    async def _resend(self, reply: UndeliveredReply) -> None:
-        """Deliver the rest of a reply left half sent at the last stop, with the same nonces (a
-        part that did go out is not posted twice), retrying with backoff while that is safe;
-        then give it up, visibly."""
-        channel = reply.pair[1]
-        until = reply.at + min(RESEND_WINDOW_SECONDS, self._settings.REPLY_WITHIN_MINUTES * 60)
-        start, delay = reply.first_undelivered, 0.0
-        while time.time() + delay < until:
-            await asyncio.sleep(delay)
-            about = f"reply {reply.reply_id}"
-            delivered = await self._outbox.deliver(
-                channel, reply.parts, start, reply.reply_to, until, about=about
-            )
-            if delivered > start:
-                await self._stored(self._store.record_delivery(reply.reply_id, delivered), None)
-            if delivered == len(reply.parts):
-                log.info("finished a reply in channel %s left half sent at the last stop", channel)
-                return
-            if self._closing or not self._messenger.available:
-                return  # the next start takes it up, within the window
-            if not self._policy.may_send(channel, time.time()).reply:
-                break
-            start, delay = delivered, min(max(2 * delay, RETRY_FIRST_SECONDS), RETRY_MAX_SECONDS)
-        log.warning(
-            "gave up part %d and later of a reply in channel %s: not delivered while a resend "
-            "could not post it twice",
-            start + 1,
-            channel,
-        )
-        await self._stored(self._store.give_up_reply(reply.reply_id), None)
+            self._spawn(self._recovery.resend(reply), f"resend reply {reply.reply_id}")
+        for pending in await self._recovery.unanswered():
+            self._seen.add(pending.message.id)
+            self._queue(pending.pair, pending)
 
     def _spawn(self, work: Coroutine[None, None, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(work, name=name)
