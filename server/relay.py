@@ -22,7 +22,7 @@ from server.llm.chain import BackendChain
 from server.memory import PairKey
 from server.messengers.base import Messenger, MessengerError
 from server.outbox import Outbox
-from server.owner_store import Draft, OwnerStore
+from server.owner_store import Draft
 from server.protocol import Author, IncomingMessage
 from server.recovery import Recovery
 from server.reply_policy import Decision, Presence, ReplyPolicy, burst_wait, ignore_reason
@@ -61,14 +61,12 @@ class Relay:
         store: ConversationStore,
         echoes: EchoTracker | None = None,
         tokens: TokenCounter | None = None,
-        records: OwnerStore | None = None,
         drafts: Drafts | None = None,
     ) -> None:
         self._settings = settings
         self._rules = rules
         self._messenger = messenger
         self._store = store
-        self._records = records
         self._drafts = drafts
         self._echoes = echoes or EchoTracker()
         self._tokens = tokens or TokenCounter()
@@ -174,7 +172,6 @@ class Relay:
                 message.id,
                 skip,
             )
-            await self._skipped(pair, [message.id], skip)
             return
         self._queue(pair, Pending(message, rule, turn_id or None, now))
 
@@ -261,13 +258,13 @@ class Relay:
             log.debug(
                 "message %s not answered: the messenger can deliver nothing", newest.message.id
             )
-            await self._skip(pair, batch, "failed", "the messenger can deliver nothing more")
+            await self._skip(batch, "failed", "the messenger can deliver nothing more")
             return
         if time.time() > self._due(newest.accepted_at):
             log.warning(
                 "message %s not answered: it waited past REPLY_WITHIN_MINUTES", newest.message.id
             )
-            await self._skip(pair, batch, "expired", "waited too long for its turn")
+            await self._skip(batch, "expired", "waited too long for its turn")
             return
         decision = self._policy.may_reply(pair, time.time())
         if decision.reply:
@@ -279,7 +276,7 @@ class Relay:
                 newest.message.id,
                 decision.reason,
             )
-            await self._skip(pair, batch, "skipped", decision.reason)
+            await self._skip(batch, "skipped", decision.reason)
             return
         generation = asyncio.create_task(self._writer.write(pair, batch))
         state.generation = generation
@@ -290,17 +287,15 @@ class Relay:
             generation.cancel()
         if generation.cancelled():
             log.info("reply to message %s dropped: the owner took over", newest.message.id)
-            await self._skip(
-                pair, batch, "skipped", "the owner took over while it was being written"
-            )
+            await self._skip(batch, "skipped", "the owner took over while it was being written")
             return
         generated = generation.result()
         decision = self._may_speak(pair[1], newest.rule)  # the owner may be back by now
         if generated is None:
-            await self._skip(pair, batch, "failed", "no LLM backend answered")
+            await self._skip(batch, "failed", "no LLM backend answered")
         elif not decision.reply:
             log.info("reply to message %s dropped: %s", newest.message.id, decision.reason)
-            await self._skip(pair, batch, "skipped", decision.reason)
+            await self._skip(batch, "skipped", decision.reason)
         elif self._drafts is not None and self._drafting(newest.rule):
             turn_ids = [pending.turn_id for pending in batch if pending.turn_id is not None]
             await self._stored(self._store.settle(turn_ids, "answered", "drafted"), None)
@@ -326,13 +321,10 @@ class Relay:
         """When a reply to a message accepted at `accepted_at` is too late (Unix time)."""
         return accepted_at + self._settings.REPLY_WITHIN_MINUTES * 60
 
-    async def _skip(
-        self, pair: PairKey, batch: list[Pending], status: MessageStatus, reason: str
-    ) -> None:
-        """Record why the messages of `batch` get no reply (their fate, and for `history`)."""
+    async def _skip(self, batch: list[Pending], status: MessageStatus, reason: str) -> None:
+        """Record why the messages of `batch` get no reply (their fate, shown by `history`)."""
         turn_ids = [pending.turn_id for pending in batch if pending.turn_id is not None]
         await self._stored(self._store.settle(turn_ids, status, reason), None)
-        await self._skipped(pair, [pending.message.id for pending in batch], reason)
 
     async def deliver_draft(self, draft: Draft, text: str) -> int:
         """Send a draft the owner approved (`text`, maybe edited) as the reply it stands for;
@@ -365,11 +357,6 @@ class Relay:
 
     def _drafting(self, rule: Rule) -> bool:
         return (rule.mode or self._settings.MODE) == "draft"
-
-    async def _skipped(self, pair: PairKey, message_ids: list[str], reason: str) -> None:
-        """Record, for `history`, that these messages got no reply and why."""
-        if self._records is not None:
-            await self._stored(self._records.record_skips(pair, message_ids, reason), None)
 
     async def _keep_typing(self, channel_id: str, *, show: bool = True) -> None:
         """Pulse the typing indicator until cancelled (unless not `show`); failures are not worth
