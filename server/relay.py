@@ -2,6 +2,10 @@
 
 Pairs are answered concurrently; each pair's messages in order, one reply at a time, and the
 messages of one burst in one reply. What is said is kept in the conversation store.
+
+The relay decides and schedules; the steps it hands off live in their own modules: whether to
+speak in `reply_policy`, what to say in `reply_writer`, sending and recording in `outbox`, and
+what the last run left undone in `recovery`.
 """
 
 from __future__ import annotations
