@@ -137,7 +137,6 @@ class App:
             llm=self.llm,
             messenger=self.messenger,
             store=self.store,
-            records=self.records,
             drafts=self.drafts,
             echoes=echoes,
         )

@@ -101,7 +101,6 @@ class ChatSession:
             llm=self.llm,
             messenger=TerminalMessenger(out),
             store=self.store,
-            records=self.records,
         )
         self._count = 0
 

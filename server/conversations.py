@@ -20,7 +20,9 @@ from server.memory import PairKey
 
 TurnKind = Literal["message", "owner", "reply", "summary"]
 MessageStatus = Literal["pending", "answered", "skipped", "failed", "expired"]
-"""A message's fate: waiting for a reply, answered (a reply is recorded for it), or not and why."""
+"""A message's fate: waiting for a reply, answered (a reply is recorded for it), or not and why.
+Its turn is the one record of that fate: `status`, `reason` and when it was `decided` (which
+`history` shows for the messages that got no reply)."""
 _POSITION = "COALESCE(follows, id)"  # indexed as written (turns_by_position): keep in step
 # Replies that are not part of the conversation: nothing delivered yet, or the fallback message.
 _IN_MEMORY = "NOT (kind = 'reply' AND (content = '' OR COALESCE(backend, '') = 'fallback'))"
@@ -162,26 +164,32 @@ class ConversationStore:
         status: MessageStatus = "pending",
         reason: str | None = None,
     ) -> int | None:
-        """Store a message from the other person; its turn id, or None if it was stored before."""
+        """Store a message from the other person, with its fate if already decided (`status`
+        other than pending, and the `reason`); its turn id, or None if it was stored before."""
 
         def insert(db: sqlite3.Connection) -> int | None:
+            now = time.time()
+            decided = None if status == "pending" else now
             cursor = db.execute(
                 "INSERT INTO turns (user_id, channel_id, kind, discord_id, author_id, content, at,"
-                " guild_id, status, reason) VALUES (?, ?, 'message', ?, ?, ?, ?, ?, ?, ?)"
+                " guild_id, status, reason, decided)"
+                " VALUES (?, ?, 'message', ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (discord_id) DO NOTHING",
-                (*pair, discord_id, author_id, content, time.time(), guild_id, status, reason),
+                (*pair, discord_id, author_id, content, now, guild_id, status, reason, decided),
             )
             return cursor.lastrowid if cursor.rowcount else None
 
         return await self.database.run_quick(insert)
 
     async def settle(self, turn_ids: list[int], status: MessageStatus, reason: str) -> None:
-        """Record why pending messages will get no reply (or no longer need one)."""
+        """Record why pending messages will get no reply (or no longer need one), and when."""
 
         def update(db: sqlite3.Connection) -> None:
+            now = time.time()
             db.executemany(
-                "UPDATE turns SET status = ?, reason = ? WHERE id = ? AND status = 'pending'",
-                [(status, reason, turn_id) for turn_id in turn_ids],
+                "UPDATE turns SET status = ?, reason = ?, decided = ?"
+                " WHERE id = ? AND status = 'pending'",
+                [(status, reason, now, turn_id) for turn_id in turn_ids],
             )
 
         await self.database.run_quick(update)

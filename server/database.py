@@ -127,6 +127,24 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX turns_by_position ON turns (user_id, channel_id, COALESCE(follows, id));
     CREATE INDEX turns_summaries ON turns (user_id, channel_id, id) WHERE kind = 'summary';
     """,
+    # One record of why a message got no reply: its turn (status, reason, and now when that was
+    # decided). The skips table said it a second time: what it holds that its turn lacks is
+    # copied over (a turn left pending, the time of the decision), then it goes. A skip whose
+    # turn is gone (pruned first, as it is older) goes with it; an answered turn keeps its fate.
+    """
+    ALTER TABLE turns ADD COLUMN decided REAL;
+    CREATE INDEX skips_by_message ON skips (message_id);
+    UPDATE turns SET
+        status = CASE WHEN COALESCE(status, 'pending') = 'pending' THEN 'skipped' ELSE status END,
+        reason = COALESCE(reason, (
+            SELECT s.reason FROM skips s WHERE s.message_id = turns.discord_id
+            ORDER BY s.id DESC LIMIT 1
+        )),
+        decided = (SELECT MAX(s.at) FROM skips s WHERE s.message_id = turns.discord_id)
+    WHERE kind = 'message' AND COALESCE(status, '') != 'answered'
+        AND discord_id IN (SELECT message_id FROM skips);
+    DROP TABLE skips;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

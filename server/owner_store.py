@@ -1,7 +1,8 @@
 """What the owner decides and reads, kept next to the conversations: the away switch, drafts,
-the messages the relay let pass and why, and the history and return summary built from them.
+and the history and return summary built from them and the turns (which also say which messages
+the relay let pass, and why).
 
-Every statement on those tables is here; they live in the conversation store's SQLite file.
+Every statement on the owner's tables is here; they live in the conversation store's SQLite file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from server.memory import PairKey
 T = TypeVar("T")
 DraftStatus = Literal["pending", "sending", "sent", "discarded", "expired"]
 HistoryKind = Literal["message", "owner", "reply", "skipped", "draft"]
+NO_REPLY = ("skipped", "failed", "expired")
+"""The fates of a message that got no reply: `history` shows each as skipped, with its reason."""
 _DRAFT_COLUMNS = (
     "id, user_id, channel_id, guild_id, message_id, author_name, follows, question, content,"
     " backend, seconds, created, expires, status, edited"
@@ -72,7 +75,7 @@ class ChatSummary:
 
 
 class OwnerStore:
-    """The owner's side of the database: away state, drafts, skipped messages, history."""
+    """The owner's side of the database: away state, drafts, history."""
 
     def __init__(self, conversations: ConversationStore) -> None:
         self._conversations = conversations
@@ -106,21 +109,6 @@ class OwnerStore:
                     )
 
         await self._run(write)
-
-    # Messages the relay let pass.
-
-    async def record_skips(self, pair: PairKey, message_ids: list[str], reason: str) -> None:
-        """Remember that these messages of `pair` got no reply, and why."""
-
-        def insert(db: sqlite3.Connection) -> None:
-            now = time.time()
-            db.executemany(
-                "INSERT INTO skips (user_id, channel_id, message_id, at, reason)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(*pair, message_id, now, reason) for message_id in message_ids],
-            )
-
-        await self._run(insert)
 
     # Drafts.
 
@@ -270,7 +258,6 @@ class OwnerStore:
             where, args = _pair_filter(pair)
             entries = [
                 *_turn_entries(db, since, where, args),
-                *_skip_entries(db, since, where, args),
                 *_draft_entries(db, since, where, args),
             ]
             return sorted(entries, key=lambda entry: entry.at)
@@ -305,10 +292,10 @@ class OwnerStore:
         return await self._run(read)
 
     async def prune(self, older_than: float) -> None:
-        """Delete skips and settled drafts from before `older_than` (Unix time)."""
+        """Delete settled drafts from before `older_than` (Unix time); the turns, and with them
+        why a message got no reply, are pruned by the conversation store."""
 
         def delete(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM skips WHERE at < ?", (older_than,))
             db.execute(
                 "DELETE FROM drafts WHERE created < ? AND status NOT IN ('pending', 'sending')",
                 (older_than,),
@@ -332,8 +319,11 @@ def _pair_filter(pair: PairKey | None) -> tuple[str, tuple[str, ...]]:
 def _turn_entries(
     db: sqlite3.Connection, since: float, where: str, args: tuple[str, ...]
 ) -> list[HistoryEntry]:
+    """What was said since `since`, and after each message that got no reply, why (when that
+    was decided)."""
     rows = db.execute(
-        "SELECT id, at, user_id, channel_id, kind, content, backend, seconds, delivered FROM turns"
+        "SELECT id, at, user_id, channel_id, kind, content, backend, seconds, delivered, status,"
+        " reason, decided FROM turns"
         f" WHERE at >= ? AND kind IN ('message', 'owner', 'reply'){where} ORDER BY id",
         (since, *args),
     ).fetchall()
@@ -349,7 +339,9 @@ def _turn_entries(
         ):
             parts.setdefault(int(reply_id), []).append((str(content), bool(delivered)))
     entries = []
-    for turn_id, at, user, channel, kind, stored, backend, seconds, delivered in rows:
+    for row in rows:
+        turn_id, at, user, channel, kind, stored, backend, seconds, delivered = row[:9]
+        status, reason, decided = row[9:]
         note, content = "", stored
         if kind == "reply":
             reply_parts = parts.get(int(turn_id), [])
@@ -364,20 +356,10 @@ def _turn_entries(
                 float(at), str(user), str(channel), kind, str(content), backend, seconds, note
             )
         )
+        if kind == "message" and status in NO_REPLY and reason:
+            when = float(at if decided is None else decided)
+            entries.append(HistoryEntry(when, str(user), str(channel), "skipped", str(reason)))
     return entries
-
-
-def _skip_entries(
-    db: sqlite3.Connection, since: float, where: str, args: tuple[str, ...]
-) -> list[HistoryEntry]:
-    rows = db.execute(
-        f"SELECT at, user_id, channel_id, reason FROM skips WHERE at >= ?{where} ORDER BY id",
-        (since, *args),
-    )
-    return [
-        HistoryEntry(float(at), str(user), str(channel), "skipped", str(reason))
-        for at, user, channel, reason in rows
-    ]
 
 
 def _draft_entries(

@@ -2,6 +2,10 @@
 
 Pairs are answered concurrently; each pair's messages in order, one reply at a time, and the
 messages of one burst in one reply. What is said is kept in the conversation store.
+
+The relay decides and schedules; the steps it hands off live in their own modules: whether to
+speak in `reply_policy`, what to say in `reply_writer`, sending and recording in `outbox`, and
+what the last run left undone in `recovery`.
 """
 
 from __future__ import annotations
@@ -9,110 +13,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from server.config import Settings
-from server.context_window import fit_window, window_cost
-from server.conversations import (
-    FALLBACK_BACKEND,
-    ConversationStore,
-    MessageStatus,
-    ReplyPart,
-    Turn,
-    UndeliveredReply,
-    Window,
-)
-from server.database import DatabaseError
+from server.conversations import ConversationStore, MessageStatus
 from server.drafts import Drafts
 from server.echoes import EchoTracker
-from server.llm.base import ChatMessage, GenerationOptions, LLMError
+from server.inbox import Pending, SeenIds
 from server.llm.chain import BackendChain
 from server.memory import PairKey
 from server.messengers.base import Messenger, MessengerError
-from server.owner_store import Draft, OwnerStore
+from server.outbox import Outbox
+from server.owner_store import Draft
 from server.protocol import Author, IncomingMessage
-from server.reply_policy import Decision, Presence, ReplyPolicy, burst_wait
+from server.recovery import Recovery
+from server.reply_policy import Decision, Presence, ReplyPolicy, burst_wait, ignore_reason
+from server.reply_writer import Reply, ReplyWriter
 from server.rules import WILDCARD, Rule, RuleSet
-from server.splitter import discord_length, split_message
-from server.summarizer import summarize
-from server.tokens import TokenCounter, token_ceiling
+from server.store_guard import StoreGuard
+from server.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
-DISCORD_MESSAGE_LIMIT = 2000
 SHUTDOWN_GRACE_SECONDS = 5.0
 """At shutdown, how long a reply already being sent may take to finish and be recorded."""
-RESEND_WINDOW_SECONDS = 120.0
-"""How long after a reply was recorded its parts may be sent again with their nonces: Discord's
-`enforce_nonce` returns the earlier message only "in the past few minutes", so a later resend
-could post twice, and is given up instead."""
-RETRY_FIRST_SECONDS = 5.0
-RETRY_MAX_SECONDS = 30.0
-"""A part that could not be delivered is tried again after 5 s, then 10, 20, 30... while the
-resend window lasts."""
-SUMMARY_BACKLOG = 50
-"""With SUMMARIZE, how many turns beyond the window are read so they can be summarised."""
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class _Pending:
-    """A message from an allow-listed pair, waiting for its answer."""
-
-    message: IncomingMessage
-    rule: Rule
-    turn_id: int | None
-    """Its turn in the store; None if the database could not store it."""
-    accepted_at: float
-    """When the relay accepted it (Unix time): its reply is due within REPLY_WITHIN_MINUTES."""
 
 
 @dataclass
 class _Pair:
     """What a busy pair is waiting for: its pending messages and the worker answering them."""
 
-    pending: list[_Pending] = field(default_factory=list)
+    pending: list[Pending] = field(default_factory=list)
     last_arrival: float = 0.0
-    generation: asyncio.Task[_Generated | None] | None = None
+    generation: asyncio.Task[Reply | None] | None = None
     sending: bool = False
     worker: asyncio.Task[None] | None = None
-
-
-@dataclass(frozen=True)
-class _Generated:
-    """Text to send, who wrote it (a backend, or "fallback": FALLBACK_MESSAGE) and how long it
-    took."""
-
-    text: str
-    backend: str
-    seconds: float | None = None
-
-
-class _SeenIds:
-    """The ids of recent messages, so a re-sent one is dropped before touching the database."""
-
-    def __init__(self, capacity: int = 10_000) -> None:
-        self._capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def add(self, message_id: str) -> bool:
-        """Remember `message_id`; False if it was already seen."""
-        if message_id in self._ids:
-            return False
-        self._ids[message_id] = None
-        if len(self._ids) > self._capacity:
-            self._ids.popitem(last=False)
-        return True
-
-
-def new_nonce() -> str:
-    """A Discord-compatible nonce (at most 25 characters)."""
-    return str(secrets.randbits(63))
 
 
 class Relay:
@@ -128,14 +65,13 @@ class Relay:
         store: ConversationStore,
         echoes: EchoTracker | None = None,
         tokens: TokenCounter | None = None,
-        records: OwnerStore | None = None,
         drafts: Drafts | None = None,
     ) -> None:
         self._settings = settings
         self._rules = rules
-        self._llm = llm
         self._messenger = messenger
         self._store = store
+        self._drafts = drafts
         self._echoes = echoes or EchoTracker()
         self._tokens = tokens or TokenCounter()
         self._policy = ReplyPolicy(
@@ -144,13 +80,39 @@ class Relay:
             per_hour=settings.MAX_REPLIES_PER_HOUR,
             reply_prefix=settings.REPLY_PREFIX,
         )
-        self._records = records
-        self._drafts = drafts
-        self._seen = _SeenIds()
+        self._seen = SeenIds()
         self._pairs: dict[PairKey, _Pair] = {}
         self._workers: set[asyncio.Task[None]] = set()
-        self._database_ok = True
         self._closing = False
+        # The parts the relay hands its steps to share its store guard, policy and shutdown.
+        self._stored = StoreGuard(store)
+        self._writer = ReplyWriter(
+            settings=settings,
+            rules=rules,
+            llm=llm,
+            store=store,
+            stored=self._stored,
+            tokens=self._tokens,
+        )
+        self._outbox = Outbox(
+            settings=settings,
+            messenger=messenger,
+            store=store,
+            stored=self._stored,
+            policy=self._policy,
+            echoes=self._echoes,
+            stopping=lambda: self._closing,
+        )
+        self._recovery = Recovery(
+            settings=settings,
+            rules=rules,
+            messenger=messenger,
+            store=store,
+            stored=self._stored,
+            policy=self._policy,
+            outbox=self._outbox,
+            stopping=lambda: self._closing,
+        )
 
     @property
     def presence(self) -> Presence:
@@ -161,75 +123,11 @@ class Relay:
         """Take up where the last run stopped (takeovers, replies half sent, messages not yet
         answered)."""
         self._policy.restore(await self._stored(self._store.takeovers(), {}))
-        horizon = time.time() - self._settings.REPLY_WITHIN_MINUTES * 60
         for reply in await self._stored(self._store.undelivered_replies(), []):
-            self._spawn(self._resend(reply), f"resend reply {reply.reply_id}")
-        await self._answer_pending(horizon)
-
-    async def _answer_pending(self, horizon: float) -> None:
-        """Queue the messages accepted before a restart that still wait for a reply."""
-        expired: list[int] = []
-        rules = self._rules()
-        for pending in await self._stored(self._store.pending_messages(), []):
-            rule = rules.match(*pending.pair)
-            if pending.at < horizon:
-                expired.append(pending.turn_id)
-            elif rule is None:
-                await self._stored(
-                    self._store.settle([pending.turn_id], "skipped", "no longer allow-listed"),
-                    None,
-                )
-            else:
-                self._seen.add(pending.discord_id)
-                message = IncomingMessage(
-                    type="message",
-                    id=pending.discord_id,
-                    channel=pending.pair[1],
-                    guild=pending.guild_id,
-                    author=Author(id=pending.pair[0]),
-                    content=pending.content,
-                )
-                self._queue(pending.pair, _Pending(message, rule, pending.turn_id, pending.at))
-        if expired:
-            log.warning(
-                "%d message(s) accepted before the restart are older than REPLY_WITHIN_MINUTES "
-                "(%g min): not answered, a reply that late is worse than none",
-                len(expired),
-                self._settings.REPLY_WITHIN_MINUTES,
-            )
-            reason = "too old after a restart"
-            await self._stored(self._store.settle(expired, "expired", reason), None)
-
-    async def _resend(self, reply: UndeliveredReply) -> None:
-        """Deliver the rest of a reply left half sent at the last stop, with the same nonces (a
-        part that did go out is not posted twice), retrying with backoff while that is safe;
-        then give it up, visibly."""
-        channel = reply.pair[1]
-        until = reply.at + min(RESEND_WINDOW_SECONDS, self._settings.REPLY_WITHIN_MINUTES * 60)
-        start, delay = reply.first_undelivered, 0.0
-        while time.time() + delay < until:
-            await asyncio.sleep(delay)
-            about = f"reply {reply.reply_id}"
-            delivered = await self._deliver(
-                channel, reply.parts, start, reply.reply_to, until, about=about
-            )
-            if delivered > start:
-                await self._stored(self._store.record_delivery(reply.reply_id, delivered), None)
-            if delivered == len(reply.parts):
-                log.info("finished a reply in channel %s left half sent at the last stop", channel)
-                return
-            if self._closing or not self._messenger.available:
-                return  # the next start takes it up, within the window
-            if not self._policy.may_send(channel, time.time()).reply:
-                break
-            start, delay = delivered, min(max(2 * delay, RETRY_FIRST_SECONDS), RETRY_MAX_SECONDS)
-        log.warning(
-            "gave up part %d and later of a reply in channel %s: not delivered while a resend "
-            "could not post it twice",
-            start + 1,
-            channel,
-        )
-        await self._stored(self._store.give_up_reply(reply.reply_id), None)
+            self._spawn(self._recovery.resend(reply), f"resend reply {reply.reply_id}")
+        for pending in await self._recovery.unanswered():
+            self._seen.add(pending.message.id)
+            self._queue(pending.pair, pending)
 
     def _spawn(self, work: Coroutine[None, None, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(work, name=name)
@@ -249,7 +147,7 @@ class Relay:
             await self._accept_owner_message(message)
             return
         rule = self._rules().match(message.author.id, message.channel)
-        reason = _ignore_reason(message, rule)
+        reason = ignore_reason(message, rule)
         if reason or rule is None:
             log.debug("message %s ignored: %s", message.id, reason)
             return
@@ -278,9 +176,8 @@ class Relay:
                 message.id,
                 skip,
             )
-            await self._skipped(pair, [message.id], skip)
             return
-        self._queue(pair, _Pending(message, rule, turn_id or None, now))
+        self._queue(pair, Pending(message, rule, turn_id or None, now))
 
     async def _accept_owner_message(self, message: IncomingMessage) -> None:
         """The owner wrote in a watched chat: step aside there, and remember their words."""
@@ -323,7 +220,7 @@ class Relay:
             if pair_channel == channel and state.generation is not None:
                 state.generation.cancel()
 
-    def _queue(self, pair: PairKey, pending: _Pending) -> None:
+    def _queue(self, pair: PairKey, pending: Pending) -> None:
         state = self._pairs.get(pair)
         if state is None:
             state = self._pairs[pair] = _Pair()
@@ -358,20 +255,20 @@ class Relay:
         while (delay := burst_wait(state.last_arrival, time.monotonic(), coalesce)) > 0:  # noqa: ASYNC110
             await asyncio.sleep(delay)
 
-    async def _answer(self, pair: PairKey, batch: list[_Pending], state: _Pair) -> None:
+    async def _answer(self, pair: PairKey, batch: list[Pending], state: _Pair) -> None:
         """Generate one reply to the whole burst and send it, unless the owner took over."""
         newest = batch[-1]
         if not self._messenger.available:
             log.debug(
                 "message %s not answered: the messenger can deliver nothing", newest.message.id
             )
-            await self._skip(pair, batch, "failed", "the messenger can deliver nothing more")
+            await self._skip(batch, "failed", "the messenger can deliver nothing more")
             return
         if time.time() > self._due(newest.accepted_at):
             log.warning(
                 "message %s not answered: it waited past REPLY_WITHIN_MINUTES", newest.message.id
             )
-            await self._skip(pair, batch, "expired", "waited too long for its turn")
+            await self._skip(batch, "expired", "waited too long for its turn")
             return
         decision = self._policy.may_reply(pair, time.time())
         if decision.reply:
@@ -383,9 +280,9 @@ class Relay:
                 newest.message.id,
                 decision.reason,
             )
-            await self._skip(pair, batch, "skipped", decision.reason)
+            await self._skip(batch, "skipped", decision.reason)
             return
-        generation = asyncio.create_task(self._generate(pair, batch))
+        generation = asyncio.create_task(self._writer.write(pair, batch))
         state.generation = generation
         try:
             await asyncio.wait({generation})
@@ -394,17 +291,15 @@ class Relay:
             generation.cancel()
         if generation.cancelled():
             log.info("reply to message %s dropped: the owner took over", newest.message.id)
-            await self._skip(
-                pair, batch, "skipped", "the owner took over while it was being written"
-            )
+            await self._skip(batch, "skipped", "the owner took over while it was being written")
             return
         generated = generation.result()
         decision = self._may_speak(pair[1], newest.rule)  # the owner may be back by now
         if generated is None:
-            await self._skip(pair, batch, "failed", "no LLM backend answered")
+            await self._skip(batch, "failed", "no LLM backend answered")
         elif not decision.reply:
             log.info("reply to message %s dropped: %s", newest.message.id, decision.reason)
-            await self._skip(pair, batch, "skipped", decision.reason)
+            await self._skip(batch, "skipped", decision.reason)
         elif self._drafts is not None and self._drafting(newest.rule):
             turn_ids = [pending.turn_id for pending in batch if pending.turn_id is not None]
             await self._stored(self._store.settle(turn_ids, "answered", "drafted"), None)
@@ -422,188 +317,18 @@ class Relay:
         else:
             state.sending = True
             try:
-                await self._send(pair, batch, generated)
+                await self._outbox.send(pair, batch, generated, due=self._due(batch[0].accepted_at))
             finally:
                 state.sending = False
-
-    async def _generate(self, pair: PairKey, batch: list[_Pending]) -> _Generated | None:
-        """Ask the backends for a reply to `batch`, with the pair's memory; the fallback if none."""
-        newest = batch[-1]
-        rule = newest.rule
-        options = GenerationOptions(
-            max_tokens=rule.max_tokens or self._settings.MAX_TOKENS,
-            model=rule.model,
-            temperature=rule.temperature,
-        )
-        chat = await self._chat(pair, batch)
-        started = time.monotonic()
-        try:
-            completion = await self._llm.answer(chat, options)
-            seconds = time.monotonic() - started
-            return _Generated(completion.text.strip(), completion.backend, seconds)
-        except LLMError as exc:
-            log.error("no reply to message %s from the LLM: %s", newest.message.id, exc)
-        fallback = self._settings.FALLBACK_MESSAGE.strip()
-        return _Generated(fallback, FALLBACK_BACKEND) if fallback else None
-
-    async def _chat(self, pair: PairKey, batch: list[_Pending]) -> list[ChatMessage]:
-        """System prompt, remembered turns and the burst, trimmed to the token budget."""
-        settings, rule = self._settings, batch[-1].rule
-        memory_length = (
-            rule.memory_length if rule.memory_length is not None else settings.MEMORY_LENGTH
-        )
-        batch_ids = {pending.turn_id for pending in batch}
-        upto = batch[-1].turn_id
-        limit = 2 * memory_length + len(batch) + (SUMMARY_BACKLOG if settings.SUMMARIZE else 0)
-        window = await self._stored(
-            self._store.window(pair, limit=limit, upto=upto), Window(None, [])
-        )
-        history = [turn for turn in window.turns if turn.id not in batch_ids]
-        burst = [Turn(p.turn_id or 0, 0, "message", p.message.content) for p in batch]
-        model = rule.model or settings.OPENAI_MODEL
-        prompt = self._rules().system_prompt(rule)
-        summary = window.summary
-
-        async def fit(summary: str | None) -> tuple[str, list[Turn], list[Turn]]:
-            system = prompt + (f"\n\nEarlier in this conversation: {summary}" if summary else "")
-            turns = [*history, *burst]
-            # Most windows fit by their bytes alone; the others need the encoding, loaded once.
-            over = window_cost(system, turns, token_ceiling) > settings.CONTEXT_TOKENS
-            if over and not self._tokens.loaded(model):
-                await asyncio.to_thread(self._tokens.load, model)
-            fitted = fit_window(
-                system,
-                turns,
-                newest=len(burst),
-                max_history=2 * memory_length,
-                budget=settings.CONTEXT_TOKENS,
-                count=lambda text: self._tokens.count(text, model),
-                ceiling=token_ceiling,
-            )
-            return system.strip(), fitted.kept, fitted.dropped
-
-        system, kept, dropped = await fit(summary)
-        if settings.SUMMARIZE and dropped:
-            summary = await self._summarize(pair, summary, dropped, rule.model)
-            if summary is not None:
-                system, kept, _ = await fit(summary)
-        return [
-            *([ChatMessage("system", system)] if system else []),
-            *(turn.as_chat() for turn in kept),
-        ]
-
-    async def _summarize(
-        self, pair: PairKey, previous: str | None, dropped: list[Turn], model: str | None
-    ) -> str | None:
-        """Fold `dropped` into the pair's summary and store it; None (drop them) on failure."""
-        try:
-            summary = await summarize(self._llm, previous, dropped, model)
-        except LLMError as exc:
-            log.warning("could not summarise older turns, dropping them instead: %s", exc)
-            return None
-        covered = max(turn.position for turn in dropped)
-        await self._stored(self._store.save_summary(pair, summary, covered), None)
-        return summary
-
-    async def _send(
-        self,
-        pair: PairKey,
-        batch: list[_Pending],
-        generated: _Generated,
-        *,
-        approved: bool = False,
-    ) -> int:
-        """Split and record the reply (the outbox), then post it part by part; how many parts
-        were delivered. An `approved` reply (a draft the owner sent) ignores a takeover."""
-        message = batch[-1].message
-        prefix = self._settings.REPLY_PREFIX
-        room = DISCORD_MESSAGE_LIMIT - discord_length(prefix)
-        parts = [ReplyPart(new_nonce(), text) for text in split_message(generated.text, room)]
-        answers = [pending.turn_id for pending in batch if pending.turn_id is not None]
-        record = self._store.record_reply(
-            pair, answers, generated.backend, parts, seconds=generated.seconds
-        )
-        reply_id = await self._stored(record, None)
-        self._policy.replied(pair, generated.text, time.time())
-        reply_to = message.id if message.guild is not None else None
-        due = self._due(batch[0].accepted_at)
-        delivered = await self._deliver(
-            pair[1], parts, 0, reply_to, due, about=message.id, approved=approved
-        )
-        if reply_id is not None:
-            await self._stored(self._store.record_delivery(reply_id, delivered), None)
-        if delivered:
-            log.info(
-                "replied to user %s in channel %s (%d of %d parts, %s)",
-                message.author.id,
-                message.channel,
-                delivered,
-                len(parts),
-                generated.backend,
-            )
-        return delivered
-
-    async def _deliver(
-        self,
-        channel: str,
-        parts: list[ReplyPart],
-        start: int,
-        reply_to: str | None,
-        due: float,
-        *,
-        about: str,
-        approved: bool = False,
-    ) -> int:
-        """Post `parts[start:]` in order (`reply_to` on the first part) by `due` (Unix time); how
-        many are delivered in all. Stops at a failure or a takeover (unless `approved` by the
-        owner), saying which part and why."""
-        prefix = self._settings.REPLY_PREFIX
-        deadline = asyncio.get_running_loop().time() + (due - time.time())
-        for index in range(start, len(parts)):
-            part = parts[index]
-            decision = self._policy.may_send(channel, time.time())
-            if not decision.reply and not approved:
-                log.info("rest of the reply to message %s dropped: %s", about, decision.reason)
-                return index
-            content = prefix + part.content
-            self._echoes.expect(part.nonce, channel, content)
-            try:
-                await self._messenger.send(
-                    channel,
-                    content,
-                    nonce=part.nonce,
-                    reply_to=reply_to if index == 0 else None,
-                    deadline=deadline,
-                )
-            except MessengerError as exc:
-                if self._closing:
-                    log.info(
-                        "part %d of the reply to message %s is settled at the next start",
-                        index + 1,
-                        about,
-                    )
-                else:
-                    log.error(
-                        "reply to message %s not delivered (part %d of %d): %s",
-                        about,
-                        index + 1,
-                        len(parts),
-                        exc,
-                    )
-                return index
-        return len(parts)
 
     def _due(self, accepted_at: float) -> float:
         """When a reply to a message accepted at `accepted_at` is too late (Unix time)."""
         return accepted_at + self._settings.REPLY_WITHIN_MINUTES * 60
 
-    async def _skip(
-        self, pair: PairKey, batch: list[_Pending], status: MessageStatus, reason: str
-    ) -> None:
-        """Record why the messages of `batch` get no reply (their fate, and for `history`)."""
+    async def _skip(self, batch: list[Pending], status: MessageStatus, reason: str) -> None:
+        """Record why the messages of `batch` get no reply (their fate, shown by `history`)."""
         turn_ids = [pending.turn_id for pending in batch if pending.turn_id is not None]
         await self._stored(self._store.settle(turn_ids, status, reason), None)
-        await self._skipped(pair, [pending.message.id for pending in batch], reason)
 
     async def deliver_draft(self, draft: Draft, text: str) -> int:
         """Send a draft the owner approved (`text`, maybe edited) as the reply it stands for;
@@ -618,9 +343,10 @@ class Relay:
             content=draft.question,
         )
         rule = self._rules().match(user, channel) or Rule(user, channel)
-        generated = _Generated(text, draft.backend, draft.seconds)
-        pending = _Pending(message, rule, draft.follows, time.time())
-        return await self._send(draft.pair, [pending], generated, approved=True)
+        generated = Reply(text, draft.backend, draft.seconds)
+        pending = Pending(message, rule, draft.follows, time.time())
+        due = self._due(pending.accepted_at)
+        return await self._outbox.send(draft.pair, [pending], generated, due=due, approved=True)
 
     def _may_speak(self, channel: str, rule: Rule) -> Decision:
         """No owner takeover in `channel`, and the owner away (unless the rule replies always)."""
@@ -635,11 +361,6 @@ class Relay:
 
     def _drafting(self, rule: Rule) -> bool:
         return (rule.mode or self._settings.MODE) == "draft"
-
-    async def _skipped(self, pair: PairKey, message_ids: list[str], reason: str) -> None:
-        """Record, for `history`, that these messages got no reply and why."""
-        if self._records is not None:
-            await self._stored(self._records.record_skips(pair, message_ids, reason), None)
 
     async def _keep_typing(self, channel_id: str, *, show: bool = True) -> None:
         """Pulse the typing indicator until cancelled (unless not `show`); failures are not worth
@@ -657,21 +378,6 @@ class Relay:
                 except MessengerError as exc:
                     log.debug("typing indicator in channel %s failed: %s", channel_id, exc)
             await asyncio.sleep(self._settings.TYPING_INTERVAL_SECONDS)
-
-    async def _stored(self, operation: Awaitable[T], default: T) -> T:
-        """Await a store operation; on a database error log it (once until it recovers) and
-        carry on with `default`, answering from what the relay has."""
-        try:
-            result = await operation
-        except DatabaseError as exc:
-            if self._database_ok:
-                log.error("%s; replies go on, but this is not remembered", exc)
-            self._database_ok = False
-            return default
-        if not self._database_ok:
-            log.info("the database %s works again", self._store.path)
-            self._database_ok = True
-        return result
 
     async def drain(self) -> None:
         """Wait until every queued message has been handled (used on shutdown and in tests)."""
@@ -695,14 +401,3 @@ class Relay:
         for worker in list(self._workers):
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
-
-
-def _ignore_reason(message: IncomingMessage, rule: Rule | None) -> str:
-    """Why a message from someone else gets no reply ("" if it may get one)."""
-    if message.author.bot:
-        return "author is a bot"
-    if rule is None:
-        return "pair is not allow-listed"
-    if not message.content.strip():
-        return "no text (attachment or sticker only)"
-    return ""

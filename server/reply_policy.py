@@ -14,6 +14,8 @@ from typing import Literal
 
 from server.config import ReplyWhen
 from server.memory import PairKey
+from server.protocol import IncomingMessage
+from server.rules import Rule
 
 MINUTE, HOUR = 60.0, 3600.0
 REMEMBERED_REPLIES = 20
@@ -207,3 +209,15 @@ class ReplyPolicy:
 def burst_wait(last_arrival: float, now: float, coalesce_seconds: float) -> float:
     """Seconds left before a burst counts as finished (0 when it has)."""
     return max(0.0, last_arrival + coalesce_seconds - now)
+
+
+def ignore_reason(message: IncomingMessage, rule: Rule | None) -> str:
+    """Why a message from someone else gets no reply at all, not even remembered ("" if it may
+    get one)."""
+    if message.author.bot:
+        return "author is a bot"
+    if rule is None:
+        return "pair is not allow-listed"
+    if not message.content.strip():
+        return "no text (attachment or sticker only)"
+    return ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from server import database
 from server.conversations import ConversationStore, ReplyPart
 from server.database import Database, DatabaseError, SchemaTooNewError
 from server.llm.base import ChatMessage
+from server.owner_store import OwnerStore
 
 PAIR = ("111", "222")
 
@@ -207,4 +209,101 @@ async def test_reading_a_window_uses_indexes_not_the_pairs_whole_history(tmp_pat
     for plan in await store.database.run(plans):
         assert plan.startswith("SEARCH"), plan  # through an index, never a SCAN
         assert "TEMP B-TREE" not in plan, plan  # in index order, not sorted afterwards
+    await store.close()
+
+
+async def test_why_a_message_got_no_reply_is_kept_once_on_its_turn_and_pruned_with_it(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(tmp_path / "db")
+    records = OwnerStore(store)
+    skipped = "the owner is present (Discord status online)"
+    await store.record_message(PAIR, "1001", "111", "you there?", status="skipped", reason=skipped)
+    failed = await store.record_message(PAIR, "1002", "111", "hello?")
+    answered = await store.record_message(PAIR, "1003", "111", "hi")
+    assert failed is not None and answered is not None
+    await asyncio.sleep(0.01)  # the decision comes after the message, and history says when
+    before = time.time()
+    await store.settle([failed], "failed", "no LLM backend answered")
+    await store.record_reply(PAIR, [answered], "openai", [ReplyPart("n1", "hey")])
+    await store.settle([answered], "skipped", "too late")  # answered: its fate stands
+
+    entries = await records.history(0)
+    assert [(e.kind, e.text) for e in entries] == [
+        ("message", "you there?"),
+        ("skipped", skipped),
+        ("message", "hello?"),
+        ("message", "hi"),
+        ("skipped", "no LLM backend answered"),
+        ("reply", "hey"),
+    ]
+    assert entries[4].at >= before > entries[3].at  # shown when it was decided
+    names = await store.database.run(
+        lambda db: [row[0] for row in db.execute("SELECT name FROM sqlite_master")]
+    )
+    assert "skips" not in names  # the turn is the one record
+
+    await store.prune(time.time() + 1)  # retention takes the reasons with their turns
+    assert await records.history(0) == []
+    await store.close()
+
+
+def write_schema(path: Path, version: int) -> sqlite3.Connection:
+    """A database file at an earlier schema `version`, as that release left it."""
+    raw = sqlite3.connect(path, isolation_level=None)
+    for migration in database.MIGRATIONS[:version]:
+        raw.executescript(migration)
+    raw.execute(f"PRAGMA user_version = {version}")
+    return raw
+
+
+async def test_skips_of_schema_4_move_onto_their_turns_and_the_table_goes(tmp_path: Path) -> None:
+    raw = write_schema(tmp_path / "db", 4)
+    t0 = time.time() - 60
+    turns = [  # discord id, status, reason
+        ("1001", "skipped", "the owner is present"),  # both records say it
+        ("1002", "pending", None),  # only the skip says it: settling the turn failed
+        ("1003", "answered", None),  # a stray skip does not undo an answer
+        ("1004", "expired", "too old after a restart"),  # never had a skip row
+        ("1005", "pending", None),  # still waiting: stays so
+    ]
+    raw.executemany(
+        "INSERT INTO turns (user_id, channel_id, kind, discord_id, author_id, content, at,"
+        " status, reason) VALUES (?, ?, 'message', ?, ?, ?, ?, ?, ?)",
+        [(*PAIR, d, PAIR[0], f"text {d}", t0 + n, s, r) for n, (d, s, r) in enumerate(turns)],
+    )
+    raw.executemany(
+        "INSERT INTO skips (user_id, channel_id, message_id, at, reason) VALUES (?, ?, ?, ?, ?)",
+        [
+            (*PAIR, "1001", t0 + 10, "the owner is present"),
+            (*PAIR, "1002", t0 + 20, "no LLM backend answered"),
+            (*PAIR, "1003", t0 + 30, "over 4 replies per minute to this person"),
+            (*PAIR, "9999", t0 + 40, "its turn was pruned"),
+            (*PAIR, None, t0 + 50, "its turn was never stored"),
+        ],
+    )
+    raw.close()
+
+    store = await open_store(tmp_path / "db")
+    with sqlite3.connect(tmp_path / "db") as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == database.SCHEMA_VERSION
+        tables = [row[0] for row in check.execute("SELECT name FROM sqlite_master")]
+        assert "skips" not in tables and "skips_by_time" not in tables
+        fates = check.execute(
+            "SELECT discord_id, status, reason, decided FROM turns ORDER BY id"
+        ).fetchall()
+    assert fates == [
+        ("1001", "skipped", "the owner is present", t0 + 10),
+        ("1002", "skipped", "no LLM backend answered", t0 + 20),
+        ("1003", "answered", None, None),
+        ("1004", "expired", "too old after a restart", None),
+        ("1005", "pending", None, None),
+    ]
+    assert [p.discord_id for p in await store.pending_messages()] == ["1005"]
+    skips = [(e.at, e.text) for e in await OwnerStore(store).history(0) if e.kind == "skipped"]
+    assert skips == [
+        (t0 + 3, "too old after a restart"),  # when its message came: no decision time kept
+        (t0 + 10, "the owner is present"),
+        (t0 + 20, "no LLM backend answered"),
+    ]
     await store.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from server.conversations import ConversationStore, ReplyPart
-from server.relay import RESEND_WINDOW_SECONDS
+from server.recovery import RESEND_WINDOW_SECONDS
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI, reply
 from tests.relay_harness import PluginClient, running_app

@@ -22,6 +22,7 @@ from server.echoes import EchoTracker
 from server.llm.chain import BackendChain
 from server.llm.openai_backend import OpenAIBackend
 from server.messengers.rest import RestMessenger
+from server.owner_store import OwnerStore
 from server.protocol import Author, IncomingMessage
 from server.relay import Relay
 from server.rules import parse_rules
@@ -252,7 +253,7 @@ async def test_long_replies_are_split_under_discords_limit(
 async def test_a_split_reply_whose_second_part_fails_is_remembered_only_as_delivered(
     tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, caplog: Any
 ) -> None:
-    caplog.set_level(logging.INFO, logger="server.relay")
+    caplog.set_level(logging.INFO, logger="server.outbox")
     story = "\n\n".join(f"part{n} " + "word " * 300 for n in (1, 2, 3)).replace(" \n", "\n")
 
     def answer(messages: list[dict[str, Any]]) -> str:
@@ -627,6 +628,35 @@ async def test_an_echo_is_expected_only_for_the_trackers_ttl(
         else:  # too late to be ours: the owner wrote it, and the relay steps aside
             assert kinds == ["message", "reply", "owner", "message"]
             assert len(fake_discord.messages) == 1
+
+
+async def test_messages_left_that_can_no_longer_be_answered_say_why_in_the_history(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
+) -> None:
+    async with relay_over_rest(
+        tmp_path, fake_discord, fake_openai, EchoTracker(), [("1", "2")]
+    ) as (
+        relay,
+        store,
+    ):
+        old = await store.record_message(("1", "2"), "40", "1", "from long ago")
+        await store.record_message(("5", "6"), "41", "5", "no longer watched")
+        await store.database.run(
+            lambda db: db.execute("UPDATE turns SET at = at - 3600 WHERE id = ?", (old,))
+        )
+        await relay.start()  # as after a restart: REPLY_WITHIN_MINUTES is 10
+        await relay.drain()
+        assert fake_discord.messages == [] and fake_openai.requests == []
+        history = await OwnerStore(store).history(0)
+        assert [(e.kind, e.user, e.text) for e in history[:2]] == [
+            ("message", "1", "from long ago"),
+            ("message", "5", "no longer watched"),
+        ]
+        assert {(e.kind, e.user, e.text) for e in history[2:]} == {
+            ("skipped", "1", "too old after a restart"),
+            ("skipped", "5", "no longer allow-listed"),
+        }
+        assert await store.pending_messages() == []
 
 
 async def test_plugin_messenger_sends_through_the_connected_plugin(

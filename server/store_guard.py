@@ -1,0 +1,41 @@
+"""Store calls on the relay's path: a database error costs memory, never a reply.
+
+The relay and its helpers await every store operation through one `StoreGuard`, so a failing
+database is logged once (and its recovery once), however many parts of the relay hit it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from server.conversations import ConversationStore
+from server.database import DatabaseError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class StoreGuard:
+    """Awaits store operations, carrying on with a default when the database fails."""
+
+    def __init__(self, store: ConversationStore) -> None:
+        self._store = store
+        self._database_ok = True
+
+    async def __call__(self, operation: Awaitable[T], default: T) -> T:
+        """Await a store operation; on a database error log it (once until it recovers) and
+        carry on with `default`, answering from what the relay has."""
+        try:
+            result = await operation
+        except DatabaseError as exc:
+            if self._database_ok:
+                log.error("%s; replies go on, but this is not remembered", exc)
+            self._database_ok = False
+            return default
+        if not self._database_ok:
+            log.info("the database %s works again", self._store.path)
+            self._database_ok = True
+        return result
