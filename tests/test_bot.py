@@ -12,6 +12,8 @@ import pytest
 from server.bot.app import Bot
 from server.bot.commands import REFUSAL
 from server.config import ConfigError
+from server.context_window import REPLY_PRIMING_TOKENS
+from server.tokens import TOKENS_PER_MESSAGE, TokenCounter
 from tests.bot_harness import (
     DM_CHANNEL,
     FRIEND,
@@ -327,3 +329,38 @@ async def test_an_application_id_of_another_application_is_refused(
             await asyncio.wait_for(Bot(settings, reply_config).run(), 10)
         assert time.monotonic() - started < 10
         assert api.command_overwrites == 0
+
+
+def sentence(n: int) -> str:
+    return f"Message {n}: " + " ".join(f"w{n}x{i}" for i in range(8))
+
+
+async def test_a_long_conversation_is_sent_within_context_tokens_with_the_newest_message_whole(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    budget, turns = 150, 8
+    settings = {"CONTEXT_TOKENS": budget, "MEMORY_LENGTH": 10}
+    async with running_bot(tmp_path, fake_openai, RULES, **settings) as running:
+        said: list[str] = []
+        for n in range(1, turns + 1):
+            running.api.post_as_user(FRIEND, DM_CHANNEL, sentence(n))
+            replies = await running.replies(n)
+            said += [sentence(n), replies[-1]["content"]]
+
+    counter = TokenCounter()
+
+    def cost(texts: list[str]) -> int:
+        tokens = sum(counter.count(text, fake_openai.MODEL) + TOKENS_PER_MESSAGE for text in texts)
+        return tokens + REPLY_PRIMING_TOKENS
+
+    system = "You are Sam's assistant."
+    *earlier, newest, _reply = said
+    assert cost([system, *earlier, newest]) > budget  # the whole conversation would not fit
+    chat = last_chat(fake_openai)
+    sent = [message["content"] for message in chat]
+    assert cost(sent) <= budget
+    assert chat[0] == {"role": "system", "content": system}
+    assert chat[-1] == {"role": "user", "content": newest}
+    history = sent[1:-1]
+    assert 2 <= len(history) < len(earlier)  # the oldest turns went, the newest stayed
+    assert history == earlier[-len(history) :]
