@@ -86,6 +86,11 @@ class Responder:
         reply = await self._generate(chat, rule)
         return Answer(reply, remember_as=None) if reply is not None else self._fallback()
 
+    async def remember_unanswered(self, pair: PairKey, text: str) -> None:
+        """Remember what the person wrote though it gets no answer (a guard rail held it back),
+        so a later answer knows it, as the relay does."""
+        await self._memory.add(await self.current_memory_key(pair), ChatMessage("user", text))
+
     async def remember(self, answer: Answer) -> None:
         """Record a delivered answer as the assistant's turn (one-offs and fallbacks are not)."""
         if answer.remember_as is not None:
