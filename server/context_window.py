@@ -5,32 +5,47 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from server.conversations import Turn
 from server.tokens import TOKENS_PER_MESSAGE
 
 REPLY_PRIMING_TOKENS = 3
 """Tokens the chat format adds before the model's answer."""
 
 
+class Entry(Protocol):
+    """One turn as the window sees it: a dataclass with its text (a stored `Turn` for the relay,
+    a `ChatMessage` for the bot)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def content(self) -> str:
+        """The turn's text."""
+        ...
+
+
+EntryT = TypeVar("EntryT", bound=Entry)
+
+
 @dataclass(frozen=True)
-class FittedWindow:
+class FittedWindow(Generic[EntryT]):
     """The turns to send (oldest first) and the older ones that did not fit."""
 
-    kept: list[Turn]
-    dropped: list[Turn]
+    kept: list[EntryT]
+    dropped: list[EntryT]
 
 
 def fit_window(
     system: str,
-    turns: Sequence[Turn],
+    turns: Sequence[EntryT],
     *,
     newest: int,
     max_history: int,
     budget: int,
     count: Callable[[str], int],
     ceiling: Callable[[str], int] | None = None,
-) -> FittedWindow:
+) -> FittedWindow[EntryT]:
     """Keep the system prompt and the newest turn, then as many others as fit, newest first.
 
     `turns` ends with the `newest` messages being answered now; the turns before them are
@@ -66,7 +81,7 @@ def fit_window(
     )
 
 
-def window_cost(system: str, turns: Sequence[Turn], count: Callable[[str], int]) -> int:
+def window_cost(system: str, turns: Sequence[Entry], count: Callable[[str], int]) -> int:
     """Tokens of a request with the system prompt and all of `turns`, counted by `count`."""
     return (
         (count(system) + TOKENS_PER_MESSAGE if system else 0)

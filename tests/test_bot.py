@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,10 @@ from typing import Any
 import pytest
 
 from server.bot.app import Bot
-from server.bot.commands import REFUSAL
+from server.bot.commands import REFUSAL, TOO_OFTEN
 from server.config import ConfigError
+from server.context_window import REPLY_PRIMING_TOKENS
+from server.tokens import TOKENS_PER_MESSAGE, TokenCounter
 from tests.bot_harness import (
     DM_CHANNEL,
     FRIEND,
@@ -24,6 +27,7 @@ from tests.bot_harness import (
 )
 from tests.fakes.discord_bot_api import EPHEMERAL, FakeInteraction
 from tests.fakes.openai_api import FakeOpenAI
+from tests.fault_rig import eventually
 
 RULES = f'''
 CONTEXT_MESSAGE = "You are Sam's assistant."
@@ -327,3 +331,103 @@ async def test_an_application_id_of_another_application_is_refused(
             await asyncio.wait_for(Bot(settings, reply_config).run(), 10)
         assert time.monotonic() - started < 10
         assert api.command_overwrites == 0
+
+
+async def test_a_chatty_person_gets_no_reply_past_the_per_minute_limit_and_one_log_line(
+    tmp_path: Path, fake_openai: FakeOpenAI, caplog: Any
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="server.bot.client")
+    async with running_bot(tmp_path, fake_openai, RULES, MAX_REPLIES_PER_MINUTE=4) as running:
+        api = running.api
+        sent = [api.post_as_user(FRIEND, DM_CHANNEL, f"message {n}") for n in range(1, 7)]
+
+        def held_back() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if "not answered" in r.getMessage()]
+
+        replies = await running.replies(4)
+        # A pair's messages are decided in order: once the 6th is, none of them is pending.
+        await eventually(
+            lambda: any(sent[5]["id"] in r.getMessage() for r in held_back()), "the 6th decided"
+        )
+        assert [reply["content"] for reply in replies] == [
+            f"echo: message {n} [turns={2 * n - 1}]" for n in range(1, 5)
+        ]
+        assert len(api.messages) == 4
+        assert len(fake_openai.requests) == 4
+        said = [r.getMessage() for r in held_back() if r.levelno >= logging.INFO]
+        assert said == [
+            f"message {sent[4]['id']} remembered, not answered: "
+            "over 4 replies per minute to this person"
+        ]
+        # What was held back is remembered, for the next answer.
+        store = running.bot.parts.store
+        assert store is not None
+        remembered = await store.recent((FRIEND, DM_CHANNEL), 20)
+        assert [turn.content for turn in remembered[-2:]] == ["message 5", "message 6"]
+
+
+async def test_automatic_messages_get_no_answer_so_two_bots_cannot_loop(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai, RULES) as running:
+        api = running.api
+        api.post_as_user(FRIEND, DM_CHANNEL, "hello")
+        [reply] = await running.replies(1)
+        api.post_as_user(FRIEND, DM_CHANNEL, reply["content"])  # our reply, said back to us
+        api.post_as_user(FRIEND, DM_CHANNEL, "[Auto-Reply] I am away right now")
+        api.post_as_user(FRIEND, DM_CHANNEL, "a real question")
+        replies = await running.replies(2)
+        # The two automatic messages were decided first (a pair's messages go in order), not
+        # answered, and remembered: five turns.
+        assert replies[1]["content"] == "echo: a real question [turns=5]"
+        assert len(fake_openai.requests) == 2
+        assert len(api.messages) == 2
+
+
+async def test_ask_counts_toward_the_same_limits_as_messages(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    async with running_bot(tmp_path, fake_openai, RULES, MAX_REPLIES_PER_MINUTE=1) as running:
+        running.api.post_as_user(FRIEND, DM_CHANNEL, "hello")
+        await running.replies(1)
+        refused = await command(running, "ask", FRIEND, DM_CHANNEL, prompt="and now?")
+        assert refused.callback is not None
+        assert refused.callback["type"] == 4  # refused at once, not deferred
+        assert refused.callback["data"]["content"] == TOO_OFTEN
+        assert refused.callback["data"]["flags"] == EPHEMERAL
+        assert len(fake_openai.requests) == 1
+
+
+def sentence(n: int) -> str:
+    return f"Message {n}: " + " ".join(f"w{n}x{i}" for i in range(8))
+
+
+async def test_a_long_conversation_is_sent_within_context_tokens_with_the_newest_message_whole(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    budget, turns = 150, 8
+    settings = {"CONTEXT_TOKENS": budget, "MEMORY_LENGTH": 10, "MAX_REPLIES_PER_MINUTE": 0}
+    async with running_bot(tmp_path, fake_openai, RULES, **settings) as running:
+        said: list[str] = []
+        for n in range(1, turns + 1):
+            running.api.post_as_user(FRIEND, DM_CHANNEL, sentence(n))
+            replies = await running.replies(n)
+            said += [sentence(n), replies[-1]["content"]]
+
+    counter = TokenCounter()
+
+    def cost(texts: list[str]) -> int:
+        tokens = sum(counter.count(text, fake_openai.MODEL) + TOKENS_PER_MESSAGE for text in texts)
+        return tokens + REPLY_PRIMING_TOKENS
+
+    system = "You are Sam's assistant."
+    *earlier, newest, _reply = said
+    assert cost([system, *earlier, newest]) > budget  # the whole conversation would not fit
+    chat = last_chat(fake_openai)
+    sent = [message["content"] for message in chat]
+    assert cost(sent) <= budget
+    assert chat[0] == {"role": "system", "content": system}
+    assert chat[-1] == {"role": "user", "content": newest}
+    history = sent[1:-1]
+    assert 2 <= len(history) < len(earlier)  # the oldest turns went, the newest stayed
+    assert history == earlier[-len(history) :]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from nacl.signing import SigningKey
 
+from server.bot.app import bot_limits
 from server.bot.commands import (
     COMMANDS,
     REFUSAL,
+    TOO_OFTEN,
+    CommandReply,
     Invocation,
     SlashCommands,
     ephemeral,
@@ -15,13 +20,14 @@ from server.bot.commands import (
 )
 from server.bot.endpoints import bot_api_base
 from server.bot.interactions import signature_is_valid
-from server.bot.policy import SeenMessage, decide, without_mention
+from server.bot.policy import SeenMessage, decide, screen, without_mention
 from server.bot.responder import Responder
 from server.bot.state import MAIN_SESSION, InMemoryBotState, memory_key
 from server.config import Settings
 from server.llm.base import ChatMessage
 from server.llm.chain import BackendChain
 from server.memory import InMemoryStore
+from server.reply_policy import ReplyPolicy
 from server.rules import RuleSet, parse_rules
 from tests.fakes.discord_bot_api import FakeDiscordBot, _command_errors
 
@@ -74,6 +80,30 @@ def test_in_a_guild_a_mention_a_reply_or_listen_all_is_enough() -> None:
     assert decide(seen(in_guild=True, mentions_bot=True), RULES).rule is not None
     assert decide(seen(in_guild=True, replies_to_bot=True), RULES).rule is not None
     assert decide(seen(in_guild=True, channel_id="20"), RULES).rule is not None
+
+
+def test_the_guard_rails_hold_back_automatic_messages_and_a_pair_over_its_limits() -> None:
+    limits = bot_limits(Settings(MAX_REPLIES_PER_MINUTE=2, REPLY_PREFIX="[sam's bot] "))
+    pair, now = ("1", "10"), 1000.0
+    assert screen(limits, pair, "hi", now).reply
+    for prefix in ("[auto-reply] I am away", "[BOT] beep", "[sam's bot] hello"):
+        held = screen(limits, pair, prefix, now)
+        assert not held.reply and held.quiet
+        assert held.reason.startswith("automatic message: it starts with the disclosure prefix")
+    limits.replied(pair, "Hello  there!", now)
+    repeated = screen(limits, ("2", "10"), "hello there!", now + 1)  # anyone, in that channel
+    assert repeated.reason == "automatic message: it repeats one of our recent replies"
+    assert screen(limits, ("1", "11"), "hello there!", now + 1).reply  # not another channel
+    limits.replied(pair, "second", now + 2)
+    over = screen(limits, pair, "third?", now + 3)
+    assert (over.reply, over.reason, over.quiet) == (
+        False,
+        "over 2 replies per minute to this person",
+        False,
+    )
+    assert screen(limits, pair, "fourth?", now + 4).quiet  # said once per window
+    assert screen(limits, ("2", "10"), "other person", now + 4).reply
+    assert screen(limits, pair, "a minute later", now + 61).reply
 
 
 def test_the_bots_mentions_are_taken_out_of_the_text() -> None:
@@ -135,17 +165,22 @@ def test_the_command_definitions_are_what_discord_accepts() -> None:
     assert _command_errors([{"name": "Bad Name", "description": "x"}]) is not None
 
 
-def commands_for(rules: RuleSet) -> tuple[SlashCommands, InMemoryStore, InMemoryBotState]:
+def commands_for(
+    rules: RuleSet, limits: ReplyPolicy | None = None
+) -> tuple[SlashCommands, InMemoryStore, InMemoryBotState]:
     """Slash commands over in-memory stores; no LLM backend (these commands need none)."""
     memory, state = InMemoryStore(), InMemoryBotState()
     responder = Responder(
         settings=Settings(), rules=lambda: rules, llm=BackendChain([]), memory=memory, state=state
     )
-    return (
-        SlashCommands(rules=lambda: rules, state=state, memory=memory, responder=responder),
-        memory,
-        state,
+    commands = SlashCommands(
+        rules=lambda: rules,
+        state=state,
+        memory=memory,
+        responder=responder,
+        limits=limits or bot_limits(Settings()),
     )
+    return commands, memory, state
 
 
 async def test_unknown_commands_and_unlisted_callers_are_refused_before_anything_runs() -> None:
@@ -194,6 +229,20 @@ async def test_reset_and_new_sessions() -> None:
     assert first.content == "Started session “session 2”; it is the current one now."
     again = await commands.run(Invocation("session", "1", "10", "new", {"title": "session 2"}))
     assert again.content.startswith("There is already a session “session 2”")
+
+
+async def test_ask_past_the_callers_limits_is_refused_at_once() -> None:
+    limits = bot_limits(Settings(MAX_REPLIES_PER_MINUTE=2))
+    commands, _memory, _state = commands_for(RULES, limits)
+    ask = Invocation("ask", "1", "10", options={"prompt": "hi"})
+    assert commands.check(ask) is None
+    limits.replied(ask.pair, "an answer", time.time())
+    assert commands.check(ask) is None
+    limits.replied(ask.pair, "another answer", time.time())
+    refusal = commands.check(ask)
+    assert refusal == CommandReply(TOO_OFTEN, ephemeral=True)
+    assert commands.check(Invocation("reset", "1", "10")) is None  # only /ask answers
+    assert commands.check(Invocation("ask", "1", "20", options={"prompt": "hi"})) is None
 
 
 async def test_ask_without_a_prompt_and_without_a_backend() -> None:

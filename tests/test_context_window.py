@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from server.context_window import REPLY_PRIMING_TOKENS, fit_window, truncate, window_cost
 from server.conversations import Turn
+from server.llm.base import ChatMessage
 from server.tokens import TOKENS_PER_MESSAGE, token_ceiling
 
 
@@ -64,6 +65,20 @@ def test_an_over_long_newest_message_is_truncated_not_dropped() -> None:
     assert long.startswith(kept.content) and kept.content
     assert cost("be kind", kept.content) <= budget
     assert [t.content for t in fitted.dropped] == ["old turn"]
+
+
+def test_chat_messages_fit_the_same_way_keeping_their_roles() -> None:
+    long = " ".join(f"w{n}" for n in range(200))
+    chat = [
+        ChatMessage("user", "one two"),
+        ChatMessage("assistant", "three"),
+        ChatMessage("user", long),
+    ]
+    fitted = fit_window("sys", chat, newest=1, max_history=2, budget=60, count=words)
+    assert fitted.dropped == chat[:2]
+    [kept] = fitted.kept
+    assert kept.role == "user" and long.startswith(kept.content)
+    assert window_cost("sys", fitted.kept, words) <= 60
 
 
 def test_truncate_keeps_the_longest_start_within_the_count() -> None:

@@ -26,6 +26,7 @@ from server.config import ConfigError, Settings
 from server.conversations import ConversationStore
 from server.llm.chain import BackendChain, build_backend_chain
 from server.memory import MemoryStore
+from server.reply_policy import ReplyPolicy
 from server.rules_file import RulesWatcher
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,14 @@ class BotError(Exception):
 
 @dataclass
 class BotParts:
-    """What the gateway bot and the interactions endpoint share: rules, LLM, memory, commands."""
+    """What the gateway bot and the interactions endpoint share: rules, LLM, memory, commands,
+    and the per-pair reply limits."""
 
     rules: RulesWatcher
     llm: BackendChain
     responder: Responder
     commands: SlashCommands
+    limits: ReplyPolicy
     store: ConversationStore | None
     """The database behind memory and state, when they are not given (opened by `open`)."""
 
@@ -83,10 +86,15 @@ class BotParts:
             memory=memory,
             state=state,
         )
+        limits = bot_limits(settings)
         commands = SlashCommands(
-            rules=lambda: rules.current, state=state, memory=memory, responder=responder
+            rules=lambda: rules.current,
+            state=state,
+            memory=memory,
+            responder=responder,
+            limits=limits,
         )
-        return cls(rules, llm, responder, commands, store)
+        return cls(rules, llm, responder, commands, limits, store)
 
     async def open(self) -> None:
         """Open the database (if this bot keeps its own); `DatabaseError` names the file."""
@@ -112,6 +120,18 @@ class BotParts:
         )
 
 
+def bot_limits(settings: Settings) -> ReplyPolicy:
+    """The relay's guard rails as the bot applies them: MAX_REPLIES_PER_MINUTE / _PER_HOUR per
+    pair, and automatic messages recognised (REPLY_PREFIX among the disclosure prefixes: the
+    owner's relay may share a channel with the bot). No takeover: the bot is not the owner."""
+    return ReplyPolicy(
+        takeover_seconds=0.0,
+        per_minute=settings.MAX_REPLIES_PER_MINUTE,
+        per_hour=settings.MAX_REPLIES_PER_HOUR,
+        reply_prefix=settings.REPLY_PREFIX,
+    )
+
+
 class Bot:
     """`discord-auto-reply bot`: the gateway client, with the rules file watched meanwhile."""
 
@@ -132,6 +152,7 @@ class Bot:
             rules=lambda: self.parts.rules.current,
             responder=self.parts.responder,
             commands=self.parts.commands,
+            limits=self.parts.limits,
         )
 
     async def run(self) -> None:

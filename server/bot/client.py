@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -18,10 +19,11 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from server.bot.commands import COMMANDS, SlashCommands, ephemeral, read_command_data
-from server.bot.policy import SeenMessage, decide, without_mention
+from server.bot.policy import SeenMessage, decide, screen, without_mention
 from server.bot.responder import Answer, Responder
 from server.config import ConfigError, Settings
 from server.memory import PairKey
+from server.reply_policy import ReplyPolicy
 from server.rules import RuleSet
 from server.splitter import split_message
 
@@ -70,6 +72,7 @@ class BotClient(discord.Client):
         rules: Callable[[], RuleSet],
         responder: Responder,
         commands: SlashCommands,
+        limits: ReplyPolicy,
     ) -> None:
         # The bot never joins voice: no warning that voice's optional libraries are missing.
         discord.VoiceClient.warn_dave = False
@@ -79,6 +82,7 @@ class BotClient(discord.Client):
         self._rules = rules
         self._responder = responder
         self._commands = commands
+        self._limits = limits
         self._turns = _PairTurns()
 
     async def setup_hook(self) -> None:
@@ -118,6 +122,13 @@ class BotClient(discord.Client):
             return
         pair = (seen.author_id, seen.channel_id)
         async with self._turns.turn(pair):
+            # In the pair's turn: the replies before this one are counted by now.
+            held = screen(self._limits, pair, seen.content, time.time())
+            if not held.reply:
+                level = logging.DEBUG if held.quiet else logging.INFO
+                log.log(level, "message %s remembered, not answered: %s", seen.id, held.reason)
+                await self._responder.remember_unanswered(pair, seen.content)
+                return
             typing = asyncio.create_task(self._keep_typing(message.channel))
             try:
                 answer = await self._responder.answer(pair, seen.content, decision.rule)
@@ -125,7 +136,10 @@ class BotClient(discord.Client):
                 typing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await typing
-            if answer is not None and await self._send(message, seen.in_guild, answer):
+            if answer is None:
+                return
+            self._limits.replied(pair, answer.text, time.time())
+            if await self._send(message, seen.in_guild, answer):
                 await self._responder.remember(answer)
                 log.info("answered user %s in channel %s (%d chars)", *pair, len(answer.text))
 

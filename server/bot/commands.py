@@ -7,6 +7,8 @@ The adapters first ask `check` (instant, so a refusal goes out at once), then de
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,12 +16,16 @@ from typing import Any
 from server.bot.responder import Responder
 from server.bot.state import MAIN_SESSION, MAX_TITLE_LENGTH, BotStateStore
 from server.memory import MemoryStore, PairKey
+from server.reply_policy import ReplyPolicy
 from server.rules import MAX_PERSONA_NAME, RuleSet
+
+log = logging.getLogger(__name__)
 
 STRING, SUB_COMMAND = 3, 1
 GUILD, BOT_DM = 0, 1
 REFUSAL = "Sorry, I only answer the people my owner has listed here."
 NO_ANSWER = "Sorry, I have no answer right now."
+TOO_OFTEN = "I have answered you often enough here for now; ask again a little later."
 DEFAULT_PERSONA = "default"
 
 
@@ -160,18 +166,32 @@ class SlashCommands:
         state: BotStateStore,
         memory: MemoryStore,
         responder: Responder,
+        limits: ReplyPolicy,
     ) -> None:
         self._rules = rules
         self._state = state
         self._memory = memory
         self._responder = responder
+        self._limits = limits
 
     def check(self, invocation: Invocation) -> CommandReply | None:
-        """An immediate ephemeral refusal (unknown command, caller not listed), or None to go on."""
+        """An immediate ephemeral refusal (unknown command, caller not listed, an /ask past the
+        caller's reply limits here), or None to go on."""
         if invocation.name not in KNOWN:
             return CommandReply(f"I do not know the command /{invocation.name}.", ephemeral=True)
         if self._rules().match(invocation.user_id, invocation.channel_id) is None:
             return CommandReply(REFUSAL, ephemeral=True)
+        if invocation.name == "ask":
+            limited = self._limits.may_reply(invocation.pair, time.time())
+            if not limited.reply:
+                level = logging.DEBUG if limited.quiet else logging.INFO
+                log.log(
+                    level,
+                    "/ask of user %s in channel %s refused: %s",
+                    *invocation.pair,
+                    limited.reason,
+                )
+                return CommandReply(TOO_OFTEN, ephemeral=True)
         return None
 
     async def run(self, invocation: Invocation) -> CommandReply:
@@ -216,7 +236,10 @@ class SlashCommands:
         if not prompt or rule is None:
             return "Ask me something: /ask prompt:<your question>."
         answer = await self._responder.ask(invocation.pair, prompt, rule)
-        return answer.text if answer is not None else NO_ANSWER
+        if answer is None:
+            return NO_ANSWER
+        self._limits.replied(invocation.pair, answer.text, time.time())
+        return answer.text
 
     async def _session(self, invocation: Invocation) -> str:
         pair = invocation.pair

@@ -1,10 +1,14 @@
-"""Which messages the bot answers: a pure decision from the message's facts and the rules."""
+"""Which messages the bot answers: a pure decision from the message's facts and the rules, then
+the relay's guard rails (automatic messages, per-pair reply limits)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
+from server import reply_policy
+from server.memory import PairKey
+from server.reply_policy import ReplyPolicy
 from server.rules import Rule, RuleSet
 
 
@@ -45,6 +49,16 @@ def decide(message: SeenMessage, rules: RuleSet) -> Decision:
     if not message.content.strip():
         return Decision(None, "no text (attachment or sticker only)")
     return Decision(rule, "allow-listed" + (" and addressed" if addressed else ""))
+
+
+def screen(limits: ReplyPolicy, pair: PairKey, content: str, now: float) -> reply_policy.Decision:
+    """The relay's guard rails for a message `decide` would answer: not an automatic message (a
+    disclosure prefix, or one of our recent replies in that channel repeated: another bot or relay
+    answering us), and `pair` within MAX_REPLIES_PER_MINUTE / _PER_HOUR. `quiet`: said before."""
+    automatic = limits.automatic(pair[1], content, now)
+    if automatic:
+        return reply_policy.Decision(False, f"automatic message: {automatic}", quiet=True)
+    return limits.may_reply(pair, now)
 
 
 def without_mention(content: str, bot_id: str) -> str:

@@ -1,19 +1,23 @@
-"""The bot's side of a conversation: the system prompt, the memory window, the LLM, the record.
+"""The bot's side of a conversation: the system prompt, the memory window (within CONTEXT_TOKENS,
+as the relay's), the LLM, the record.
 
 Shared by replies to messages and by the slash commands, over the gateway or HTTP.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from server.bot.state import BotStateStore, memory_key
 from server.config import Settings
+from server.context_window import fit_window, window_cost
 from server.llm.base import ChatMessage, GenerationOptions, LLMBackend, LLMError
 from server.memory import MemoryStore, PairKey
 from server.rules import Rule, RuleSet
+from server.tokens import TokenCounter, token_ceiling
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +42,14 @@ class Responder:
         llm: LLMBackend,
         memory: MemoryStore,
         state: BotStateStore,
+        tokens: TokenCounter | None = None,
     ) -> None:
         self._settings = settings
         self._rules = rules
         self._llm = llm
         self._memory = memory
         self._state = state
+        self._tokens = tokens or TokenCounter()
 
     async def system_prompt(self, pair: PairKey, rule: Rule) -> str:
         """The persona chosen with /persona if PERSONAS still has it, else the rule's own."""
@@ -64,12 +70,10 @@ class Responder:
         """Answer `text` with the current session's memory; the person's turn is remembered now,
         the answer by `remember` once it is delivered. None when there is nothing to send."""
         key = await self.current_memory_key(pair)
-        length = (
-            rule.memory_length if rule.memory_length is not None else self._settings.MEMORY_LENGTH
-        )
+        length = self._memory_length(rule)
         history = await self._memory.recent(key, 2 * length)
         user_turn = ChatMessage("user", text)
-        chat = [*await self._system(pair, rule), *history, user_turn]
+        chat = await self._chat(pair, rule, [*history, user_turn], max_history=2 * length)
         await self._memory.add(key, user_turn)
         reply = await self._generate(chat, rule)
         if reply is not None:
@@ -78,19 +82,47 @@ class Responder:
 
     async def ask(self, pair: PairKey, prompt: str, rule: Rule) -> Answer | None:
         """A one-off answer to `prompt` in the person's persona: no history, nothing remembered."""
-        reply = await self._generate(
-            [*await self._system(pair, rule), ChatMessage("user", prompt)], rule
-        )
+        chat = await self._chat(pair, rule, [ChatMessage("user", prompt)], max_history=0)
+        reply = await self._generate(chat, rule)
         return Answer(reply, remember_as=None) if reply is not None else self._fallback()
+
+    async def remember_unanswered(self, pair: PairKey, text: str) -> None:
+        """Remember what the person wrote though it gets no answer (a guard rail held it back),
+        so a later answer knows it, as the relay does."""
+        await self._memory.add(await self.current_memory_key(pair), ChatMessage("user", text))
 
     async def remember(self, answer: Answer) -> None:
         """Record a delivered answer as the assistant's turn (one-offs and fallbacks are not)."""
         if answer.remember_as is not None:
             await self._memory.add(answer.remember_as, ChatMessage("assistant", answer.text))
 
-    async def _system(self, pair: PairKey, rule: Rule) -> list[ChatMessage]:
-        prompt = await self.system_prompt(pair, rule)
-        return [ChatMessage("system", prompt)] if prompt else []
+    def _memory_length(self, rule: Rule) -> int:
+        """Interactions remembered for `rule`'s pairs: its own setting, else MEMORY_LENGTH."""
+        if rule.memory_length is not None:
+            return rule.memory_length
+        return self._settings.MEMORY_LENGTH
+
+    async def _chat(
+        self, pair: PairKey, rule: Rule, turns: Sequence[ChatMessage], *, max_history: int
+    ) -> list[ChatMessage]:
+        """The system prompt and `turns` (the newest last, never dropped) within CONTEXT_TOKENS:
+        the relay's window, so the oldest turns go first and an over-long newest one is cut."""
+        system = await self.system_prompt(pair, rule)
+        budget, model = self._settings.CONTEXT_TOKENS, rule.model or self._settings.OPENAI_MODEL
+        # Most requests fit by their bytes alone; the others need the encoding, loaded once.
+        over = window_cost(system, turns, token_ceiling) > budget
+        if over and not self._tokens.loaded(model):
+            await asyncio.to_thread(self._tokens.load, model)
+        fitted = fit_window(
+            system,
+            turns,
+            newest=1,
+            max_history=max_history,
+            budget=budget,
+            count=lambda text: self._tokens.count(text, model),
+            ceiling=token_ceiling,
+        )
+        return [*([ChatMessage("system", system)] if system else []), *fitted.kept]
 
     async def _generate(self, chat: list[ChatMessage], rule: Rule) -> str | None:
         options = GenerationOptions(

@@ -247,7 +247,7 @@ class GatewayDriver {
     }
 
     async start() {
-        this.child = new Child(["-m", "tests.gateway_driver", "--secret", this.secret], { stdin: "pipe" });
+        this.child = new Child(["-m", "tests.gateway_driver", `--secret=${this.secret}`], { stdin: "pipe" });
         const line = await this.child.waitForLine(/^listening on \d+$/, { what: "the gateway driver to listen" });
         this.port = Number(line.split(" ").at(-1));
         return this;
