@@ -1,34 +1,29 @@
 """What to say: one reply to a burst, written by the LLM backends from the pair's memory.
 
 The prompt is the rule's system prompt, the pair's remembered turns (and, with SUMMARIZE, a
-summary of older ones) and the burst, trimmed to CONTEXT_TOKENS; when no backend answers, the
-reply is FALLBACK_MESSAGE, if there is one.
+summary of older ones) and the burst, trimmed to CONTEXT_TOKENS by `PromptWindow`; when no backend
+answers, the reply is FALLBACK_MESSAGE, if there is one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from server.config import Settings
-from server.context_window import fit_window, window_cost
 from server.conversations import FALLBACK_BACKEND, ConversationStore, Turn, Window
 from server.inbox import Pending
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
 from server.llm.chain import BackendChain
 from server.memory import PairKey
+from server.prompt_window import PromptWindow, history_limit
 from server.rules import RuleSet
 from server.store_guard import StoreGuard
-from server.summarizer import summarize
-from server.tokens import TokenCounter, token_ceiling
+from server.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
-
-SUMMARY_BACKLOG = 50
-"""With SUMMARIZE, how many turns beyond the window are read so they can be summarised."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +54,9 @@ class ReplyWriter:
         self._llm = llm
         self._store = store
         self._stored = stored
-        self._tokens = tokens
+        self._window = PromptWindow(
+            settings=settings, llm=llm, tokens=tokens, save_summary=self._save_summary
+        )
 
     async def write(self, pair: PairKey, batch: list[Pending]) -> Reply | None:
         """Ask the backends for a reply to `batch`, with the pair's memory; the fallback if none."""
@@ -82,60 +79,26 @@ class ReplyWriter:
         return Reply(fallback, FALLBACK_BACKEND) if fallback else None
 
     async def _prompt(self, pair: PairKey, batch: list[Pending]) -> list[ChatMessage]:
-        """System prompt, remembered turns and the burst, trimmed to the token budget."""
+        """System prompt, remembered turns (and summary) and the burst, within the token budget."""
         settings, rule = self._settings, batch[-1].rule
         memory_length = (
             rule.memory_length if rule.memory_length is not None else settings.MEMORY_LENGTH
         )
         batch_ids = {pending.turn_id for pending in batch}
         upto = batch[-1].turn_id
-        limit = 2 * memory_length + len(batch) + (SUMMARY_BACKLOG if settings.SUMMARIZE else 0)
+        limit = history_limit(settings, memory_length) + len(batch)
         window = await self._stored(
             self._store.window(pair, limit=limit, upto=upto), Window(None, [])
         )
-        history = [turn for turn in window.turns if turn.id not in batch_ids]
-        burst = [Turn(p.turn_id or 0, 0, "message", p.message.content) for p in batch]
-        model = rule.model or settings.OPENAI_MODEL
-        prompt = self._rules().system_prompt(rule)
-        summary = window.summary
+        return await self._window.build(
+            pair,
+            prompt=self._rules().system_prompt(rule),
+            summary=window.summary,
+            history=[turn for turn in window.turns if turn.id not in batch_ids],
+            newest=[Turn(p.turn_id or 0, 0, "message", p.message.content) for p in batch],
+            max_history=2 * memory_length,
+            model=rule.model,
+        )
 
-        async def fit(summary: str | None) -> tuple[str, list[Turn], list[Turn]]:
-            system = prompt + (f"\n\nEarlier in this conversation: {summary}" if summary else "")
-            turns = [*history, *burst]
-            # Most windows fit by their bytes alone; the others need the encoding, loaded once.
-            over = window_cost(system, turns, token_ceiling) > settings.CONTEXT_TOKENS
-            if over and not self._tokens.loaded(model):
-                await asyncio.to_thread(self._tokens.load, model)
-            fitted = fit_window(
-                system,
-                turns,
-                newest=len(burst),
-                max_history=2 * memory_length,
-                budget=settings.CONTEXT_TOKENS,
-                count=lambda text: self._tokens.count(text, model),
-                ceiling=token_ceiling,
-            )
-            return system.strip(), fitted.kept, fitted.dropped
-
-        system, kept, dropped = await fit(summary)
-        if settings.SUMMARIZE and dropped:
-            summary = await self._summarize(pair, summary, dropped, rule.model)
-            if summary is not None:
-                system, kept, _ = await fit(summary)
-        return [
-            *([ChatMessage("system", system)] if system else []),
-            *(turn.as_chat() for turn in kept),
-        ]
-
-    async def _summarize(
-        self, pair: PairKey, previous: str | None, dropped: list[Turn], model: str | None
-    ) -> str | None:
-        """Fold `dropped` into the pair's summary and store it; None (drop them) on failure."""
-        try:
-            summary = await summarize(self._llm, previous, dropped, model)
-        except LLMError as exc:
-            log.warning("could not summarise older turns, dropping them instead: %s", exc)
-            return None
-        covered = max(turn.position for turn in dropped)
-        await self._stored(self._store.save_summary(pair, summary, covered), None)
-        return summary
+    async def _save_summary(self, pair: PairKey, text: str, covers_through: int) -> None:
+        await self._stored(self._store.save_summary(pair, text, covers_through), None)

@@ -85,6 +85,7 @@ class BotParts:
             llm=llm,
             memory=memory,
             state=state,
+            summaries=store if store is not None and memory is store else None,
         )
         limits = bot_limits(settings)
         commands = SlashCommands(

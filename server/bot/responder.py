@@ -1,23 +1,24 @@
-"""The bot's side of a conversation: the system prompt, the memory window (within CONTEXT_TOKENS,
-as the relay's), the LLM, the record.
+"""The bot's side of a conversation: the system prompt, the memory window (within CONTEXT_TOKENS
+and, with SUMMARIZE, with a summary of older turns: the relay's `PromptWindow`), the LLM, the
+record.
 
 Shared by replies to messages and by the slash commands, over the gateway or HTTP.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from server.bot.state import BotStateStore, memory_key
 from server.config import Settings
-from server.context_window import fit_window, window_cost
+from server.conversations import Turn, Window
 from server.llm.base import ChatMessage, GenerationOptions, LLMBackend, LLMError
 from server.memory import MemoryStore, PairKey
+from server.prompt_window import PromptWindow, SummaryStore, history_limit
 from server.rules import Rule, RuleSet
-from server.tokens import TokenCounter, token_ceiling
+from server.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,23 @@ class Responder:
         llm: LLMBackend,
         memory: MemoryStore,
         state: BotStateStore,
+        summaries: SummaryStore | None = None,
         tokens: TokenCounter | None = None,
     ) -> None:
+        """`summaries`: the store behind `memory` when it keeps summaries (the database); without
+        it, SUMMARIZE does not apply and turns that do not fit are dropped."""
         self._settings = settings
         self._rules = rules
         self._llm = llm
         self._memory = memory
         self._state = state
-        self._tokens = tokens or TokenCounter()
+        self._summaries = summaries
+        self._window = PromptWindow(
+            settings=settings,
+            llm=llm,
+            tokens=tokens or TokenCounter(),
+            save_summary=summaries.save_summary if summaries is not None else None,
+        )
 
     async def system_prompt(self, pair: PairKey, rule: Rule) -> str:
         """The persona chosen with /persona if PERSONAS still has it, else the rule's own."""
@@ -71,10 +81,10 @@ class Responder:
         the answer by `remember` once it is delivered. None when there is nothing to send."""
         key = await self.current_memory_key(pair)
         length = self._memory_length(rule)
-        history = await self._memory.recent(key, 2 * length)
-        user_turn = ChatMessage("user", text)
-        chat = await self._chat(pair, rule, [*history, user_turn], max_history=2 * length)
-        await self._memory.add(key, user_turn)
+        window = await self._history(key, history_limit(self._settings, length))
+        turn = _user_turn(text)
+        chat = await self._chat(pair, key, rule, window, [turn], max_history=2 * length)
+        await self._memory.add(key, ChatMessage("user", text))
         reply = await self._generate(chat, rule)
         if reply is not None:
             return Answer(reply, remember_as=key)
@@ -82,7 +92,8 @@ class Responder:
 
     async def ask(self, pair: PairKey, prompt: str, rule: Rule) -> Answer | None:
         """A one-off answer to `prompt` in the person's persona: no history, nothing remembered."""
-        chat = await self._chat(pair, rule, [ChatMessage("user", prompt)], max_history=0)
+        turn = _user_turn(prompt)
+        chat = await self._chat(pair, pair, rule, Window(None, []), [turn], max_history=0)
         reply = await self._generate(chat, rule)
         return Answer(reply, remember_as=None) if reply is not None else self._fallback()
 
@@ -102,27 +113,34 @@ class Responder:
             return rule.memory_length
         return self._settings.MEMORY_LENGTH
 
+    async def _history(self, key: PairKey, limit: int) -> Window:
+        """The last `limit` turns remembered under `key`, and the summary before them if kept."""
+        if self._summaries is not None:
+            return await self._summaries.window(key, limit=limit)
+        return Window(None, [_turn(message) for message in await self._memory.recent(key, limit)])
+
     async def _chat(
-        self, pair: PairKey, rule: Rule, turns: Sequence[ChatMessage], *, max_history: int
+        self,
+        pair: PairKey,
+        key: PairKey,
+        rule: Rule,
+        window: Window,
+        newest: Sequence[Turn],
+        *,
+        max_history: int,
     ) -> list[ChatMessage]:
-        """The system prompt and `turns` (the newest last, never dropped) within CONTEXT_TOKENS:
-        the relay's window, so the oldest turns go first and an over-long newest one is cut."""
-        system = await self.system_prompt(pair, rule)
-        budget, model = self._settings.CONTEXT_TOKENS, rule.model or self._settings.OPENAI_MODEL
-        # Most requests fit by their bytes alone; the others need the encoding, loaded once.
-        over = window_cost(system, turns, token_ceiling) > budget
-        if over and not self._tokens.loaded(model):
-            await asyncio.to_thread(self._tokens.load, model)
-        fitted = fit_window(
-            system,
-            turns,
-            newest=1,
+        """The system prompt and the turns of `window`, then `newest` (never dropped), within
+        CONTEXT_TOKENS by the relay's window: with SUMMARIZE, what does not fit is summarised
+        under memory key `key`, else the oldest turns go first; an over-long newest one is cut."""
+        return await self._window.build(
+            key,
+            prompt=await self.system_prompt(pair, rule),
+            summary=window.summary,
+            history=window.turns,
+            newest=newest,
             max_history=max_history,
-            budget=budget,
-            count=lambda text: self._tokens.count(text, model),
-            ceiling=token_ceiling,
+            model=rule.model,
         )
-        return [*([ChatMessage("system", system)] if system else []), *fitted.kept]
 
     async def _generate(self, chat: list[ChatMessage], rule: Rule) -> str | None:
         options = GenerationOptions(
@@ -143,3 +161,13 @@ class Responder:
     def _fallback(self) -> Answer | None:
         fallback = self._settings.FALLBACK_MESSAGE.strip()
         return Answer(fallback, remember_as=None) if fallback else None
+
+
+def _user_turn(text: str) -> Turn:
+    """What the person wrote now, as the window sees it (not stored yet: no id or position)."""
+    return Turn(0, 0, "message", text)
+
+
+def _turn(message: ChatMessage) -> Turn:
+    """A turn of a store without positions (never summarised, so none is needed)."""
+    return Turn(0, 0, "message" if message.role == "user" else "reply", message.content)
