@@ -26,7 +26,7 @@ from tests.bot_harness import (
     running_bot,
 )
 from tests.fakes.discord_bot_api import EPHEMERAL, FakeInteraction
-from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.openai_api import FakeOpenAI, reply
 from tests.fault_rig import eventually
 
 RULES = f'''
@@ -431,3 +431,101 @@ async def test_a_long_conversation_is_sent_within_context_tokens_with_the_newest
     history = sent[1:-1]
     assert 2 <= len(history) < len(earlier)  # the oldest turns went, the newest stayed
     assert history == earlier[-len(history) :]
+
+
+SUMMARY_SETTINGS = {
+    "SUMMARIZE": True,
+    "CONTEXT_TOKENS": 150,
+    "MEMORY_LENGTH": 10,
+    "MAX_REPLIES_PER_MINUTE": 0,
+}
+
+
+def summarising(llm: FakeOpenAI) -> list[list[str]]:
+    """Make the fake LLM answer summary requests with "SUMMARY n" (n counts them) and echo the
+    others; the list it returns fills with the lines each summary request asked to summarise."""
+    asked: list[list[str]] = []
+
+    def answer(messages: list[dict[str, Any]]) -> str:
+        if messages[0]["content"].startswith("Summarise"):
+            asked.append(messages[1]["content"].split("\n"))
+            return f"SUMMARY {len(asked)}"
+        return reply(messages)
+
+    llm.reply_fn = answer
+    return asked
+
+
+def summarised(lines: list[str]) -> list[str]:
+    """The turns a summary request's lines carry (the previous summary left out), as said."""
+    return [line.split(": ", 1)[1] for line in lines if line.startswith(("THEM: ", "ME: "))]
+
+
+async def test_with_summarize_the_turns_that_do_not_fit_are_folded_into_a_stored_summary(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    asked = summarising(fake_openai)
+    async with running_bot(tmp_path, fake_openai, RULES, **SUMMARY_SETTINGS) as running:
+        said: list[str] = []
+        for n in range(1, 9):
+            running.api.post_as_user(FRIEND, DM_CHANNEL, sentence(n))
+            replies = await running.replies(n)
+            said += [sentence(n), replies[-1]["content"]]
+        chat = last_chat(fake_openai)
+
+        # /reset forgets the summary with the turns.
+        await command(running, "reset", FRIEND, DM_CHANNEL)
+        running.api.post_as_user(FRIEND, DM_CHANNEL, "fresh start")
+        await running.replies(9)
+        assert last_chat(fake_openai) == [
+            {"role": "system", "content": "You are Sam's assistant."},
+            {"role": "user", "content": "fresh start"},
+        ]
+
+    # Each summary request carries the turns dropped since the previous one, with that summary.
+    assert len(asked) >= 2
+    assert asked[0][0] == f"THEM: {sentence(1)}"
+    assert asked[1][0] == "Earlier summary: SUMMARY 1"
+    folded = [turn for lines in asked for turn in summarised(lines)]
+
+    counter = TokenCounter()
+    sent = [message["content"] for message in chat]
+    tokens = sum(counter.count(text, fake_openai.MODEL) + TOKENS_PER_MESSAGE for text in sent)
+    assert tokens + REPLY_PRIMING_TOKENS <= SUMMARY_SETTINGS["CONTEXT_TOKENS"]
+    summary = f"Earlier in this conversation: SUMMARY {len(asked)}"
+    assert chat[0] == {"role": "system", "content": f"You are Sam's assistant.\n\n{summary}"}
+    *earlier, newest, _reply = said
+    assert chat[-1] == {"role": "user", "content": newest}
+    history = sent[1:-1]
+    assert history  # the newest turns are still sent as they were said
+    # Nothing is lost: every earlier turn was either summarised (once, in order) or is sent.
+    assert folded + history == earlier
+
+
+async def test_when_summarising_fails_the_turns_are_dropped_and_the_reply_still_goes_out(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    asked = summarising(fake_openai)
+    settings = {**SUMMARY_SETTINGS, "CONTEXT_TOKENS": 100}  # the 2nd message's request is over
+    async with running_bot(tmp_path, fake_openai, RULES, **settings) as running:
+        running.api.post_as_user(FRIEND, DM_CHANNEL, sentence(1))
+        await running.replies(1)
+        fake_openai.fail_next(500)
+        running.api.post_as_user(FRIEND, DM_CHANNEL, sentence(2))
+        [*_, second] = await running.replies(2)
+        assert second["content"] == f"echo: {sentence(2)} [turns=1]"  # the reply went out
+        _, failed, _ = fake_openai.requests
+        assert failed["messages"][0]["content"].startswith("Summarise")
+        assert not asked
+        # The first interaction was just dropped: no summary, the newest message alone.
+        assert last_chat(fake_openai) == [
+            {"role": "system", "content": "You are Sam's assistant."},
+            {"role": "user", "content": sentence(2)},
+        ]
+
+        # Nothing was stored, so the next message summarises those turns after all.
+        running.api.post_as_user(FRIEND, DM_CHANNEL, sentence(3))
+        await running.replies(3)
+        assert asked[0][:2] == [f"THEM: {sentence(1)}", f"ME: echo: {sentence(1)} [turns=1]"]
+        system = last_chat(fake_openai)[0]["content"]
+        assert system == "You are Sam's assistant.\n\nEarlier in this conversation: SUMMARY 1"
