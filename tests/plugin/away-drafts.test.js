@@ -8,7 +8,7 @@ const fs = require("node:fs");
 const { before, after, afterEach, describe, it } = require("node:test");
 
 const { createFakeBdApi, createFakeDiscord } = require("./fake-bdapi");
-const { loadPlugin, setup, waitFor, sleep, freePort, startFakeOpenAI, RelayServer } = require("./harness");
+const { loadPlugin, setup, waitFor, freePort, startFakeOpenAI, RelayServer } = require("./harness");
 
 const { internals } = loadPlugin({ BdApi: createFakeBdApi(createFakeDiscord()).BdApi });
 const { channelPath, draftNoticeText } = internals;
@@ -167,9 +167,14 @@ describe("drafts with the relay server", () => {
         const notice = await waitFor(() => fake.notices.find((n) => n.content.startsWith("Draft reply to pal")), { what: "the draft notice" });
         assert.equal(notice.content, "Draft reply to pal in #channel-445: “echo: lunch? [turns=1]”");
         assert.deepEqual(notice.buttons.map((button) => button.label), ["Send", "Edit", "Discard"]);
-        await sleep(200);
+        // The server answers a pair's messages in turn: once the next message's draft is shown, it
+        // has finished with this one, sending nothing and showing no typing indicator.
+        discord.receive({ channel_id: "445", author: { id: "444", username: "pal" }, content: "still there?" });
+        const next = await waitFor(() => fake.notices.find((n) => /“echo: still there\?/.test(n.content)), { what: "the next draft" });
         assert.deepEqual(sentIn(discord, "445"), [], "a draft is not sent");
         assert.ok(!discord.typing.includes("445"), "no typing indicator for a draft");
+        next.click("Discard");
+        await waitFor(() => next.closed, { what: "the next draft to close" });
 
         notice.click("Edit");
         const editor = fake.modals.at(-1);
@@ -184,8 +189,8 @@ describe("drafts with the relay server", () => {
         assert.equal(sentIn(discord, "445")[0], "[auto-reply] Sure, 1 pm?");
         await waitFor(() => notice.closed, { what: "the notice to close" });
         await waitFor(() => fake.toasts.some((toast) => /reply sent/.test(toast.content)), { what: "a toast" });
-        const action = spy.sent.find((frame) => frame.type === "draft_action");
-        assert.deepEqual({ ...action, socket: undefined, id: undefined }, { socket: undefined, id: undefined, type: "draft_action", action: "send", content: "Sure, 1 pm?" });
+        const actions = spy.sent.filter((frame) => frame.type === "draft_action").map(({ action, content }) => ({ action, content }));
+        assert.deepEqual(actions, [{ action: "discard", content: null }, { action: "send", content: "Sure, 1 pm?" }]);
     });
 
     it("Discard drops a draft; Send posts it as written; a plugin started later is shown what is pending", async () => {

@@ -12,27 +12,31 @@ const { loadPlugin, setup, waitFor, sleep, GatewayDriver } = require("./harness"
 const { ActivityReporter, channelPath } = loadPlugin({ BdApi: createFakeBdApi(createFakeDiscord()).BdApi }).internals;
 
 let gateway;
-const running = [];
+const running = []; // contexts of the plugins started by the current test
 
 before(async () => {
     gateway = await new GatewayDriver().start();
 });
 
 after(async () => {
-    while (running.length) running.pop().stop();
+    while (running.length) running.pop().plugin.stop();
     await gateway?.stop();
 });
 
 afterEach(async () => {
-    while (running.length) running.pop().stop();
-    await sleep(50); // let the gateway see the close before the next test's plugin connects
+    const stopped = running.splice(0);
+    for (const { plugin } of stopped) plugin.stop();
+    // The gateway asks its newest plugin: let each stopped plugin's close handshake finish (the
+    // gateway has answered it, so it is dropping that socket) before the next test's plugin connects.
+    const closed = () => stopped.every(({ spy }) => spy.sockets.every((socket) => socket.readyState === WebSocket.CLOSED));
+    await waitFor(closed, { interval: 1, what: "the stopped plugins' sockets to close" });
 });
 
 /** A started plugin welcomed by the gateway driver; short waits for tests. */
 async function connected({ options, ...overrides } = {}) {
     const context = setup({ settings: gateway.settings, options: { openChannelTimeoutMs: 300, activityIntervalMs: 200, ...options }, ...overrides });
     context.plugin.start();
-    running.push(context.plugin);
+    running.push(context);
     await waitFor(() => context.plugin.status === "connected", { what: `a welcome; driver output:\n${gateway.child.output}` });
     return context;
 }
@@ -105,19 +109,27 @@ describe("activity", () => {
     it("reports the person's input throttled, the last report carrying the latest time", async () => {
         const { document, spy } = await connected();
         const activity = () => spy.sent.filter((frame) => frame.type === "activity");
-        const started = Date.now();
-        let last = 0;
-        while (Date.now() - started < 700) {
+        // One burst of input; its events are noted at times within [before, after].
+        const burst = () => {
+            const before = Date.now();
             for (const type of ["mousemove", "keydown", "wheel", "mousedown"]) document.dispatchEvent({ type });
-            last = Date.now();
-            await sleep(10);
+            return { before, after: Date.now() };
+        };
+        const first = burst();
+        assert.equal(activity().length, 1, "the first activity is reported at once");
+        assert.ok(activity()[0].at >= first.before && activity()[0].at <= first.after, "the first report carries the first burst's time");
+        let last = first;
+        while (Date.now() - first.before < 700) {
+            await sleep(10); // pacing: a burst of input about every 10 ms
+            last = burst();
         }
-        await waitFor(() => activity().length && activity().at(-1).at >= last, { what: "the trailing activity report" });
+        // `before`, not `after`: the clock may tick between the last event and `after` is read.
+        await waitFor(() => activity().at(-1).at >= last.before, { what: "the trailing activity report" });
         const reports = activity();
-        const elapsed = Date.now() - started;
+        const elapsed = Date.now() - first.before;
+        assert.ok(reports.at(-1).at <= last.after, "the trailing report carries the last burst's time");
         // One report at once, then at most one per 200 ms: never one per event.
         assert.ok(reports.length >= 2 && reports.length <= Math.ceil(elapsed / 200) + 1, `${reports.length} reports in ${elapsed} ms`);
-        assert.ok(reports[0].at - started < 100, "the first activity is reported at once");
         assert.deepEqual(errorsFromServer(spy), []);
         // The driver's stdin and the plugin's socket are separate paths: ask until the frame is in.
         const latest = reports.at(-1).at;
@@ -126,23 +138,33 @@ describe("activity", () => {
 
     it("ignores events dispatched by scripts, and stops listening on stop()", async () => {
         const { document, spy, plugin } = await connected();
+        const activity = () => spy.sent.filter((frame) => frame.type === "activity");
+        // The first activity after a quiet spell is sent at once, within dispatchEvent (the test
+        // above shows it): so an untrusted event that counted would show here already.
         document.dispatchEvent({ type: "keydown", isTrusted: false });
-        await sleep(50);
-        assert.equal(spy.sent.filter((frame) => frame.type === "activity").length, 0);
+        assert.equal(activity().length, 0);
+        const before = Date.now();
+        document.dispatchEvent({ type: "keydown" });
+        assert.equal(activity().length, 1, "a trusted event is reported at once");
+        assert.ok(activity()[0].at >= before, "the report is the trusted event's");
         assert.equal(document.listenerCount("keydown"), 1);
         plugin.stop();
         for (const type of ["keydown", "mousedown", "mousemove", "wheel"]) assert.equal(document.listenerCount(type), 0);
     });
 
     it("reports nothing on a socket the server has not welcomed yet", async () => {
-        const context = setup({ settings: gateway.settings });
+        const context = setup({ settings: gateway.settings, options: { welcomeTimeoutMs: 200 } });
         context.spy.dropIncoming = (frame) => frame.type === "welcome";
         context.plugin.start();
-        running.push(context.plugin);
-        await waitFor(() => context.spy.sent.some((frame) => frame.type === "hello"), { what: "the hello" });
+        running.push(context);
+        const types = () => context.spy.sent.map((frame) => frame.type);
+        await waitFor(() => types().includes("hello"), { what: "the hello" });
         context.document.dispatchEvent({ type: "keydown" });
-        await sleep(50);
-        assert.deepEqual(context.spy.sent.map((frame) => frame.type), ["hello"]);
+        assert.deepEqual(types(), ["hello"], "no report at once");
+        // The plugin gives up on the silent socket and says hello again on a new one: anything the
+        // keydown set off on the first socket would have been sent before that.
+        await waitFor(() => context.spy.sent.some((frame) => frame.type === "hello" && frame.socket === 1), { what: "a hello on a second socket" });
+        assert.deepEqual(types(), ["hello", "hello"]);
     });
 });
 
@@ -159,6 +181,7 @@ describe("pure parts", () => {
         reporter.note();
         assert.equal(reports.length, 1, "nothing more within the interval");
         now = 1100;
+        // Node runs due timers in the order they fall due: the reporter's (70 ms) before this one.
         await sleep(120);
         assert.deepEqual(reports, [{ type: "activity", at: 1000 }, { type: "activity", at: 1060 }]);
         now = 1250;
@@ -167,7 +190,7 @@ describe("pure parts", () => {
         now = 1260;
         reporter.note();
         reporter.cancel();
-        await sleep(120);
+        await sleep(120); // after the cancelled timer (90 ms) would have fired: timers run in order
         assert.equal(reports.length, 3, "cancel() drops the pending report");
     });
 

@@ -8,7 +8,7 @@ const net = require("node:net");
 const { describe, it, afterEach } = require("node:test");
 
 const { createFakeBdApi, createFakeDiscord, SELF } = require("./fake-bdapi");
-const { PLUGIN_PATH, META, loadPlugin, setup, waitFor, sleep, freePort } = require("./harness");
+const { PLUGIN_PATH, META, loadPlugin, setup, waitFor, freePort } = require("./harness");
 
 const source = fs.readFileSync(PLUGIN_PATH, "utf8");
 const { internals } = loadPlugin({ BdApi: createFakeBdApi(createFakeDiscord()).BdApi });
@@ -22,6 +22,24 @@ function started(context) {
     context.plugin.start();
     running.push(context.plugin);
     return context;
+}
+
+const RETRY_BACKOFF = { baseMs: 10, capMs: 20 };
+
+/**
+ * Start a control plugin against `port`, where nothing listens, and wait for its fourth attempt:
+ * with RETRY_BACKOFF its three retry delays add up to at least 5 + 10 + 10 ms, more than any one
+ * delay (20 ms at most). Node runs timers in the order they fall due, so a retry that a plugin with
+ * RETRY_BACKOFF had pending when the control started has had its turn, however slow the machine.
+ */
+async function afterControlRetries(port) {
+    const control = setup({ settings: { host: "127.0.0.1", port, secret: "x", enabled: true }, backoff: RETRY_BACKOFF });
+    control.plugin.start();
+    try {
+        await waitFor(() => control.spy.sockets.length >= 4, { what: "a control plugin's retries" });
+    } finally {
+        control.plugin.stop();
+    }
 }
 
 function action(message, extra = {}) {
@@ -426,14 +444,14 @@ describe("lifecycle without a server", () => {
 
     it("stop() unsubscribes the same listener, closes the socket and stops retrying", async () => {
         const port = await freePort();
-        const context = setup({ settings: { host: "127.0.0.1", port, secret: "x", enabled: true }, backoff: { baseMs: 10, capMs: 20 } });
+        const context = setup({ settings: { host: "127.0.0.1", port, secret: "x", enabled: true }, backoff: RETRY_BACKOFF });
         context.plugin.start();
         assert.equal(context.discord.dispatcher.listenerCount("MESSAGE_CREATE"), 1);
         await waitFor(() => context.spy.sockets.length >= 2, { what: "a retry" });
         context.plugin.stop();
         assert.equal(context.discord.dispatcher.listenerCount("MESSAGE_CREATE"), 0);
         const count = context.spy.sockets.length;
-        await sleep(150);
+        await afterControlRetries(port);
         assert.equal(context.spy.sockets.length, count, "no reconnects after stop()");
         assert.ok(context.spy.sockets.every((socket) => socket.readyState >= 2));
         assert.equal(context.plugin.status, "disabled");
@@ -442,8 +460,10 @@ describe("lifecycle without a server", () => {
     });
 
     it("does not connect when disabled in the settings", async () => {
-        const context = started(setup({ settings: { host: "127.0.0.1", port: 1, secret: "x", enabled: false } }));
-        await sleep(50);
+        const port = await freePort();
+        const context = started(setup({ settings: { host: "127.0.0.1", port, secret: "x", enabled: false }, backoff: RETRY_BACKOFF }));
+        assert.equal(context.spy.sockets.length, 0);
+        await afterControlRetries(port); // an enabled plugin has connected and retried meanwhile
         assert.equal(context.spy.sockets.length, 0);
         assert.equal(context.plugin.status, "disabled");
     });

@@ -7,7 +7,7 @@ const fs = require("node:fs");
 const { before, after, describe, it } = require("node:test");
 
 const { SELF } = require("./fake-bdapi");
-const { setup, waitFor, sleep, freePort, startFakeOpenAI, RelayServer, echoedText } = require("./harness");
+const { setup, waitFor, freePort, startFakeOpenAI, RelayServer, echoedText } = require("./harness");
 
 const RULES = [
     ["111", "222"],
@@ -34,6 +34,24 @@ after(async () => {
 const replies = () => context.discord.sent.map((call) => echoedText(call.message.content));
 const acked = (id) => context.spy.received.some((frame) => frame.type === "ack" && frame.id === id);
 const framesOn = (socket) => context.spy.messages().filter((frame) => frame.socket === socket && !frame.self);
+
+/**
+ * Send one more message in each of `pairs` ([user, channel]) and wait for all their replies: a
+ * second reply to an earlier message in one of these pairs would have come first, so what
+ * `replies()` lacks then will not come. The server answers a pair's messages in turn, and takes
+ * those waiting right after it logs a reply as sent: once this server run has logged the pair's
+ * earlier reply, a message accepted twice gets a reply of its own, never merged into the new one's.
+ */
+async function followUp(pairs, label) {
+    for (const [user, channel] of pairs) await server.child.waitForLine(`replied to user ${user} in channel ${channel} `, { what: `the server to log its reply in ${channel}` });
+    const contents = pairs.map(([user, channel]) => {
+        const content = `${label} in ${channel}`;
+        context.discord.receive({ channel_id: channel, author: { id: user, username: `u${user}` }, content });
+        return content;
+    });
+    await waitFor(() => contents.every((content) => replies().includes(content)), { what: `the replies to ${contents.join(", ")}` });
+    return contents;
+}
 
 // The steps share one plugin and one server, in order.
 describe("server down, restarted, and lost acks", () => {
@@ -83,8 +101,8 @@ describe("server down, restarted, and lost acks", () => {
         await waitFor(() => watched.every((message) => acked(message.id)), { what: "acks for the buffered messages" });
         assert.deepEqual(framesOn(socket).map((frame) => frame.id), watched.map((message) => message.id), "re-sent in order, original ids, nothing else");
         await waitFor(() => replies().length === 4, { what: "three more replies" });
-        await sleep(500);
-        assert.deepEqual(replies().sort(), ["early bird", "first while down", "second while down", "third while down"]);
+        const later = await followUp([["111", "222"], ["801", "333"], ["803", "334"]], "after the restart");
+        assert.deepEqual(replies().sort(), ["early bird", "first while down", "second while down", "third while down", ...later].sort());
         assert.ok(!JSON.stringify(spy.sent).includes("SECRET"));
         assert.equal(fake.toasts.filter((toast) => /connected to the auto-reply server/.test(toast.content)).length, 2);
         const stateLogs = fake.logs.filter((log) => log.level === "info").map((log) => log.text.split(" (")[0]);
@@ -111,7 +129,7 @@ describe("server down, restarted, and lost acks", () => {
         const copies = spy.messages().filter((frame) => frame.id === message.id);
         assert.equal(copies.length, 2);
         assert.notEqual(copies[0].socket, copies[1].socket);
-        await sleep(500);
+        await followUp([["804", "333"]], "after the re-send");
         assert.equal(replies().filter((text) => text === "ack gets lost").length, 1, "the server dropped the duplicate id");
     });
 });
