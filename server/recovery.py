@@ -66,7 +66,7 @@ class Recovery:
         expired: list[int] = []
         queued: list[Pending] = []
         rules = self._rules()
-        for pending in await self._stored(self._store.pending_messages(), []):
+        for pending in await self._stored(self._store.pending_messages(), [], read_only=True):
             rule = rules.match(*pending.pair)
             if pending.at < horizon:
                 expired.append(pending.turn_id)

@@ -122,8 +122,8 @@ class Relay:
     async def start(self) -> None:
         """Take up where the last run stopped (takeovers, replies half sent, messages not yet
         answered)."""
-        self._policy.restore(await self._stored(self._store.takeovers(), {}))
-        for reply in await self._stored(self._store.undelivered_replies(), []):
+        self._policy.restore(await self._stored(self._store.takeovers(), {}, read_only=True))
+        for reply in await self._stored(self._store.undelivered_replies(), [], read_only=True):
             self._spawn(self._recovery.resend(reply), f"resend reply {reply.reply_id}")
         for pending in await self._recovery.unanswered():
             self._seen.add(pending.message.id)
@@ -212,7 +212,7 @@ class Relay:
         }
         if len(named) == 1:
             return (named.pop(), channel)
-        return await self._stored(self._store.last_pair_in_channel(channel), None)
+        return await self._stored(self._store.last_pair_in_channel(channel), None, read_only=True)
 
     def _interrupt(self, channel: str) -> None:
         """Cancel the replies being written in `channel`."""

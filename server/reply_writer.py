@@ -88,7 +88,7 @@ class ReplyWriter:
         upto = batch[-1].turn_id
         limit = history_limit(settings, memory_length) + len(batch)
         window = await self._stored(
-            self._store.window(pair, limit=limit, upto=upto), Window(None, [])
+            self._store.window(pair, limit=limit, upto=upto), Window(None, []), read_only=True
         )
         return await self._window.build(
             pair,

@@ -25,9 +25,13 @@ class StoreGuard:
         self._store = store
         self._database_ok = True
 
-    async def __call__(self, operation: Awaitable[T], default: T) -> T:
+    async def __call__(self, operation: Awaitable[T], default: T, *, read_only: bool = False) -> T:
         """Await a store operation; on a database error log it (once until it recovers) and
-        carry on with `default`, answering from what the relay has."""
+        carry on with `default`, answering from what the relay has.
+
+        Only a write that works declares the database recovered (`read_only` operations do
+        not): a file that can be read but not written is logged once, not once per message.
+        """
         try:
             result = await operation
         except DatabaseError as exc:
@@ -35,7 +39,7 @@ class StoreGuard:
                 log.error("%s; replies go on, but this is not remembered", exc)
             self._database_ok = False
             return default
-        if not self._database_ok:
+        if not self._database_ok and not read_only:
             log.info("the database %s works again", self._store.path)
             self._database_ok = True
         return result

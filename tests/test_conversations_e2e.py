@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from server.conversations import ConversationStore, ReplyPart
 from server.recovery import RESEND_WINDOW_SECONDS
@@ -335,4 +338,44 @@ async def test_the_token_encoding_is_loaded_only_when_a_window_may_not_fit(
         await fake_discord.wait_for_messages(2)
         assert counter.loaded("gpt-4o-mini")
         assert user_texts(fake_openai.requests[1]) == ["short and sweet", long]
+        await client.close()
+
+
+async def test_a_broken_database_costs_memory_not_replies(
+    tmp_path: Path,
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = rest_settings(fake_discord, fake_openai)
+    async with running_app(tmp_path, RULES, **settings) as running:
+        client = await PluginClient.connect(running.url)
+        await client.message("3001", "111", "222", "first")
+        await fake_discord.wait_for_messages(1)
+        await running.app.relay.drain()
+        database = running.app.store.path
+        # Every write now fails as on a read-only file system: SQLITE_READONLY.
+        await running.app.store.database.run(lambda db: db.execute("PRAGMA query_only = ON"))
+
+        with caplog.at_level(logging.INFO, logger="server"):
+            await client.message("3002", "111", "222", "second")  # acked all the same
+            await client.message("3003", "112", "223", "third")
+            posted = await fake_discord.wait_for_messages(3)
+        assert ["echo: second" in posted[1]["content"], "echo: third" in posted[2]["content"]] == [
+            True,
+            True,
+        ]
+        errors = [
+            f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno == logging.ERROR
+        ]
+        assert len(errors) == 1, "\n".join(errors)  # said once, not per statement
+        assert str(database) in errors[0] and "replies go on" in errors[0]
+        assert not any("works again" in r.getMessage() for r in caplog.records)  # reads work
+
+        await running.app.store.database.run(lambda db: db.execute("PRAGMA query_only = OFF"))
+        with caplog.at_level(logging.INFO, logger="server"):
+            await client.message("3004", "111", "222", "fourth")
+            await fake_discord.wait_for_messages(4)
+        recovered = [r.getMessage() for r in caplog.records if "works again" in r.getMessage()]
+        assert recovered == [f"the database {database} works again"]
         await client.close()
