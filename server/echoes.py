@@ -58,5 +58,8 @@ class EchoTracker:
         horizon = self._clock() - self._ttl
         while self._sent and self._sent[0].at < horizon:
             self._sent.popleft()
-        while self._echoed and next(iter(self._echoed.values())) < horizon:
-            del self._echoed[next(iter(self._echoed))]
+        while self._echoed:
+            nonce, at = next(iter(self._echoed.items()))
+            if at >= horizon:
+                break
+            del self._echoed[nonce]

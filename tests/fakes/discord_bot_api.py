@@ -544,7 +544,10 @@ class FakeDiscordBot(FakeDiscord):
             return self._too_many(headers, float(headers["X-RateLimit-Reset-After"]), False)
         return interaction
 
-    async def _edit_original(self, request: web.Request) -> web.Response:
+    async def _webhook_request(
+        self, request: web.Request
+    ) -> tuple[FakeInteraction, dict[str, Any]] | web.Response:
+        """The interaction a webhook request names and its valid JSON body, or Discord's error."""
         found = await self._webhook_interaction(request)
         if isinstance(found, web.Response):
             return found
@@ -554,6 +557,13 @@ class FakeDiscordBot(FakeDiscord):
         errors = _form_errors(body)
         if errors:
             return _error(400, "Invalid Form Body", 50035, errors=errors)
+        return found, body
+
+    async def _edit_original(self, request: web.Request) -> web.Response:
+        checked = await self._webhook_request(request)
+        if isinstance(checked, web.Response):
+            return checked
+        found, body = checked
         if found.original is None:
             return _error(404, "Unknown Message", 10008)
         found.edits.append(body)
@@ -568,15 +578,10 @@ class FakeDiscordBot(FakeDiscord):
         return web.json_response(found.original)
 
     async def _follow_up(self, request: web.Request) -> web.Response:
-        found = await self._webhook_interaction(request)
-        if isinstance(found, web.Response):
-            return found
-        body = await _json_object(request)
-        if body is None:
-            return _error(400, "The request body contains invalid JSON.", 50109)
-        errors = _form_errors(body)
-        if errors:
-            return _error(400, "Invalid Form Body", 50035, errors=errors)
+        checked = await self._webhook_request(request)
+        if isinstance(checked, web.Response):
+            return checked
+        found, body = checked
         flags = int(body.get("flags") or 0) & EPHEMERAL
         message = {**self._interaction_message(found, body, flags), "type": 0}
         found.followups.append({**message, **body})
