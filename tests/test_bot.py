@@ -398,6 +398,23 @@ async def test_ask_counts_toward_the_same_limits_as_messages(
         assert len(fake_openai.requests) == 1
 
 
+async def test_two_asks_at_the_same_instant_share_one_limit(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.delay = 0.3  # the second /ask arrives while the first is being answered
+    async with running_bot(tmp_path, fake_openai, RULES, MAX_REPLIES_PER_MINUTE=1) as running:
+        asks = [
+            running.api.new_interaction("ask", FRIEND, GUILD_CHANNEL, options={"prompt": text})
+            for text in ("first?", "second?")
+        ]
+        for ask in asks:
+            running.gateway.interact(ask)
+        answers = [await running.api.wait_for_answer(ask) for ask in asks]
+        assert answers[0]["content"] == "echo: first? [turns=1]"
+        assert answers[1]["content"] == TOO_OFTEN  # in its turn, after the first was counted
+        assert len(fake_openai.requests) == 1
+
+
 def sentence(n: int) -> str:
     return f"Message {n}: " + " ".join(f"w{n}x{i}" for i in range(8))
 

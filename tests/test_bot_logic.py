@@ -20,6 +20,7 @@ from server.bot.commands import (
 )
 from server.bot.endpoints import bot_api_base
 from server.bot.interactions import signature_is_valid
+from server.bot.pair_turns import PairTurns
 from server.bot.policy import SeenMessage, decide, screen, without_mention
 from server.bot.responder import Responder
 from server.bot.state import MAIN_SESSION, InMemoryBotState, memory_key
@@ -179,6 +180,7 @@ def commands_for(
         memory=memory,
         responder=responder,
         limits=limits or bot_limits(Settings()),
+        turns=PairTurns(),
     )
     return commands, memory, state
 

@@ -18,6 +18,7 @@ from server.bot.commands import COMMANDS, SlashCommands
 from server.bot.endpoints import bot_api_base
 from server.bot.interactions import InteractionsEndpoint
 from server.bot.keys import BOT_KEYS, INTERACTIONS_KEYS, WHERE_TO_FIND, require
+from server.bot.pair_turns import PairTurns
 from server.bot.responder import Responder
 from server.bot.sqlite_state import SqliteBotState
 from server.bot.state import BotStateStore
@@ -48,13 +49,14 @@ class BotError(Exception):
 @dataclass
 class BotParts:
     """What the gateway bot and the interactions endpoint share: rules, LLM, memory, commands,
-    and the per-pair reply limits."""
+    the per-pair reply limits, and each pair's turn to be answered."""
 
     rules: RulesWatcher
     llm: BackendChain
     responder: Responder
     commands: SlashCommands
     limits: ReplyPolicy
+    turns: PairTurns
     store: ConversationStore | None
     """The database behind memory and state, when they are not given (opened by `open`)."""
 
@@ -87,15 +89,16 @@ class BotParts:
             state=state,
             summaries=store if store is not None and memory is store else None,
         )
-        limits = bot_limits(settings)
+        limits, turns = bot_limits(settings), PairTurns()
         commands = SlashCommands(
             rules=lambda: rules.current,
             state=state,
             memory=memory,
             responder=responder,
             limits=limits,
+            turns=turns,
         )
-        return cls(rules, llm, responder, commands, limits, store)
+        return cls(rules, llm, responder, commands, limits, turns, store)
 
     async def open(self) -> None:
         """Open the database (if this bot keeps its own); `DatabaseError` names the file."""
@@ -154,6 +157,7 @@ class Bot:
             responder=self.parts.responder,
             commands=self.parts.commands,
             limits=self.parts.limits,
+            turns=self.parts.turns,
         )
 
     async def run(self) -> None:

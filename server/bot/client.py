@@ -10,8 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 import discord
 import yarl
@@ -19,10 +18,10 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from server.bot.commands import COMMANDS, SlashCommands, ephemeral, read_command_data
+from server.bot.pair_turns import PairTurns
 from server.bot.policy import SeenMessage, decide, screen, without_mention
 from server.bot.responder import Answer, Responder
 from server.config import ConfigError, Settings
-from server.memory import PairKey
 from server.reply_policy import ReplyPolicy
 from server.rules import RuleSet
 from server.splitter import split_message
@@ -41,27 +40,6 @@ def point_discord_py_at(api_base: str) -> None:
     Route.BASE = api_base
 
 
-class _PairTurns:
-    """One answer at a time per (user, channel), in arrival order; idle pairs are forgotten."""
-
-    def __init__(self) -> None:
-        self._locks: dict[PairKey, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def turn(self, pair: PairKey) -> AsyncIterator[None]:
-        lock, waiting = self._locks.get(pair, (asyncio.Lock(), 0))
-        self._locks[pair] = (lock, waiting + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, waiting = self._locks[pair]
-            if waiting == 1:
-                del self._locks[pair]
-            else:
-                self._locks[pair] = (lock, waiting - 1)
-
-
 class BotClient(discord.Client):
     """Answers allow-listed people's messages and runs the slash commands."""
 
@@ -73,6 +51,7 @@ class BotClient(discord.Client):
         responder: Responder,
         commands: SlashCommands,
         limits: ReplyPolicy,
+        turns: PairTurns,
     ) -> None:
         # The bot never joins voice: no warning that voice's optional libraries are missing.
         discord.VoiceClient.warn_dave = False
@@ -83,7 +62,7 @@ class BotClient(discord.Client):
         self._responder = responder
         self._commands = commands
         self._limits = limits
-        self._turns = _PairTurns()
+        self._turns = turns
 
     async def setup_hook(self) -> None:
         """After login, before the gateway: find the gateway, register the commands."""

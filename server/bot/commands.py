@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.bot.pair_turns import PairTurns
 from server.bot.responder import Responder
 from server.bot.state import MAIN_SESSION, MAX_TITLE_LENGTH, BotStateStore
 from server.memory import MemoryStore, PairKey
@@ -167,12 +168,14 @@ class SlashCommands:
         memory: MemoryStore,
         responder: Responder,
         limits: ReplyPolicy,
+        turns: PairTurns,
     ) -> None:
         self._rules = rules
         self._state = state
         self._memory = memory
         self._responder = responder
         self._limits = limits
+        self._turns = turns
 
     def check(self, invocation: Invocation) -> CommandReply | None:
         """An immediate ephemeral refusal (unknown command, caller not listed, an /ask past the
@@ -195,7 +198,17 @@ class SlashCommands:
         return None
 
     async def run(self, invocation: Invocation) -> CommandReply:
-        """Carry out the command and say how it went."""
+        """Carry out the command and say how it went.
+
+        An /ask waits for its pair's turn, then checks the limits again: an answer to the same
+        pair that was being written when it arrived counts by then.
+        """
+        if invocation.name != "ask":
+            return await self._run(invocation)
+        async with self._turns.turn(invocation.pair):
+            return await self._run(invocation)
+
+    async def _run(self, invocation: Invocation) -> CommandReply:
         refusal = self.check(invocation)
         if refusal is not None:
             return refusal
