@@ -8,6 +8,9 @@ The server runs with COALESCE_SECONDS 0 (each message is answered on its own), R
 "always" and the per-pair reply limits off (MAX_REPLIES_PER_MINUTE/HOUR 0): the benchmark sends
 each pair far more than 4 messages a minute. Everything else is the default configuration,
 logging at INFO to a file included.
+The floor phase sends the burst and the paced messages again through `bench.http_floor`: the
+relay's own LLM and Discord clients with nothing around them, so the figures show how much of
+each is the relay and how much the HTTP libraries underneath.
 Run: `make bench` (or `.venv/bin/python -m bench.relay_bench`); `--profile out.svg` records
 the server with py-spy (`pip install py-spy`; not a dependency of the project).
 """
@@ -27,7 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,8 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 MIB = 1024 * 1024
 SETTLE_SECONDS = 1.0
+FLOOR_WARM_UP = 50
+"""Messages the library floor answers one at a time before it is measured."""
 ACK_PREFIX = '{"type":"ack"'
 """How the server's acks start: counted without decoding them, so the client keeps up."""
 
@@ -88,6 +93,18 @@ def py_spy() -> str:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms"
+
+
+def spread(latencies: list[float]) -> str:
+    """Median, p95, p99 and max of `latencies`."""
+    return (
+        f"median {ms(statistics.median(latencies))}, p95 {ms(percentile(latencies, 0.95))}, "
+        f"p99 {ms(percentile(latencies, 0.99))}, max {ms(max(latencies))}"
+    )
+
+
+Send = Callable[[str, int, str], Awaitable[None]]
+"""Sends message (id, pair, text) to what is measured: the relay, or the library floor."""
 
 
 class ServerProcess:
@@ -156,6 +173,42 @@ class ServerProcess:
     async def stop(self) -> None:
         if self.process is not None and self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+class FloorProcess:
+    """`bench.http_floor` in a subprocess: each message's two HTTP requests, made by the relay's
+    own clients with the server's config, and nothing else."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self, timeout: float = 60.0) -> None:
+        """Start it and wait until it reads messages."""
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.http_floor", "--config", str(self.config),
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        ready = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        if ready.strip() != b"ready":
+            raise RuntimeError(f"bench.http_floor did not start: {ready!r}")
+
+    async def send(self, message_id: str, pair: int, content: str) -> None:
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(f"{message_id} {pair} {content}\n".encode())
+        await self.process.stdin.drain()
+
+    async def stop(self) -> None:
+        """Close its input; it exits once every message is answered."""
+        if self.process is not None and self.process.stdin is not None:
+            self.process.stdin.close()
             try:
                 await asyncio.wait_for(self.process.wait(), 30)
             except TimeoutError:
@@ -245,6 +298,8 @@ class Bench:
     replies: Replies
     results: list[tuple[str, str, bool]] = field(default_factory=list)
     """Each target: what it asks, the figure measured, whether it is met."""
+    figures: dict[str, float] = field(default_factory=dict)
+    """The relay's burst seconds and steady median, for the library floor to compare with."""
     _sent: int = 0
 
     def target(self, what: str, figure: str, met: bool) -> None:
@@ -275,16 +330,37 @@ class Bench:
             f"p95 {ms(percentile(latencies, 0.95))}, p99 {ms(percentile(latencies, 0.99))}"
         )
 
-    async def concurrency(self, pairs: int, llm_delay: float) -> None:
-        """2. One message in each of `pairs` pairs at once, with a slow LLM."""
+    async def to_relay(self, message_id: str, pair: int, content: str) -> None:
+        """Send a message to the relay, as the plugin would."""
+        await self.client.send(message_frame(message_id, pair, content))
+
+    async def burst(self, send: Send, pairs: int, llm_delay: float) -> float:
+        """One message in each of `pairs` pairs at once, with a slow LLM: seconds until the
+        last reply."""
         self.openai.delay = llm_delay
         ids = [self.next_id(2) for _ in range(pairs)]
         started = time.perf_counter()
         for pair, message_id in enumerate(ids):
-            await self.client.send(message_frame(message_id, pair, "hello"))
+            await send(message_id, pair, "hello")
         await self.replies.wait_for(ids, timeout=60)
-        elapsed = max(self.replies.at[message_id] for message_id in ids) - started
         self.openai.delay = 0.0
+        return max(self.replies.at[message_id] for message_id in ids) - started
+
+    async def paced(self, send: Send, rate: float, seconds: float, pairs: int) -> list[float]:
+        """`rate` messages/s spread over `pairs` pairs: each one's seconds to its reply."""
+        sent: dict[str, float] = {}
+        start = time.perf_counter()
+        for n in range(round(rate * seconds)):
+            await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
+            message_id = self.next_id(3)
+            sent[message_id] = time.perf_counter()
+            await send(message_id, n % pairs, f"steady {n}")
+        await self.replies.wait_for(sent, timeout=60)
+        return [self.replies.at[message_id] - at for message_id, at in sent.items()]
+
+    async def concurrency(self, pairs: int, llm_delay: float) -> None:
+        """2. One message in each of `pairs` pairs at once, with a slow LLM."""
+        elapsed = self.figures["burst"] = await self.burst(self.to_relay, pairs, llm_delay)
         print(f"concurrency, {pairs} pairs with a {llm_delay:.2f} s LLM:")
         print(
             f"  all answered in {elapsed:.3f} s = {elapsed / llm_delay:.2f}x one reply "
@@ -298,25 +374,40 @@ class Bench:
 
     async def steady(self, rate: float, seconds: float, pairs: int) -> None:
         """3. Overhead at a steady `rate` messages/s spread over `pairs` pairs."""
-        count = round(rate * seconds)
-        sent: dict[str, float] = {}
-        start = time.perf_counter()
-        for n in range(count):
-            await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
-            message_id = self.next_id(3)
-            sent[message_id] = time.perf_counter()
-            await self.client.send(message_frame(message_id, n % pairs, f"steady {n}"))
-        await self.replies.wait_for(sent, timeout=60)
-        latencies = [self.replies.at[message_id] - at for message_id, at in sent.items()]
-        print(f"overhead at {rate:g} messages/s, {count} messages over {pairs} pairs:")
-        print(
-            f"  median {ms(statistics.median(latencies))}, "
-            f"p95 {ms(percentile(latencies, 0.95))}, p99 {ms(percentile(latencies, 0.99))}, "
-            f"max {ms(max(latencies))}"
-        )
+        latencies = await self.paced(self.to_relay, rate, seconds, pairs)
+        print(f"overhead at {rate:g} messages/s, {len(latencies)} messages over {pairs} pairs:")
+        print(f"  {spread(latencies)}")
         median, p99 = statistics.median(latencies), percentile(latencies, 0.99)
+        self.figures["steady median"] = median
         self.target(f"overhead at {rate:g}/s: median < 5 ms", ms(median), median < 0.005)
         self.target(f"overhead at {rate:g}/s: p99 < 20 ms", ms(p99), p99 < 0.020)
+
+    async def floor(self, args: argparse.Namespace) -> None:
+        """2 and 3 again through bench.http_floor: the same two HTTP requests per message,
+        made by the relay's own clients with nothing else, so what the relay adds shows."""
+        floor = FloorProcess(self.server.config)
+        await floor.start()
+        try:
+            for n in range(FLOOR_WARM_UP):  # as the sequential phase warms the relay up
+                message_id = self.next_id(6)
+                await floor.send(message_id, n % args.pairs, f"warm-up {n}")
+                await self.replies.wait_for([message_id], timeout=10)
+            await asyncio.sleep(SETTLE_SECONDS)
+            elapsed = await self.burst(floor.send, args.pairs, args.llm_delay)
+            await asyncio.sleep(SETTLE_SECONDS)
+            latencies = await self.paced(floor.send, args.rate, args.rate_seconds, args.pairs)
+        finally:
+            await floor.stop()
+        median = statistics.median(latencies)
+        print("library floor: the same messages through OpenAIBackend and RestMessenger alone")
+        print("(bench/http_floor.py: no websocket, database, rules or memory):")
+        relay = self.figures
+        print(f"  {args.pairs} pairs x {args.llm_delay:.2f} s LLM: all answered in {elapsed:.3f} s")
+        print(f"  at {args.rate:g} messages/s: {spread(latencies)}")
+        if "burst" in relay:
+            print(f"  the relay adds {relay['burst'] - elapsed:+.3f} s to the burst")
+        if "steady median" in relay:
+            print(f"  the relay adds {ms(relay['steady median'] - median)} to the median")
 
     async def volume(self, messages: int, pairs: int, window: int) -> None:
         """4. `messages` messages over `pairs` pairs, at most `window` unanswered at a time:
@@ -446,6 +537,8 @@ async def run(args: argparse.Namespace) -> None:
                 await measured(bench.concurrency(args.pairs, args.llm_delay))
             if "steady" in phases:
                 await measured(bench.steady(args.rate, args.rate_seconds, args.pairs))
+            if "floor" in phases:
+                await measured(bench.floor(args))
             if "volume" in phases:
                 await measured(bench.volume(args.volume, args.volume_pairs, args.window))
             if "unwatched" in phases:
@@ -480,7 +573,7 @@ def main() -> None:
     parser.add_argument("--unwatched", type=int, default=50_000, help="unwatched frames")
     parser.add_argument(
         "--phases",
-        default="sequential,concurrency,steady,volume,unwatched",
+        default="sequential,concurrency,steady,floor,volume,unwatched",
         help="comma-separated phases to run",
     )
     parser.add_argument("--profile", type=Path, help="record the server with py-spy to this file")
