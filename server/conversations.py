@@ -394,6 +394,22 @@ class ConversationStore:
 
         return await self.database.run(read)
 
+    async def replies_since(self, since: float) -> list[tuple[PairKey, str, float]]:
+        """Every reply recorded after `since` (Unix time), oldest first: (pair, text, when)."""
+
+        def read(db: sqlite3.Connection) -> list[tuple[PairKey, str, float]]:
+            rows = db.execute(
+                "SELECT user_id, channel_id, content, at FROM turns"
+                " WHERE kind = 'reply' AND at > ? ORDER BY at",
+                (since,),
+            )
+            return [
+                ((str(user), str(channel)), str(text), float(at))
+                for user, channel, text, at in rows
+            ]
+
+        return await self.database.run(read)
+
     # Upkeep and the memory commands.
 
     async def prune(self, older_than: float) -> int:

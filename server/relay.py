@@ -29,7 +29,14 @@ from server.outbox import Outbox
 from server.owner_store import Draft
 from server.protocol import Author, IncomingMessage
 from server.recovery import Recovery
-from server.reply_policy import Decision, Presence, ReplyPolicy, burst_wait, ignore_reason
+from server.reply_policy import (
+    REMEMBERED_SECONDS,
+    Decision,
+    Presence,
+    ReplyPolicy,
+    burst_wait,
+    ignore_reason,
+)
 from server.reply_writer import Reply, ReplyWriter
 from server.rules import WILDCARD, Rule, RuleSet
 from server.store_guard import StoreGuard
@@ -120,9 +127,12 @@ class Relay:
         return self._policy.presence
 
     async def start(self) -> None:
-        """Take up where the last run stopped (takeovers, replies half sent, messages not yet
-        answered)."""
+        """Take up where the last run stopped (takeovers, the last hour's replies for the reply
+        limits, replies half sent, messages not yet answered)."""
         self._policy.restore(await self._stored(self._store.takeovers(), {}, read_only=True))
+        since = time.time() - REMEMBERED_SECONDS
+        replies = await self._stored(self._store.replies_since(since), [], read_only=True)
+        self._policy.restore_replies(replies)
         for reply in await self._stored(self._store.undelivered_replies(), [], read_only=True):
             self._spawn(self._recovery.resend(reply), f"resend reply {reply.reply_id}")
         for pending in await self._recovery.unanswered():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,9 +19,11 @@ from server.protocol import IncomingMessage
 from server.rules import Rule
 
 MINUTE, HOUR = 60.0, 3600.0
+REMEMBERED_SECONDS = HOUR
+"""How far back a reply still counts: the longest limit window, and the repeat window."""
 REMEMBERED_REPLIES = 20
 """Recent replies kept per channel, to recognise a message that repeats one of them."""
-REPEAT_WINDOW_SECONDS = HOUR
+REPEAT_WINDOW_SECONDS = REMEMBERED_SECONDS
 SWEEP_SECONDS = MINUTE
 """How often (by the clock the policy is given) state that no decision can use is dropped."""
 DISCLOSURE_PREFIXES = (
@@ -118,6 +121,12 @@ class ReplyPolicy:
         """Take up takeovers that were in force before a restart (channel → end, Unix time)."""
         for channel, until in takeovers.items():
             self._takeovers[channel] = max(until, self._takeovers.get(channel, 0.0))
+
+    def restore_replies(self, replies: Iterable[tuple[PairKey, str, float]]) -> None:
+        """Count the replies made before a restart, oldest first (pair, text, Unix time), so a
+        restart resets neither the reply limits nor the check for repeats of our replies."""
+        for pair, text, at in replies:
+            self.replied(pair, text, at)
 
     def owner_wrote(self, channel: str, now: float) -> float:
         """The owner wrote in `channel`: start or extend the takeover; returns its end."""

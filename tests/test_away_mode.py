@@ -208,7 +208,9 @@ async def test_coming_back_sends_one_summary_of_what_was_said(
         }
         assert summary["drafts"] == []
         await presence(client, "online")  # no new away period: no second summary
-        await asyncio.sleep(0.1)
+        # Frames are handled in order: the status answer comes after any summary would have.
+        await client.send_raw(json.dumps({"type": "status"}))
+        assert (await client.next_frame())["type"] == "status"
         assert len([f for f in client.owner_frames if f["type"] == "summary"]) == 1
         await client.close()
 

@@ -204,6 +204,36 @@ async def test_owner_takeover_cancels_pauses_is_remembered_and_survives_a_restar
         await client.close()
 
 
+async def test_the_reply_limits_and_the_repeat_check_survive_a_restart(
+    tmp_path: Path,
+    fake_discord: FakeDiscord,
+    fake_openai: FakeOpenAI,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = rest_settings(fake_discord, fake_openai, MAX_REPLIES_PER_MINUTE=1)
+    async with running_app(tmp_path, RULES, **settings) as running:
+        client = await PluginClient.connect(running.url)
+        await client.message("7001", "111", "222", "first")
+        await client.message("7002", "501", "333", "hi all")
+        await fake_discord.wait_for_messages(2)
+        await client.close()
+    ours = next(m["content"] for m in fake_discord.messages if m["channel_id"] == "333")
+    caplog.set_level(logging.DEBUG, logger="server")
+    async with running_app(tmp_path, RULES, **settings) as running:
+        client = await PluginClient.connect(running.url)
+        await client.message("7003", "111", "222", "second")  # this minute's reply was made
+        await client.message("7004", "502", "333", ours.removeprefix("[auto-reply] "))
+        await client.message("7005", "112", "223", "a pair not yet answered")
+        await fake_discord.wait_for_messages(3)
+        await running.app.relay.drain()
+        assert [m["channel_id"] for m in fake_discord.messages] == ["222", "333", "223"]
+        assert len(fake_openai.requests) == 3
+        logged = "\n".join(record.getMessage() for record in caplog.records)
+        assert "over 1 replies per minute to this person" in logged
+        assert "it repeats one of our recent replies" in logged
+        await client.close()
+
+
 async def test_a_database_locked_by_another_process_loses_nothing(
     tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ) -> None:
