@@ -92,7 +92,7 @@ class Relay:
         self._workers: set[asyncio.Task[None]] = set()
         self._closing = False
         # The parts the relay hands its steps to share its store guard, policy and shutdown.
-        self._stored = StoreGuard(store)
+        self._stored = StoreGuard(store.path)
         self._writer = ReplyWriter(
             settings=settings,
             rules=rules,

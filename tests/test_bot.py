@@ -415,6 +415,38 @@ async def test_two_asks_at_the_same_instant_share_one_limit(
         assert len(fake_openai.requests) == 1
 
 
+async def test_a_broken_database_costs_memory_not_answers(
+    tmp_path: Path, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_bot(tmp_path, fake_openai, RULES) as running:
+        store = running.bot.parts.store
+        assert store is not None
+        running.api.post_as_user(FRIEND, DM_CHANNEL, "first")
+        await running.replies(1)
+        # Every write now fails as on a read-only file system: SQLITE_READONLY.
+        await store.database.run(lambda db: db.execute("PRAGMA query_only = ON"))
+        with caplog.at_level(logging.INFO, logger="server"):
+            running.api.post_as_user(FRIEND, DM_CHANNEL, "second")
+            running.api.post_as_user(FRIEND, DM_CHANNEL, "third")
+            replies = await running.replies(3)
+        # Answered from what was remembered before: "second" could not be kept.
+        assert [r["content"] for r in replies[1:]] == [
+            "echo: second [turns=3]",
+            "echo: third [turns=3]",
+        ]
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1, errors  # said once, not per statement
+        assert store.path in errors[0] and "replies go on" in errors[0]
+
+        await store.database.run(lambda db: db.execute("PRAGMA query_only = OFF"))
+        with caplog.at_level(logging.INFO, logger="server"):
+            running.api.post_as_user(FRIEND, DM_CHANNEL, "fourth")
+            fourth = (await running.replies(4))[3]
+        assert fourth["content"] == "echo: fourth [turns=3]"
+        recovered = [r.getMessage() for r in caplog.records if "works again" in r.getMessage()]
+        assert recovered == [f"the database {store.path} works again"]
+
+
 def sentence(n: int) -> str:
     return f"Message {n}: " + " ".join(f"w{n}x{i}" for i in range(8))
 

@@ -30,6 +30,7 @@ from server.llm.chain import BackendChain
 from server.memory import InMemoryStore
 from server.reply_policy import ReplyPolicy
 from server.rules import RuleSet, parse_rules
+from server.store_guard import StoreGuard
 from tests.fakes.discord_bot_api import FakeDiscordBot, _command_errors
 
 RULES = parse_rules(
@@ -172,7 +173,12 @@ def commands_for(
     """Slash commands over in-memory stores; no LLM backend (these commands need none)."""
     memory, state = InMemoryStore(), InMemoryBotState()
     responder = Responder(
-        settings=Settings(), rules=lambda: rules, llm=BackendChain([]), memory=memory, state=state
+        settings=Settings(),
+        rules=lambda: rules,
+        llm=BackendChain([]),
+        memory=memory,
+        state=state,
+        stored=StoreGuard(":memory:"),
     )
     commands = SlashCommands(
         rules=lambda: rules,
@@ -210,7 +216,12 @@ async def test_persona_names_default_and_unknown() -> None:
 async def test_a_persona_taken_out_of_personas_falls_back_to_the_rule() -> None:
     rules, memory, state = RULES, InMemoryStore(), InMemoryBotState()
     responder = Responder(
-        settings=Settings(), rules=lambda: rules, llm=BackendChain([]), memory=memory, state=state
+        settings=Settings(),
+        rules=lambda: rules,
+        llm=BackendChain([]),
+        memory=memory,
+        state=state,
+        stored=StoreGuard(":memory:"),
     )
     rule = RULES.match("1", "20")
     assert rule is not None

@@ -29,6 +29,7 @@ from server.llm.chain import BackendChain, build_backend_chain
 from server.memory import MemoryStore
 from server.reply_policy import ReplyPolicy
 from server.rules_file import RulesWatcher
+from server.store_guard import StoreGuard
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,10 @@ INTENT_REFUSED = (
     "Discord refused the Message Content intent: turn on “Message Content Intent” "
     "(Developer Portal → your application → Bot → Privileged Gateway Intents)"
 )
+
+
+IN_MEMORY = ":memory:"
+"""How the store guard names memory and state given in memory (tests), as SQLite would."""
 
 
 class BotError(Exception):
@@ -87,6 +92,7 @@ class BotParts:
             llm=llm,
             memory=memory,
             state=state,
+            stored=StoreGuard(store.path if store is not None else IN_MEMORY),
             summaries=store if store is not None and memory is store else None,
         )
         limits, turns = bot_limits(settings), PairTurns()

@@ -11,13 +11,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from server.bot.state import BotStateStore, memory_key
+from server.bot.state import MAIN_SESSION, BotStateStore, memory_key
 from server.config import Settings
 from server.conversations import Turn, Window
 from server.llm.base import ChatMessage, GenerationOptions, LLMBackend, LLMError
 from server.memory import MemoryStore, PairKey
 from server.prompt_window import PromptWindow, SummaryStore, history_limit
 from server.rules import Rule, RuleSet
+from server.store_guard import StoreGuard
 from server.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
@@ -43,28 +44,32 @@ class Responder:
         llm: LLMBackend,
         memory: MemoryStore,
         state: BotStateStore,
+        stored: StoreGuard,
         summaries: SummaryStore | None = None,
         tokens: TokenCounter | None = None,
     ) -> None:
-        """`summaries`: the store behind `memory` when it keeps summaries (the database); without
+        """`stored` guards every call to `memory`, `state` and `summaries`: a database error costs
+        memory (a turn not kept, the default persona and session), never an answer.
+        `summaries`: the store behind `memory` when it keeps summaries (the database); without
         it, SUMMARIZE does not apply and turns that do not fit are dropped."""
         self._settings = settings
         self._rules = rules
         self._llm = llm
         self._memory = memory
         self._state = state
+        self._stored = stored
         self._summaries = summaries
         self._window = PromptWindow(
             settings=settings,
             llm=llm,
             tokens=tokens or TokenCounter(),
-            save_summary=summaries.save_summary if summaries is not None else None,
+            save_summary=self._save_summary if summaries is not None else None,
         )
 
     async def system_prompt(self, pair: PairKey, rule: Rule) -> str:
         """The persona chosen with /persona if PERSONAS still has it, else the rule's own."""
         rules = self._rules()
-        name = await self._state.persona(pair)
+        name = await self._stored(self._state.persona(pair), None, read_only=True)
         if name is not None:
             prompt = rules.persona(name)
             if prompt is not None:
@@ -74,7 +79,8 @@ class Responder:
 
     async def current_memory_key(self, pair: PairKey) -> PairKey:
         """Where the turns of `pair`'s current session are kept."""
-        return memory_key(pair, await self._state.current_session(pair))
+        session = self._state.current_session(pair)
+        return memory_key(pair, await self._stored(session, MAIN_SESSION, read_only=True))
 
     async def answer(self, pair: PairKey, text: str, rule: Rule) -> Answer | None:
         """Answer `text` with the current session's memory; the person's turn is remembered now,
@@ -84,7 +90,7 @@ class Responder:
         window = await self._history(key, history_limit(self._settings, length))
         turn = _user_turn(text)
         chat = await self._chat(pair, key, rule, window, [turn], max_history=2 * length)
-        await self._memory.add(key, ChatMessage("user", text))
+        await self._remember(key, ChatMessage("user", text))
         reply = await self._generate(chat, rule)
         if reply is not None:
             return Answer(reply, remember_as=key)
@@ -100,12 +106,12 @@ class Responder:
     async def remember_unanswered(self, pair: PairKey, text: str) -> None:
         """Remember what the person wrote though it gets no answer (a guard rail held it back),
         so a later answer knows it, as the relay does."""
-        await self._memory.add(await self.current_memory_key(pair), ChatMessage("user", text))
+        await self._remember(await self.current_memory_key(pair), ChatMessage("user", text))
 
     async def remember(self, answer: Answer) -> None:
         """Record a delivered answer as the assistant's turn (one-offs and fallbacks are not)."""
         if answer.remember_as is not None:
-            await self._memory.add(answer.remember_as, ChatMessage("assistant", answer.text))
+            await self._remember(answer.remember_as, ChatMessage("assistant", answer.text))
 
     def _memory_length(self, rule: Rule) -> int:
         """Interactions remembered for `rule`'s pairs: its own setting, else MEMORY_LENGTH."""
@@ -116,8 +122,17 @@ class Responder:
     async def _history(self, key: PairKey, limit: int) -> Window:
         """The last `limit` turns remembered under `key`, and the summary before them if kept."""
         if self._summaries is not None:
-            return await self._summaries.window(key, limit=limit)
-        return Window(None, [_turn(message) for message in await self._memory.recent(key, limit)])
+            window = self._summaries.window(key, limit=limit)
+            return await self._stored(window, Window(None, []), read_only=True)
+        recent = await self._stored(self._memory.recent(key, limit), [], read_only=True)
+        return Window(None, [_turn(message) for message in recent])
+
+    async def _remember(self, key: PairKey, message: ChatMessage) -> None:
+        await self._stored(self._memory.add(key, message), None)
+
+    async def _save_summary(self, pair: PairKey, text: str, covers_through: int) -> None:
+        assert self._summaries is not None  # only handed to the window with a summary store
+        await self._stored(self._summaries.save_summary(pair, text, covers_through), None)
 
     async def _chat(
         self,
