@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 from nacl.signing import SigningKey
 
-from server.bot.app import bot_limits
+from server.bot.app import IN_MEMORY, bot_limits
 from server.bot.commands import (
     COMMANDS,
     REFUSAL,
@@ -167,19 +168,26 @@ def test_the_command_definitions_are_what_discord_accepts() -> None:
     assert _command_errors([{"name": "Bad Name", "description": "x"}]) is not None
 
 
+def responder_over(
+    rules: Callable[[], RuleSet], memory: InMemoryStore, state: InMemoryBotState
+) -> Responder:
+    """A responder over in-memory stores, with no LLM backend."""
+    return Responder(
+        settings=Settings(),
+        rules=rules,
+        llm=BackendChain([]),
+        memory=memory,
+        state=state,
+        stored=StoreGuard(IN_MEMORY),
+    )
+
+
 def commands_for(
     rules: RuleSet, limits: ReplyPolicy | None = None
 ) -> tuple[SlashCommands, InMemoryStore, InMemoryBotState]:
     """Slash commands over in-memory stores; no LLM backend (these commands need none)."""
     memory, state = InMemoryStore(), InMemoryBotState()
-    responder = Responder(
-        settings=Settings(),
-        rules=lambda: rules,
-        llm=BackendChain([]),
-        memory=memory,
-        state=state,
-        stored=StoreGuard(":memory:"),
-    )
+    responder = responder_over(lambda: rules, memory, state)
     commands = SlashCommands(
         rules=lambda: rules,
         state=state,
@@ -215,14 +223,7 @@ async def test_persona_names_default_and_unknown() -> None:
 
 async def test_a_persona_taken_out_of_personas_falls_back_to_the_rule() -> None:
     rules, memory, state = RULES, InMemoryStore(), InMemoryBotState()
-    responder = Responder(
-        settings=Settings(),
-        rules=lambda: rules,
-        llm=BackendChain([]),
-        memory=memory,
-        state=state,
-        stored=StoreGuard(":memory:"),
-    )
+    responder = responder_over(lambda: rules, memory, state)  # `rules` is changed below
     rule = RULES.match("1", "20")
     assert rule is not None
     await state.set_persona(("1", "20"), "pirate")
