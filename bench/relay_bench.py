@@ -103,6 +103,12 @@ def spread(latencies: list[float]) -> str:
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds process `pid` has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 Send = Callable[[str, int, str], Awaitable[None]]
 """Sends message (id, pair, text) to what is measured: the relay, or the library floor."""
 
@@ -159,8 +165,7 @@ class ServerProcess:
 
     def cpu(self) -> float:
         """User plus system CPU seconds used so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return cpu_seconds(self.pid)
 
     def tail(self, lines: int = 30) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -199,6 +204,11 @@ class FloorProcess:
         ready = await asyncio.wait_for(self.process.stdout.readline(), timeout)
         if ready.strip() != b"ready":
             raise RuntimeError(f"bench.http_floor did not start: {ready!r}")
+
+    def cpu(self) -> float:
+        """User plus system CPU seconds used so far (Linux /proc)."""
+        assert self.process is not None
+        return cpu_seconds(self.process.pid)
 
     async def send(self, message_id: str, pair: int, content: str) -> None:
         assert self.process is not None and self.process.stdin is not None
@@ -299,7 +309,8 @@ class Bench:
     results: list[tuple[str, str, bool]] = field(default_factory=list)
     """Each target: what it asks, the figure measured, whether it is met."""
     figures: dict[str, float] = field(default_factory=dict)
-    """The relay's burst seconds and steady median, for the library floor to compare with."""
+    """The relay's burst seconds, steady median and steady CPU per message, for the library
+    floor to compare with."""
     _sent: int = 0
 
     def target(self, what: str, figure: str, met: bool) -> None:
@@ -374,9 +385,12 @@ class Bench:
 
     async def steady(self, rate: float, seconds: float, pairs: int) -> None:
         """3. Overhead at a steady `rate` messages/s spread over `pairs` pairs."""
+        cpu = self.server.cpu()
         latencies = await self.paced(self.to_relay, rate, seconds, pairs)
+        cpu = self.figures["steady cpu"] = (self.server.cpu() - cpu) / len(latencies)
         print(f"overhead at {rate:g} messages/s, {len(latencies)} messages over {pairs} pairs:")
         print(f"  {spread(latencies)}")
+        print(f"  server CPU {ms(cpu)} per message")
         median, p99 = statistics.median(latencies), percentile(latencies, 0.99)
         self.figures["steady median"] = median
         self.target(f"overhead at {rate:g}/s: median < 5 ms", ms(median), median < 0.005)
@@ -395,7 +409,9 @@ class Bench:
             await asyncio.sleep(SETTLE_SECONDS)
             elapsed = await self.burst(floor.send, args.pairs, args.llm_delay)
             await asyncio.sleep(SETTLE_SECONDS)
+            cpu = floor.cpu()
             latencies = await self.paced(floor.send, args.rate, args.rate_seconds, args.pairs)
+            cpu = (floor.cpu() - cpu) / len(latencies)
         finally:
             await floor.stop()
         median = statistics.median(latencies)
@@ -404,10 +420,14 @@ class Bench:
         relay = self.figures
         print(f"  {args.pairs} pairs x {args.llm_delay:.2f} s LLM: all answered in {elapsed:.3f} s")
         print(f"  at {args.rate:g} messages/s: {spread(latencies)}")
+        print(f"  CPU {ms(cpu)} per message")
         if "burst" in relay:
             print(f"  the relay adds {relay['burst'] - elapsed:+.3f} s to the burst")
         if "steady median" in relay:
-            print(f"  the relay adds {ms(relay['steady median'] - median)} to the median")
+            print(
+                f"  the relay adds {ms(relay['steady median'] - median)} to the median and "
+                f"{ms(relay['steady cpu'] - cpu)} of CPU per message"
+            )
 
     async def volume(self, messages: int, pairs: int, window: int) -> None:
         """4. `messages` messages over `pairs` pairs, at most `window` unanswered at a time:
