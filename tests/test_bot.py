@@ -384,6 +384,28 @@ async def test_automatic_messages_get_no_answer_so_two_bots_cannot_loop(
         assert len(api.messages) == 2
 
 
+async def test_the_reply_limits_survive_a_restart_whatever_the_session(
+    tmp_path: Path, fake_openai: FakeOpenAI, caplog: Any
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="server.bot.client")
+    settings = {"MAX_REPLIES_PER_MINUTE": 1, "DATABASE": str(tmp_path / "bot.db")}
+    async with running_bot(tmp_path, fake_openai, RULES, **settings) as running:
+        await command(running, "session", FRIEND, DM_CHANNEL, subcommand="new")
+        running.api.post_as_user(FRIEND, DM_CHANNEL, "hello")  # answered in "session 2"
+        await running.replies(1)
+    async with running_bot(tmp_path, fake_openai, RULES, **settings) as running:
+        held = running.api.post_as_user(FRIEND, DM_CHANNEL, "still there?")
+        running.api.post_as_user(
+            FRIEND, GUILD_CHANNEL, f"<@{running.api.BOT_ID}> hi", mentions_bot=True
+        )
+        [other] = await running.replies(1)  # the same person in a channel not yet answered
+        assert other["channel_id"] == GUILD_CHANNEL
+        said = f"message {held['id']} remembered, not answered: over 1 replies per minute"
+        await eventually(lambda: any(said in r.getMessage() for r in caplog.records), said)
+        assert len(running.api.messages) == 1
+        assert len(fake_openai.requests) == 2
+
+
 async def test_ask_counts_toward_the_same_limits_as_messages(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:

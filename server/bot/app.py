@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +22,13 @@ from server.bot.keys import BOT_KEYS, INTERACTIONS_KEYS, WHERE_TO_FIND, require
 from server.bot.pair_turns import PairTurns
 from server.bot.responder import Responder
 from server.bot.sqlite_state import SqliteBotState
-from server.bot.state import BotStateStore
+from server.bot.state import BotStateStore, pair_of
 from server.bot.webhooks import DiscordRestError, InteractionWebhooks
 from server.config import ConfigError, Settings
 from server.conversations import ConversationStore
 from server.llm.chain import BackendChain, build_backend_chain
 from server.memory import MemoryStore
-from server.reply_policy import ReplyPolicy
+from server.reply_policy import REMEMBERED_SECONDS, ReplyPolicy
 from server.rules_file import RulesWatcher
 from server.store_guard import StoreGuard
 
@@ -107,10 +108,13 @@ class BotParts:
         return cls(rules, llm, responder, commands, limits, turns, store)
 
     async def open(self) -> None:
-        """Open the database (if this bot keeps its own); `DatabaseError` names the file."""
+        """Open the database (if this bot keeps its own) and count the last hour's answers in
+        it, so a restart does not reset the reply limits; `DatabaseError` names the file."""
         if self.store is not None:
             await self.store.open()
             log.info("conversations are kept in %s", self.store.path)
+            answers = await self.store.replies_since(time.time() - REMEMBERED_SECONDS)
+            self.limits.restore_replies((pair_of(key), text, at) for key, text, at in answers)
 
     async def close(self) -> None:
         """Close the LLM clients and the database."""

@@ -17,6 +17,8 @@ from server.memory import PairKey
 MAIN_SESSION = "main"
 """The title of the session every person starts with in a channel."""
 MAX_TITLE_LENGTH = 50
+SESSION_MARK = "/session/"
+"""Between the channel and the session title in the memory key of a session but the main one."""
 
 
 def memory_key(pair: PairKey, session: str) -> PairKey:
@@ -24,7 +26,13 @@ def memory_key(pair: PairKey, session: str) -> PairKey:
     user_id, channel_id = pair
     if session == MAIN_SESSION:
         return pair
-    return (user_id, f"{channel_id}/session/{session}")
+    return (user_id, f"{channel_id}{SESSION_MARK}{session}")
+
+
+def pair_of(key: PairKey) -> PairKey:
+    """The (user, channel) pair whose session `key` (a `memory_key`) is."""
+    user_id, channel_id = key
+    return (user_id, channel_id.split(SESSION_MARK, 1)[0])
 
 
 class BotStateStore(Protocol):
