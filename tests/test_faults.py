@@ -10,8 +10,9 @@ import logging
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -46,14 +47,25 @@ def answer(text: str) -> str:
     return f"[auto-reply] echo: {text} [turns=1]"
 
 
+Held = TypeVar("Held", HeldOpenAI, HeldDiscord)
+
+
+@asynccontextmanager
+async def held(fake: Held) -> AsyncIterator[Held]:
+    """`fake` started; at the end, whatever it still holds back is let go before it stops."""
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        fake.answering.set()
+        await fake.stop()
+
+
 @pytest_asyncio.fixture
 async def llm() -> AsyncIterator[HeldOpenAI]:
     """The first backend's server (the `openai` backend)."""
-    fake = HeldOpenAI()
-    await fake.start()
-    yield fake
-    fake.answering.set()
-    await fake.stop()
+    async with held(HeldOpenAI()) as fake:
+        yield fake
 
 
 def custom_provider() -> Any:
@@ -67,22 +79,16 @@ def custom_provider() -> Any:
 async def g4f_llm(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HeldOpenAI]:
     """The second backend's server: g4f's `Custom` provider (an OpenAI-style server, keyless)
     pointed at a fake; its model list is given, since g4f fetches it with a blocking call."""
-    fake = HeldOpenAI(require_key=False)
-    await fake.start()
-    monkeypatch.setattr(custom_provider(), "base_url", fake.base_url)
-    monkeypatch.setattr(custom_provider(), "models", [FakeOpenAI.MODEL])
-    yield fake
-    fake.answering.set()
-    await fake.stop()
+    async with held(HeldOpenAI(require_key=False)) as fake:
+        monkeypatch.setattr(custom_provider(), "base_url", fake.base_url)
+        monkeypatch.setattr(custom_provider(), "models", [FakeOpenAI.MODEL])
+        yield fake
 
 
 @pytest_asyncio.fixture
 async def discord() -> AsyncIterator[HeldDiscord]:
-    fake = HeldDiscord()
-    await fake.start()
-    yield fake
-    fake.answering.set()
-    await fake.stop()
+    async with held(HeldDiscord()) as fake:
+        yield fake
 
 
 def rest_settings(discord: FakeDiscord, llm: FakeOpenAI, **extra: Any) -> dict[str, Any]:

@@ -491,20 +491,9 @@ async def test_a_g4f_provider_that_blocks_does_not_stall_the_relay(
 async def test_own_echoes_are_not_remembered_but_manual_replies_are(
     tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI
 ) -> None:
-    settings = Settings(TYPING_INTERVAL_SECONDS=0.05, COALESCE_SECONDS=0.0, REPLY_WHEN="always")
-    backend = OpenAIBackend(api_key=FakeOpenAI.API_KEY, base_url=fake_openai.base_url, model="m")
-    messenger = RestMessenger(FakeDiscord.TOKEN, fake_discord.base_url)
-    store = ConversationStore(tmp_path / "db")
-    await store.open()
-    relay = Relay(
-        settings=settings,
-        rules=lambda: parse_rules({"REPLY_TO": [("1", "2")]}, "rules"),
-        llm=BackendChain([backend]),
-        messenger=messenger,
-        store=store,
-        echoes=EchoTracker(),
-    )
-    try:
+    async with relay_over_rest(
+        tmp_path, fake_discord, fake_openai, EchoTracker(), [("1", "2")]
+    ) as (relay, store):
         await relay.accept(message("10", "1", "2", "ping"))
         await relay.drain()
         [posted] = fake_discord.messages
@@ -520,10 +509,6 @@ async def test_own_echoes_are_not_remembered_but_manual_replies_are(
             ("assistant", "echo: ping [turns=1]"),
             ("assistant", "typed by hand"),
         ]
-    finally:
-        await store.close()
-        await backend.aclose()
-        await messenger.aclose()
 
 
 @asynccontextmanager
