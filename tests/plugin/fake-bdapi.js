@@ -323,8 +323,12 @@ function byStoreNameFilter(name) {
     return (module) => Boolean(module?._dispatchToken && module?.getName?.() === name);
 }
 
-/** A fake BdApi class bound to `discord` (from createFakeDiscord); records toasts, logs and data. */
-function createFakeBdApi(discord, { document } = {}) {
+/**
+ * A fake BdApi class bound to `discord` (from createFakeDiscord); records toasts, logs and data.
+ * `Net.fetch` is `net.fetch` (BD 1.13 always has Net); by default fake-net.js's createFakeNet() in
+ * Node, and in a browser page, which must give its own, a fetch that rejects.
+ */
+function createFakeBdApi(discord, { document, net = defaultNet() } = {}) {
     const toasts = [];
     const logs = [];
     const store = new Map(); // "plugin/key" -> JSON text, as BD keeps plugins/<name>.config.json
@@ -440,6 +444,8 @@ function createFakeBdApi(discord, { document } = {}) {
         },
     });
 
+    const Net = Object.freeze({ fetch: net.fetch });
+
     const bounded = new Map();
     class BdApi {
         constructor(pluginName) {
@@ -461,10 +467,15 @@ function createFakeBdApi(discord, { document } = {}) {
         get React() {
             return React;
         }
+
+        get Net() {
+            return Net;
+        }
     }
     BdApi.Webpack = Webpack;
     BdApi.UI = UI;
     BdApi.React = React;
+    BdApi.Net = Net;
     BdApi.Data = makeData(null);
     BdApi.Logger = makeLogger(null);
     BdApi.version = "1.13.10";
@@ -479,11 +490,17 @@ function createFakeBdApi(discord, { document } = {}) {
         notices,
         modals,
         document,
+        net,
         data: {
             get: (plugin, key) => (store.has(`${plugin}/${key}`) ? JSON.parse(store.get(`${plugin}/${key}`)) : undefined),
             set: (plugin, key, value) => store.set(`${plugin}/${key}`, JSON.stringify(clone(value))),
         },
     };
+}
+
+function defaultNet() {
+    if (typeof require === "function") return require("./fake-net").createFakeNet();
+    return { fetch: () => Promise.reject(new Error("the fake BdApi got no Net.fetch in this page")) };
 }
 
 /**

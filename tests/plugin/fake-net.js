@@ -49,8 +49,9 @@ class NetResponse extends Response {
 /**
  * `{ fetch, calls, inFlight }`: `fetch(input, init)` is BdApi.Net.fetch; every call is kept in
  * `calls` as {url, method, headers, body, timeout, status, outcome ("pending", "response",
- * "error"), error, responseText, ended, streamError}; `inFlight` counts requests whose connection
- * is still open (a held poll, a streaming body). Hooks for the harness's frame recorder:
+ * "error"), error, responseText, ended, streamError} and `destroy(error)` (not enumerable) that
+ * drops its connection; `inFlight` counts requests whose connection is still open (a held poll, a
+ * streaming body). Hooks for the harness's frame recorder:
  * `onRequest(call)` before the request goes out; `onResponseText(call, text)` for each chunk of
  * the body as it arrives (decoded as UTF-8), `onResponseEnd(call)` when it ends; `rewrite(call)`,
  * asked when headers arrive, may return a function of text that replaces each line of the body (or
@@ -154,6 +155,8 @@ function createFakeNet({ onRequest, onResponseText, onResponseEnd, rewrite } = {
                     }
                     resolve(out(uri, res));
                 });
+                // A test may drop the connection under the caller (the record is not enumerable).
+                Object.defineProperty(call, "destroy", { value: (error) => req.destroy(error), configurable: true });
                 req.once("close", () => {
                     inFlight -= 1;
                 });

@@ -12,6 +12,7 @@ const readline = require("node:readline");
 const vm = require("node:vm");
 
 const { createFakeBdApi, createFakeDiscord, createFakeDocument } = require("./fake-bdapi");
+const { createFakeNet, createLocalNetworkBlock } = require("./fake-net");
 
 const REPO = path.resolve(__dirname, "..", "..");
 const PLUGIN_PATH = path.join(REPO, "plugin", "discord-auto-reply.plugin.js");
@@ -21,34 +22,43 @@ const PYTHON = process.env.PYTHON || VENV_PYTHONS.find((candidate) => fs.existsS
 const META = { name: "DiscordAutoReply", version: "0.1.0", author: "test", description: "test" };
 const FAST_BACKOFF = { baseMs: 20, capMs: 100 };
 const DISCORD_ORIGIN = "https://discord.com";
+// DAR_TRANSPORT=http runs every plugin test with loopback WebSockets blocked as LNA does, so the
+// plugin (transport "auto") falls back to HTTP through BdApi.Net.fetch; "websocket" is the default.
+const TRANSPORT = process.env.DAR_TRANSPORT || "websocket";
+if (!["websocket", "http"].includes(TRANSPORT)) throw new Error(`DAR_TRANSPORT must be "websocket" or "http", not ${JSON.stringify(TRANSPORT)}`);
 
 /**
  * Evaluate the plugin source as BetterDiscord does (a CommonJS-style `module`), with `BdApi`,
- * `WebSocket` and `document` as its globals; `require` is not available to it.
+ * `WebSocket`, `document` and the page's `fetch` as its globals; `require` is not available to it.
  */
-function loadPlugin({ BdApi, WebSocket = globalThis.WebSocket, document, source = fs.readFileSync(PLUGIN_PATH, "utf8") }) {
-    const wrapper = vm.runInThisContext(`(function (module, exports, BdApi, WebSocket, document, require) {${source}\n})`, { filename: PLUGIN_PATH });
+function loadPlugin({ BdApi, WebSocket = globalThis.WebSocket, document, fetch = globalThis.fetch, source = fs.readFileSync(PLUGIN_PATH, "utf8") }) {
+    const wrapper = vm.runInThisContext(`(function (module, exports, BdApi, WebSocket, document, require, fetch) {${source}\n})`, { filename: PLUGIN_PATH });
     const module = { exports: {} };
-    wrapper(module, module.exports, BdApi, WebSocket, document, undefined);
+    wrapper(module, module.exports, BdApi, WebSocket, document, undefined, fetch);
     return module.exports;
 }
 
 /**
  * A WebSocket subclass recording every socket, frame sent and frame received. Like the socket in
  * Discord's renderer it sends an `Origin` header (undici's `headers` extension); null sends none.
+ * With `lna`, loopback sockets fail at once as Chromium's Local Network Access makes them (still
+ * recorded in `sockets`, as the blocked sockets they are).
  */
-function spyWebSocket({ origin = DISCORD_ORIGIN } = {}) {
+function spyWebSocket({ origin = DISCORD_ORIGIN, lna = null } = {}) {
     const spy = { sockets: [], sent: [], received: [], dropIncoming: null };
+    const record = (socket) => {
+        socket.index = spy.sockets.length;
+        socket.closeEvent = null;
+        spy.sockets.push(socket);
+        socket.addEventListener("message", (event) => spy.received.push({ socket: socket.index, ...JSON.parse(event.data) }));
+        socket.addEventListener("close", (event) => {
+            socket.closeEvent = { code: event.code, reason: event.reason };
+        });
+    };
     spy.WebSocket = class SpyWebSocket extends globalThis.WebSocket {
         constructor(url, protocols) {
             super(url, origin ? { protocols, headers: { Origin: origin } } : protocols);
-            this.index = spy.sockets.length;
-            this.closeEvent = null;
-            spy.sockets.push(this);
-            this.addEventListener("message", (event) => spy.received.push({ socket: this.index, ...JSON.parse(event.data) }));
-            this.addEventListener("close", (event) => {
-                this.closeEvent = { code: event.code, reason: event.reason };
-            });
+            record(this);
         }
 
         send(data) {
@@ -68,20 +78,107 @@ function spyWebSocket({ origin = DISCORD_ORIGIN } = {}) {
             return super.onmessage;
         }
     };
+    if (lna) spy.WebSocket = lna.WebSocket(spy.WebSocket, { onBlocked: record });
     spy.messages = () => spy.sent.filter((frame) => frame.type === "message");
+    spy.net = netRecorder(spy);
     return spy;
 }
 
-/** A fresh fake Discord + BdApi + spy, and a constructed (not yet started) plugin. */
-function setup({ settings, missing, echo, router, keepNonce, backoff = FAST_BACKOFF, options, origin } = {}) {
+/**
+ * Hooks for createFakeNet that put the frames the plugin exchanges over HTTP in `spy.sent` and
+ * `spy.received` as the WebSocket spy does. A POST body `{"frames": [...]}` is frames sent; a
+ * response (a whole JSON body, or line by line: NDJSON, or SSE `data:` lines) with a `frames` array
+ * is frames received, each unwrapped from `{seq, frame}`; a bare object with a `type` is one frame.
+ * Each hello sent opens an HTTP session, recorded in `spy.sockets` (transport "http") so frames
+ * carry its index as `socket`; its `close()` destroys the session's open requests, as a dropped
+ * connection. `spy.dropIncoming` filters frames out of responses whose headers arrive while it is
+ * set (line by line, so a body without newlines is held to its end).
+ */
+function netRecorder(spy) {
+    let session = null;
+    const framesOf = (value) => {
+        if (Array.isArray(value?.frames)) return value.frames.map((item) => (item && typeof item === "object" && "frame" in item ? item.frame : item));
+        return value && typeof value === "object" && typeof value.type === "string" ? [value] : [];
+    };
+    const parse = (text) => {
+        const json = text.trim().replace(/^data:\s*/, "");
+        if (!json) return null;
+        try {
+            return { value: JSON.parse(json) };
+        } catch {
+            return null;
+        }
+    };
+    const sessionIndex = () => session?.index ?? spy.sockets.length - 1;
+    const receivedText = new Map(); // call -> {pending, any}
+    const receive = (call, text) => {
+        const parsed = parse(text);
+        if (!parsed) return false;
+        for (const frame of framesOf(parsed.value)) spy.received.push({ socket: call.session ?? sessionIndex(), ...frame });
+        return true;
+    };
+    return {
+        onRequest(call) {
+            const parsed = call.body && parse(call.body);
+            const frames = parsed ? framesOf(parsed.value) : [];
+            if (frames.some((frame) => frame.type === "hello")) {
+                const calls = [];
+                session = { transport: "http", index: spy.sockets.length, closeEvent: null, calls, close: () => calls.forEach((each) => each.destroy?.(new Error("connection dropped by the test"))) };
+                spy.sockets.push(session);
+            }
+            call.session = session?.index ?? null;
+            session?.calls.push(call);
+            for (const frame of frames) spy.sent.push({ socket: sessionIndex(), ...frame });
+        },
+        onResponseText(call, text) {
+            const state = receivedText.get(call) ?? { pending: "", any: false, whole: "" };
+            receivedText.set(call, state);
+            state.whole += text;
+            state.pending += text;
+            const cut = state.pending.lastIndexOf("\n") + 1;
+            for (const line of state.pending.slice(0, cut).split("\n")) state.any = receive(call, line) || state.any;
+            state.pending = state.pending.slice(cut);
+        },
+        onResponseEnd(call) {
+            const state = receivedText.get(call);
+            if (!state) return;
+            receivedText.delete(call);
+            if (state.any) receive(call, state.pending);
+            else receive(call, state.whole); // one JSON body, maybe over several lines
+        },
+        rewrite() {
+            const drop = spy.dropIncoming;
+            if (!drop) return null;
+            return (line) => {
+                const parsed = parse(line);
+                if (!parsed) return line;
+                const prefix = /^\s*data:\s*/.exec(line)?.[0] ?? "";
+                const value = parsed.value;
+                if (Array.isArray(value?.frames)) return prefix + JSON.stringify({ ...value, frames: value.frames.filter((item) => !drop(item && typeof item === "object" && "frame" in item ? item.frame : item)) });
+                return framesOf(value).some((frame) => drop(frame)) ? "" : line;
+            };
+        },
+    };
+}
+
+/**
+ * A fresh fake Discord + BdApi + spy, and a constructed (not yet started) plugin. `lna` blocks
+ * loopback WebSockets and page fetches as Chromium's Local Network Access does (the default with
+ * DAR_TRANSPORT=http, which also sets the plugin's transport to "auto"); `net` is BdApi.Net's
+ * recorder (createFakeNet: its `calls`, `inFlight`), also `fake.net`.
+ */
+function setup({ settings, missing, echo, router, keepNonce, backoff = FAST_BACKOFF, options, origin, lna = TRANSPORT === "http" } = {}) {
     const discord = createFakeDiscord({ missing, echo, router, keepNonce });
     const document = createFakeDocument();
-    const fake = createFakeBdApi(discord, { document });
-    const spy = spyWebSocket({ origin });
+    const block = lna ? createLocalNetworkBlock() : null;
+    const spy = spyWebSocket({ origin, lna: block });
+    const net = createFakeNet(spy.net);
+    const fake = createFakeBdApi(discord, { document, net });
+    if (settings && TRANSPORT === "http") settings = { ...settings, transport: settings.transport ?? "auto" };
     if (settings) fake.data.set(META.name, "settings", settings);
-    const Plugin = loadPlugin({ BdApi: fake.BdApi, WebSocket: spy.WebSocket, document });
+    const Plugin = loadPlugin({ BdApi: fake.BdApi, WebSocket: spy.WebSocket, document, fetch: block ? block.fetch() : globalThis.fetch });
     const plugin = new Plugin(META, { backoff, ...options });
-    return { discord, fake, spy, plugin, Plugin, document };
+    return { discord, fake, spy, net, lna: block, plugin, Plugin, document };
 }
 
 async function waitFor(predicate, { timeout = 8000, interval = 10, what = "condition" } = {}) {
@@ -285,4 +382,4 @@ function echoedText(content) {
     return match ? match[1] : null;
 }
 
-module.exports = { REPO, PLUGIN_PATH, PYTHON, META, FAST_BACKOFF, loadPlugin, spyWebSocket, setup, waitFor, sleep, freePort, startFakeOpenAI, RelayServer, GatewayDriver, echoedText };
+module.exports = { REPO, PLUGIN_PATH, PYTHON, META, FAST_BACKOFF, TRANSPORT, loadPlugin, spyWebSocket, setup, waitFor, sleep, freePort, startFakeOpenAI, RelayServer, GatewayDriver, echoedText };
