@@ -13,6 +13,7 @@ from typing import Any
 
 from server.bot.app import Bot
 from server.config import Settings
+from tests.fakes.discord_api import Flavour
 from tests.fakes.discord_bot_api import FakeDiscordBot
 from tests.fakes.discord_gateway import FakeGateway
 from tests.fakes.openai_api import FakeOpenAI
@@ -56,10 +57,10 @@ class RunningBot:
 
 @asynccontextmanager
 async def fake_discord_bot(
-    *, allow_message_content: bool = True
+    *, allow_message_content: bool = True, flavour: Flavour = "discord"
 ) -> AsyncIterator[tuple[FakeDiscordBot, FakeGateway]]:
     """The fake REST API (with a guild holding GUILD_CHANNEL) and the fake gateway."""
-    api = FakeDiscordBot()
+    api = FakeDiscordBot(flavour=flavour)
     api.add_guild(GUILD, GUILD_CHANNEL)
     await api.start()
     gateway = FakeGateway(api, allow_message_content=allow_message_content)
@@ -73,12 +74,13 @@ async def fake_discord_bot(
 
 @asynccontextmanager
 async def running_bot(
-    tmp_path: Path, llm: FakeOpenAI, rules: str, **overrides: Any
+    tmp_path: Path, llm: FakeOpenAI, rules: str, *, flavour: Flavour = "discord", **overrides: Any
 ) -> AsyncIterator[RunningBot]:
-    """Start the real `Bot` with `rules` as reply_config.py; stop it afterwards."""
+    """Start the real `Bot` with `rules` as reply_config.py against the fakes (as rude as
+    Spacebar with `flavour="spacebar"`); stop it afterwards."""
     reply_config = tmp_path / "reply_config.py"
     reply_config.write_text(rules, encoding="utf-8")
-    async with fake_discord_bot() as (api, gateway):
+    async with fake_discord_bot(flavour=flavour) as (api, gateway):
         bot = Bot(bot_settings(api, llm, **overrides), reply_config)
         task = asyncio.create_task(bot.run())
         ready = asyncio.create_task(gateway.wait_until_ready())

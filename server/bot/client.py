@@ -11,15 +11,19 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
+import aiohttp
 import discord
 import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from server.bot.commands import COMMANDS, SlashCommands, ephemeral, read_command_data
+from server.bot.gateway_payloads import PayloadGuard, describe
 from server.bot.pair_turns import PairTurns
 from server.bot.policy import SeenMessage, decide, screen, without_mention
+from server.bot.registration import CommandRegistration, retry_delays
 from server.bot.responder import Answer, Responder
 from server.config import ConfigError, Settings
 from server.reply_policy import ReplyPolicy
@@ -33,6 +37,11 @@ INTENTS = discord.Intents(guilds=True, guild_messages=True, dm_messages=True, me
 """Messages in guild channels and DMs, with their text (MESSAGE_CONTENT is privileged); the
 guilds themselves, which discord.py needs to know its channels."""
 NO_PINGS = discord.AllowedMentions.none()
+FIRST_RECONNECT_SECONDS = 1.0
+MAX_RECONNECT_SECONDS = 60.0
+FATAL = (discord.DiscordException, OSError, aiohttp.ClientError, TimeoutError)
+"""What discord.py itself reports or retries; anything else out of the gateway loop is a payload
+it could not handle."""
 
 
 def point_discord_py_at(api_base: str) -> None:
@@ -41,7 +50,11 @@ def point_discord_py_at(api_base: str) -> None:
 
 
 class BotClient(discord.Client):
-    """Answers allow-listed people's messages and runs the slash commands."""
+    """Answers allow-listed people's messages and runs the slash commands.
+
+    Whatever the server sends or refuses costs at most what it concerns: a refused command
+    registration the commands (tried again later), an unreadable event that event.
+    """
 
     def __init__(
         self,
@@ -52,17 +65,22 @@ class BotClient(discord.Client):
         commands: SlashCommands,
         limits: ReplyPolicy,
         turns: PairTurns,
+        **options: Any,
     ) -> None:
+        """`options` go to discord.py's client (`shard_count` for the sharded one)."""
         # The bot never joins voice: no warning that voice's optional libraries are missing.
         discord.VoiceClient.warn_dave = False
         # The application id comes with the login (GET /oauth2/applications/@me).
-        super().__init__(intents=INTENTS, allowed_mentions=NO_PINGS, max_messages=None)
+        super().__init__(intents=INTENTS, allowed_mentions=NO_PINGS, max_messages=None, **options)
         self._settings = settings
         self._rules = rules
         self._responder = responder
         self._commands = commands
         self._limits = limits
         self._turns = turns
+        self.payloads = PayloadGuard()
+        self.payloads.install(self._connection.parsers)
+        self.registration: CommandRegistration | None = None
 
     async def setup_hook(self) -> None:
         """After login, before the gateway: find the gateway, register the commands."""
@@ -77,8 +95,51 @@ class BotClient(discord.Client):
                 f"DISCORD_APPLICATION_ID is {configured}, but DISCORD_BOT_TOKEN belongs to "
                 f"application {app_id}; fix one of them"
             )
-        await self.http.bulk_upsert_global_commands(app_id, COMMANDS)
-        log.info("registered %d slash commands for application %s", len(COMMANDS), app_id)
+        self.registration = CommandRegistration(lambda: self._register_commands(app_id), COMMANDS)
+        await self.registration.start()
+        if self.registration.registered:
+            log.info("registered %d slash commands for application %s", len(COMMANDS), app_id)
+
+    async def _register_commands(self, app_id: int) -> str | None:
+        """One bulk overwrite; None if it worked, else what the server said."""
+        try:
+            await self.http.bulk_upsert_global_commands(app_id, COMMANDS)
+        except discord.HTTPException as exc:
+            return str(exc)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return f"cannot reach it: {exc or type(exc).__name__}"
+        return None
+
+    async def connect(self, *, reconnect: bool = True) -> None:
+        """discord.py's gateway loop, started again (with backoff) when a payload it could not
+        handle escapes it, instead of ending the bot."""
+        delays = retry_delays(FIRST_RECONNECT_SECONDS, MAX_RECONNECT_SECONDS)
+        while True:
+            try:
+                await super().connect(reconnect=reconnect)
+                return
+            except FATAL:
+                raise
+            except Exception as exc:
+                if not reconnect or self.is_closed():
+                    raise
+                delay = next(delays)
+                log.warning(
+                    "the gateway connection stopped on a payload it could not read (%s); "
+                    "connecting again in %.0f s",
+                    describe(exc),
+                    delay,
+                )
+                log.debug("what stopped the gateway connection", exc_info=exc)
+                with contextlib.suppress(Exception):
+                    await self.ws.close(code=4000)
+                await asyncio.sleep(delay)
+
+    async def close(self) -> None:
+        """Stop retrying the command registration, then disconnect."""
+        if self.registration is not None:
+            await self.registration.stop()
+        await super().close()
 
     async def on_ready(self) -> None:
         """Log who we are once the gateway session is ready."""
@@ -123,14 +184,31 @@ class BotClient(discord.Client):
                 log.info("answered user %s in channel %s (%d chars)", *pair, len(answer.text))
 
     async def on_interaction(self, interaction: discord.Interaction[BotClient]) -> None:
-        """Run a slash command: refuse at once, or defer and then edit in the answer."""
+        """Run a slash command: refuse at once, or defer and then edit in the answer.
+
+        The channel is read from the ids when discord.py has no channel object for it (Spacebar
+        sends only `channel_id`); an interaction not answered is always logged with the reason.
+        """
+        raw_channel_id = self.payloads.interaction_channel(interaction.id)
         if interaction.type is not discord.InteractionType.application_command:
+            log.info(
+                "interaction %s not answered: a %s, and the bot has only slash commands",
+                interaction.id,
+                interaction.type.name,
+            )
             return
-        if interaction.data is None or interaction.channel_id is None:
+        if interaction.data is None:
+            log.warning("interaction %s not answered: it carries no command", interaction.id)
             return
-        invocation = read_command_data(
-            interaction.data, str(interaction.user.id), str(interaction.channel_id)
-        )
+        channel_id = interaction.channel_id or raw_channel_id
+        if channel_id is None:
+            log.warning(
+                "/%s (interaction %s) not answered: it names no channel",
+                interaction.data.get("name", "?"),
+                interaction.id,
+            )
+            return
+        invocation = read_command_data(interaction.data, str(interaction.user.id), str(channel_id))
         try:
             refusal = self._commands.check(invocation)
             if refusal is not None:
@@ -153,6 +231,8 @@ class BotClient(discord.Client):
                 invocation.channel_id,
                 exc,
             )
+        except Exception:
+            log.exception("/%s in channel %s failed", invocation.name, invocation.channel_id)
 
     async def _send(self, message: discord.Message, in_guild: bool, answer: Answer) -> bool:
         """Post the answer in parts, the first as a reply in guild channels; pings nobody."""
@@ -185,6 +265,10 @@ class BotClient(discord.Client):
             except discord.HTTPException as exc:
                 log.debug("typing indicator failed: %s", exc)
             await asyncio.sleep(self._settings.TYPING_INTERVAL_SECONDS)
+
+
+class ShardedBotClient(BotClient, discord.AutoShardedClient):
+    """The same bot over several gateway connections, for an application in many guilds."""
 
 
 def _seen(message: discord.Message, bot_id: int) -> SeenMessage:

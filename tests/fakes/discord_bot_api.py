@@ -7,6 +7,11 @@ the HTTP interactions endpoint call: `GET /users/@me`, `GET /oauth2/applications
 and `POST /webhooks/{app}/{token}` (follow-ups). It also plays the people who write to the bot
 (`post_as_user`) and creates interactions (`new_interaction`), signing them with the
 application's Ed25519 key when it delivers them over HTTP like Discord does (`deliver`).
+
+With `flavour="spacebar"` it is as rude as Spacebar (spacebarchat/server 74df883): the bulk
+overwrite is refused with 400/50035 "must NOT have additional properties" when an option has
+`max_length` (`refused_option_keys`), interactions carry `channel_id` but no `channel` object,
+and DMs carry `"guild_id": null` (the fake gateway sends them so).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ INTERACTION_WINDOW = 3.0
 COMMAND_NAME = re.compile(r"^[-_a-z0-9]{1,32}$")
 OPTION_TYPES = range(1, 12)
 SUB_COMMAND, SUB_COMMAND_GROUP = 1, 2
+SPACEBAR_REFUSED_OPTION_KEYS = frozenset({"max_length"})
+"""Option fields Spacebar's command schema lacks (it has `additionalProperties: false`)."""
 
 
 def _user(user_id: str, name: str, *, bot: bool = False) -> dict[str, Any]:
@@ -98,6 +105,34 @@ def _command_errors(commands: object) -> dict[str, Any] | None:
         problem = _command_problem(command, top_level=True)
         if problem is not None:
             errors[str(index)] = {"_errors": [{"code": "INVALID_COMMAND", "message": problem}]}
+    return errors or None
+
+
+def _extra_property_errors(commands: list[Any], refused: frozenset[str]) -> dict[str, Any] | None:
+    """Spacebar's 50035 `errors` for options carrying a field its schema lacks, or None."""
+    errors: dict[str, Any] = {}
+
+    def check(options: object, path: dict[str, Any]) -> None:
+        for index, option in enumerate(options if isinstance(options, list) else []):
+            if not isinstance(option, dict):
+                continue
+            here: dict[str, Any] = {}
+            if refused & option.keys():
+                here["_errors"] = [
+                    {"code": "BASE_TYPE_INVALID", "message": "must NOT have additional properties"}
+                ]
+            check(option.get("options"), here.setdefault("options", {}))
+            if not here["options"]:
+                del here["options"]
+            if here:
+                path[str(index)] = here
+
+    for index, command in enumerate(commands):
+        found: dict[str, Any] = {}
+        if isinstance(command, dict):
+            check(command.get("options"), found)
+        if found:
+            errors[str(index)] = {"options": found}
     return errors or None
 
 
@@ -166,11 +201,18 @@ class FakeDiscordBot(FakeDiscord):
         self.signing_key = SigningKey.generate()
         self.commands: list[dict[str, Any]] = []
         self.command_overwrites = 0
+        self.refused_overwrites = 0
+        self.overwrite_times: list[float] = []
+        """When each bulk overwrite arrived (time.monotonic), accepted or not."""
         self.interactions: dict[str, FakeInteraction] = {}
         self.guilds: dict[str, list[str]] = {}
         """Guild id → its text channels' ids: the guilds the bot is in."""
         self.channel_guilds: dict[str, str] = {}
         """Channel id → guild id; any other channel is a DM with the bot."""
+        self.refused_option_keys: frozenset[str] = (
+            SPACEBAR_REFUSED_OPTION_KEYS if self.flavour == "spacebar" else frozenset()
+        )
+        """Command option fields a bulk overwrite is refused for (400/50035)."""
 
     @property
     def public_key(self) -> str:
@@ -321,6 +363,10 @@ class FakeDiscordBot(FakeDiscord):
                 "flags": 0,
             }
             payload["user"] = user
+        if self.flavour == "spacebar":
+            # Only the ids: no channel object, and every column spread, null or not.
+            del payload["channel"]
+            payload.setdefault("guild_id", None)
         interaction = FakeInteraction(payload["id"], token, payload, time.monotonic())
         self.interactions[token] = interaction
         return interaction
@@ -421,6 +467,7 @@ class FakeDiscordBot(FakeDiscord):
     # Commands.
 
     async def _overwrite_commands(self, request: web.Request) -> web.Response:
+        self.overwrite_times.append(time.monotonic())
         if self._author(request) != self.bot_user:
             return _error(401, "401: Unauthorized", 0)
         if request.match_info["application_id"] != self.APPLICATION_ID:
@@ -430,7 +477,10 @@ class FakeDiscordBot(FakeDiscord):
         except ValueError:
             return _error(400, "The request body contains invalid JSON.", 50109)
         errors = _command_errors(body)
+        if errors is None and self.refused_option_keys:
+            errors = _extra_property_errors(body, self.refused_option_keys)
         if errors is not None:
+            self.refused_overwrites += 1
             return _error(400, "Invalid Form Body", 50035, errors=errors)
         self.commands = [
             {

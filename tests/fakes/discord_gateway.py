@@ -141,6 +141,12 @@ class FakeGateway:
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
 
+    async def send_raw(self, text: str) -> None:
+        """Send `text` to the bot as one frame, as it is (a malformed payload, say)."""
+        if self._live is None:
+            raise RuntimeError("no live gateway connection")
+        await self._send_text(self._live, text)
+
     def interact(self, interaction: FakeInteraction) -> None:
         """Dispatch INTERACTION_CREATE for an interaction made with `api.new_interaction`."""
         self.dispatch("INTERACTION_CREATE", interaction.payload)
@@ -171,6 +177,8 @@ class FakeGateway:
         if guild_id is not None:
             event["guild_id"] = guild_id
             event["member"] = {key: value for key, value in _member({}).items() if key != "user"}
+        elif self.api.flavour == "spacebar":
+            event["guild_id"] = None  # Spacebar's Message.toJSON spreads every column
         readable = (
             session.intents & MESSAGE_CONTENT
             or guild_id is None
@@ -272,7 +280,9 @@ class FakeGateway:
         """Send one payload; frames leave in the order they were asked for (one stream)."""
         if "s" not in payload:
             payload = {**payload, "s": None, "t": None}
-        text = json.dumps(payload)
+        await self._send_text(socket, json.dumps(payload))
+
+    async def _send_text(self, socket: web.WebSocketResponse, text: str) -> None:
         async with self._sending:
             if socket.closed:
                 return
