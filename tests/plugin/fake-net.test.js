@@ -8,6 +8,7 @@ const net = require("node:net");
 const { after, before, describe, it } = require("node:test");
 
 const { createFakeNet, createLocalNetworkBlock, isLoopbackUrl } = require("./fake-net");
+const { spyWebSocket } = require("./harness");
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const HOLD_MS = 3500;
@@ -44,6 +45,14 @@ before(async () => {
         } else if (url.pathname === "/redirect") {
             res.writeHead(302, { location: `${base}/echo?to=1` });
             res.end();
+        } else if (url.pathname === "/poll") {
+            res.writeHead(200, { "content-type": "application/json" });
+            res.end(JSON.stringify({ frames: [{ seq: 1, frame: { type: "welcome" } }, { seq: 2, frame: { type: "ack", id: "7" } }] }));
+        } else if (url.pathname === "/frames-stream") {
+            res.writeHead(200, { "content-type": "application/x-ndjson" });
+            res.write(JSON.stringify({ seq: 3, frame: { type: "send", nonce: "n1" } }) + "\n");
+            await sleep(50);
+            res.end(JSON.stringify({ frames: [{ type: "ack", id: "8" }] }) + "\n");
         } else if (url.pathname === "/empty") {
             res.writeHead(204);
             res.end();
@@ -172,6 +181,36 @@ describe("Net.fetch's requests and responses", () => {
         const text = await (await fake.fetch(`${base}/stream`)).text();
         assert.equal(text, '{"n":1}\n{"n":20}\n');
         assert.equal(fake.calls[0].responseText, '{"n":1}\n{"n":2}\n', "the record keeps what the server sent");
+    });
+});
+
+describe("the harness's frame recorder over Net.fetch", () => {
+    it("records frames sent and received, opens a session per hello, and drops chosen frames", async () => {
+        const spy = spyWebSocket({ lna: createLocalNetworkBlock() });
+        const fake = createFakeNet(spy.net);
+        const post = (frames) => fake.fetch(`${base}/echo`, { method: "POST", body: JSON.stringify({ frames }) }).then((r) => r.text());
+        await post([{ type: "hello", secret: "s" }]);
+        assert.equal(spy.sockets.length, 1);
+        assert.equal(spy.sockets[0].transport, "http");
+        assert.deepEqual(await (await fake.fetch(`${base}/poll`)).json(), { frames: [{ seq: 1, frame: { type: "welcome" } }, { seq: 2, frame: { type: "ack", id: "7" } }] });
+        await post([{ type: "message", id: "7" }]);
+        assert.deepEqual(spy.sent, [{ socket: 0, type: "hello", secret: "s" }, { socket: 0, type: "message", id: "7" }]);
+        assert.deepEqual(spy.messages().map((frame) => frame.id), ["7"]);
+        assert.deepEqual(spy.received, [{ socket: 0, type: "welcome" }, { socket: 0, type: "ack", id: "7" }]);
+
+        spy.dropIncoming = (frame) => frame.type === "ack";
+        const reader = (await fake.fetch(`${base}/frames-stream`)).body.getReader();
+        const first = new TextDecoder().decode((await reader.read()).value);
+        assert.equal(JSON.parse(first).frame.type, "send", "a line arrives while the rest streams");
+        assert.deepEqual(spy.received.at(-1), { socket: 0, type: "send", nonce: "n1" });
+        let rest = "";
+        for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) rest += new TextDecoder().decode(chunk.value);
+        assert.deepEqual(JSON.parse(rest), { frames: [] }, "the ack is hidden from the caller");
+        assert.deepEqual(spy.received.at(-1), { socket: 0, type: "ack", id: "8" }, "and still recorded");
+
+        await post([{ type: "hello", secret: "s" }]);
+        assert.equal(spy.sockets.length, 2);
+        assert.equal(spy.sent.at(-1).socket, 1);
     });
 });
 

@@ -88,7 +88,7 @@ function spyWebSocket({ origin = DISCORD_ORIGIN, lna = null } = {}) {
  * Hooks for createFakeNet that put the frames the plugin exchanges over HTTP in `spy.sent` and
  * `spy.received` as the WebSocket spy does. A POST body `{"frames": [...]}` is frames sent; a
  * response (a whole JSON body, or line by line: NDJSON, or SSE `data:` lines) with a `frames` array
- * is frames received, each unwrapped from `{seq, frame}`; a bare object with a `type` is one frame.
+ * is frames received, each unwrapped from `{seq, frame}`; a bare frame (or `{seq, frame}`) is one.
  * Each hello sent opens an HTTP session, recorded in `spy.sockets` (transport "http") so frames
  * carry its index as `socket`; its `close()` destroys the session's open requests, as a dropped
  * connection. `spy.dropIncoming` filters frames out of responses whose headers arrive while it is
@@ -96,9 +96,11 @@ function spyWebSocket({ origin = DISCORD_ORIGIN, lna = null } = {}) {
  */
 function netRecorder(spy) {
     let session = null;
+    const unwrap = (item) => (item && typeof item === "object" && "frame" in item ? item.frame : item);
     const framesOf = (value) => {
-        if (Array.isArray(value?.frames)) return value.frames.map((item) => (item && typeof item === "object" && "frame" in item ? item.frame : item));
-        return value && typeof value === "object" && typeof value.type === "string" ? [value] : [];
+        if (Array.isArray(value?.frames)) return value.frames.map(unwrap);
+        const frame = unwrap(value);
+        return frame && typeof frame === "object" && typeof frame.type === "string" ? [frame] : [];
     };
     const parse = (text) => {
         const json = text.trim().replace(/^data:\s*/, "");
@@ -154,7 +156,7 @@ function netRecorder(spy) {
                 if (!parsed) return line;
                 const prefix = /^\s*data:\s*/.exec(line)?.[0] ?? "";
                 const value = parsed.value;
-                if (Array.isArray(value?.frames)) return prefix + JSON.stringify({ ...value, frames: value.frames.filter((item) => !drop(item && typeof item === "object" && "frame" in item ? item.frame : item)) });
+                if (Array.isArray(value?.frames)) return prefix + JSON.stringify({ ...value, frames: value.frames.filter((item) => !drop(unwrap(item))) });
                 return framesOf(value).some((frame) => drop(frame)) ? "" : line;
             };
         },
