@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,13 +74,22 @@ async def fake_discord_bot(
 
 @asynccontextmanager
 async def running_bot(
-    tmp_path: Path, llm: FakeOpenAI, rules: str, *, flavour: Flavour = "discord", **overrides: Any
+    tmp_path: Path,
+    llm: FakeOpenAI,
+    rules: str,
+    *,
+    flavour: Flavour = "discord",
+    prepare: Callable[[FakeDiscordBot], None] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[RunningBot]:
     """Start the real `Bot` with `rules` as reply_config.py against the fakes (as rude as
-    Spacebar with `flavour="spacebar"`); stop it afterwards."""
+    Spacebar with `flavour="spacebar"`, and changed by `prepare` before the bot starts);
+    stop it afterwards."""
     reply_config = tmp_path / "reply_config.py"
     reply_config.write_text(rules, encoding="utf-8")
     async with fake_discord_bot(flavour=flavour) as (api, gateway):
+        if prepare is not None:
+            prepare(api)
         bot = Bot(bot_settings(api, llm, **overrides), reply_config)
         task = asyncio.create_task(bot.run())
         ready = asyncio.create_task(gateway.wait_until_ready())

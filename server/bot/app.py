@@ -14,13 +14,14 @@ import discord
 from aiohttp import web
 
 from server.app import describe_backends, is_loopback
-from server.bot.client import BotClient, point_discord_py_at
+from server.bot.client import BotClient, ShardedBotClient, point_discord_py_at
 from server.bot.commands import COMMANDS, SlashCommands
 from server.bot.endpoints import bot_api_base
 from server.bot.interactions import InteractionsEndpoint
 from server.bot.keys import BOT_KEYS, INTERACTIONS_KEYS, WHERE_TO_FIND, require
 from server.bot.pair_turns import PairTurns
 from server.bot.responder import Responder
+from server.bot.shards import AUTO, SETTING, recommended_shards, shard_count
 from server.bot.sqlite_state import SqliteBotState
 from server.bot.state import BotStateStore, pair_of
 from server.bot.webhooks import DiscordRestError, InteractionWebhooks
@@ -159,16 +160,48 @@ class Bot:
     ) -> None:
         require(settings, "bot", BOT_KEYS)
         self.settings = settings
+        # BOT_SHARDS: "auto" (the default) or a number of shards; read where config has it.
+        self.shards_setting: object = getattr(settings, SETTING, AUTO)
+        shard_count(self.shards_setting, None)  # a bad value is a ConfigError before any I/O
         self.parts = BotParts.build(settings, reply_config, memory=memory, state=state)
         point_discord_py_at(bot_api_base(settings.DISCORD_API_BASE))
-        self.client = BotClient(
-            settings=settings,
+        self.client = self._client(None)
+        self._closing = False
+
+    def _client(self, shards: int | None) -> BotClient:
+        """The discord.py client: sharded over `shards` connections, or one connection."""
+        kind, options = (
+            (BotClient, {}) if shards is None else (ShardedBotClient, {"shard_count": shards})
+        )
+        return kind(
+            settings=self.settings,
             rules=lambda: self.parts.rules.current,
             responder=self.parts.responder,
             commands=self.parts.commands,
             limits=self.parts.limits,
             turns=self.parts.turns,
+            **options,
         )
+
+    async def _choose_shards(self) -> None:
+        """Ask Discord how many shards to run (BOT_SHARDS "auto"), and switch to the sharded
+        client when that is more than one."""
+        recommended = None
+        if self.shards_setting == AUTO:
+            api_base = bot_api_base(self.settings.DISCORD_API_BASE)
+            recommended = await recommended_shards(api_base, self.settings.DISCORD_BOT_TOKEN)
+        shards = shard_count(self.shards_setting, recommended)
+        if shards is None:
+            log.info("one gateway connection (%s=%s)", SETTING, self.shards_setting)
+            return
+        log.info(
+            "%d gateway shards (%s=%s%s)",
+            shards,
+            SETTING,
+            self.shards_setting,
+            f", Discord recommends {recommended}" if recommended is not None else "",
+        )
+        self.client = self._client(shards)
 
     async def run(self) -> None:
         """Log in, connect and answer until `close`; `ConfigError` or `BotError` if refused."""
@@ -176,6 +209,9 @@ class Bot:
         await self.parts.open()
         watcher = asyncio.create_task(self.parts.rules.run(), name="rules watcher")
         try:
+            await self._choose_shards()
+            if self._closing:
+                return
             async with self.client:
                 await self.client.start(self.settings.DISCORD_BOT_TOKEN)
         except discord.LoginFailure:
@@ -198,6 +234,7 @@ class Bot:
 
     async def close(self) -> None:
         """Disconnect; `run` returns."""
+        self._closing = True
         await self.client.close()
 
 

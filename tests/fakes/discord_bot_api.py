@@ -202,6 +202,8 @@ class FakeDiscordBot(FakeDiscord):
         self.commands: list[dict[str, Any]] = []
         self.command_overwrites = 0
         self.refused_overwrites = 0
+        self.recommended_shards = 1
+        """The shard count `GET /gateway/bot` recommends (Discord's: one per 1,000 guilds)."""
         self.overwrite_times: list[float] = []
         """When each bulk overwrite arrived (time.monotonic), accepted or not."""
         self.interactions: dict[str, FakeInteraction] = {}
@@ -454,7 +456,7 @@ class FakeDiscordBot(FakeDiscord):
         return web.json_response(
             {
                 "url": self.gateway_url,
-                "shards": 1,
+                "shards": self.recommended_shards,
                 "session_start_limit": {
                     "total": 1000,
                     "remaining": 999,

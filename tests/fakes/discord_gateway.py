@@ -4,6 +4,8 @@ HELLO → IDENTIFY → READY, heartbeats answered with ACKs, MESSAGE_CREATE for 
 written in the fake REST API (filtered by intents, without content unless the bot may read it),
 INTERACTION_CREATE on demand, and RESUME after a disconnect, replaying what was missed. Frames
 are compressed as the client asks (`zlib-stream`, or `zstd-stream` when a zstd module exists).
+A sharded bot (IDENTIFY with `shard: [id, count]`) gets one session per shard, each guild's
+events on the shard `(guild_id >> 22) % count` and DMs on shard 0, as Discord routes them.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def _compressor(kind: str | None) -> Compressor | None:
 class _Session:
     id: str
     intents: int
+    shard: tuple[int, int] = (0, 1)
     events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
 
     @property
@@ -63,8 +66,9 @@ class FakeGateway:
     """The gateway `api.gateway_url` points at once started.
 
     Read `identifies`, `resumes` (their payloads, token removed), `heartbeats` and `replayed`
-    (events re-sent on RESUME). `disconnect()` drops the bot with a resumable close code;
-    `hold_resumes()` keeps a RESUME waiting until `release_resumes()`, so events can be missed.
+    (events re-sent on RESUME). `disconnect()` drops the bot (shard 0) with a resumable close
+    code; `hold_resumes()` keeps a RESUME waiting until `release_resumes()`, so events can be
+    missed. `send_raw` sends any text as a frame.
     """
 
     def __init__(
@@ -81,10 +85,12 @@ class FakeGateway:
         self.resumes: list[dict[str, Any]] = []
         self.heartbeats = 0
         self.replayed = 0
-        self._session: _Session | None = None
-        self._socket: web.WebSocketResponse | None = None
-        self._live: web.WebSocketResponse | None = None
-        """The connection whose session is identified or resumed: dispatches go to it."""
+        self._sessions: dict[int, _Session] = {}
+        """Shard id → its session."""
+        self._sockets: dict[int, web.WebSocketResponse] = {}
+        """Shard id → its latest connection."""
+        self._live: dict[int, web.WebSocketResponse] = {}
+        """Shard id → the connection whose session is identified or resumed: dispatches go to it."""
         self._compressors: dict[web.WebSocketResponse, Compressor | None] = {}
         self._sending = asyncio.Lock()
         self._sends: set[asyncio.Task[None]] = set()
@@ -112,10 +118,19 @@ class FakeGateway:
         self.api.gateway_url = self.url
         self.api.message_listeners.append(self._message_created)
 
+    @property
+    def shard_count(self) -> int:
+        """How many shards the bot identified with (1 unsharded)."""
+        return next(iter(self._sessions.values())).shard[1] if self._sessions else 1
+
+    def shard_of(self, guild_id: str | None) -> int:
+        """The shard a guild's events go to (DMs: 0), as Discord routes them."""
+        return 0 if guild_id is None else (int(guild_id) >> 22) % self.shard_count
+
     async def stop(self) -> None:
-        """Close the bot's connection and stop listening."""
-        if self._socket is not None:
-            await self._socket.close(code=1001)
+        """Close the bot's connections and stop listening."""
+        for socket in list(self._sockets.values()):
+            await socket.close(code=1001)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -128,32 +143,39 @@ class FakeGateway:
         """Wait until the bot has sent a RESUME."""
         await asyncio.wait_for(self._resume_asked.wait(), timeout)
 
-    def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send an event to the bot now, or keep it for a RESUME if the bot is away."""
-        session = self._session
+    def dispatch(self, event: str, data: dict[str, Any], *, shard: int | None = None) -> None:
+        """Send an event to the bot now, or keep it for a RESUME if the bot is away; on `shard`,
+        else on the shard of the guild the event names."""
+        if shard is None:
+            guild_id = data.get("guild_id") if isinstance(data, dict) else None
+            shard = self.shard_of(str(guild_id) if guild_id is not None else None)
+        session = self._sessions.get(shard)
         if session is None:
-            raise RuntimeError("no gateway session: the bot has not identified")
+            raise RuntimeError(f"no gateway session on shard {shard}: the bot has not identified")
         session.events.append((session.seq + 1, event, data))
-        if self._live is not None:
+        live = self._live.get(shard)
+        if live is not None:
             task = asyncio.get_running_loop().create_task(
-                self._send_event(self._live, session.events[-1])
+                self._send_event(live, session.events[-1])
             )
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
 
-    async def send_raw(self, text: str) -> None:
+    async def send_raw(self, text: str, shard: int = 0) -> None:
         """Send `text` to the bot as one frame, as it is (a malformed payload, say)."""
-        if self._live is None:
-            raise RuntimeError("no live gateway connection")
-        await self._send_text(self._live, text)
+        live = self._live.get(shard)
+        if live is None:
+            raise RuntimeError(f"no live gateway connection on shard {shard}")
+        await self._send_text(live, text)
 
     def interact(self, interaction: FakeInteraction) -> None:
         """Dispatch INTERACTION_CREATE for an interaction made with `api.new_interaction`."""
         self.dispatch("INTERACTION_CREATE", interaction.payload)
 
     async def disconnect(self, code: int = 4000) -> None:
-        """Close the bot's connection as Discord does on an error; it may RESUME."""
-        socket, self._socket, self._live = self._socket, None, None
+        """Close the bot's connection (shard 0) as Discord does on an error; it may RESUME."""
+        socket = self._sockets.pop(0, None)
+        self._live.pop(0, None)
         if socket is not None:
             await socket.close(code=code, message=b"Unknown error.")
 
@@ -167,10 +189,10 @@ class FakeGateway:
 
     def _message_created(self, message: dict[str, Any]) -> None:
         """A message was written somewhere: the bot gets MESSAGE_CREATE if its intents allow."""
-        session = self._session
+        guild_id = self.api.channel_guilds.get(message["channel_id"])
+        session = self._sessions.get(self.shard_of(guild_id))
         if session is None:
             return
-        guild_id = self.api.channel_guilds.get(message["channel_id"])
         if not session.intents & (DIRECT_MESSAGES if guild_id is None else GUILD_MESSAGES):
             return
         event = dict(message)
@@ -196,19 +218,26 @@ class FakeGateway:
             await socket.close(code=4012, message=b"Invalid API version.")
             return socket
         self._compressors[socket] = _compressor(request.query.get("compress"))
-        previous, self._socket, self._live = self._socket, socket, None
-        if previous is not None:
-            await previous.close(code=4000)
         await self._send(socket, {"op": HELLO, "d": {"heartbeat_interval": self._interval_ms()}})
         async for frame in socket:
             if frame.type is not WSMsgType.TEXT:
                 await socket.close(code=4002, message=b"Error while decoding payload.")
                 break
             await self._receive(socket, json.loads(frame.data))
-        if self._socket is socket:
-            self._socket = self._live = None
+        for shard, latest in list(self._sockets.items()):
+            if latest is socket:
+                del self._sockets[shard]
+                self._live.pop(shard, None)
         del self._compressors[socket]
         return socket
+
+    async def _take_shard(self, socket: web.WebSocketResponse, shard: int) -> None:
+        """`socket` is now `shard`'s connection; an earlier one of that shard is closed."""
+        previous = self._sockets.get(shard)
+        self._sockets[shard] = socket
+        self._live.pop(shard, None)
+        if previous is not None and previous is not socket:
+            await previous.close(code=4000)
 
     def _interval_ms(self) -> int:
         return max(1, round(self.heartbeat_interval * 1000))
@@ -232,28 +261,36 @@ class FakeGateway:
         if intents & MESSAGE_CONTENT and not self.allow_message_content:
             await socket.close(code=DISALLOWED_INTENTS, message=b"Disallowed intent(s).")
             return
-        self._session = session = _Session(secrets.token_hex(16), intents)
+        shard_id, count = (int(n) for n in data.get("shard") or (0, 1))
+        await self._take_shard(socket, shard_id)
+        session = _Session(secrets.token_hex(16), intents, (shard_id, count))
+        self._sessions = {k: v for k, v in self._sessions.items() if v.shard[1] == count}
+        self._sessions[shard_id] = session
+        guilds = [guild_id for guild_id in self.api.guilds if self.shard_of(guild_id) == shard_id]
         ready = {
             "v": 10,
             "user": {**self.api.bot_user, "verified": True, "mfa_enabled": False},
-            "guilds": [{"id": guild_id, "unavailable": True} for guild_id in self.api.guilds],
+            "guilds": [{"id": guild_id, "unavailable": True} for guild_id in guilds],
             "session_id": session.id,
             "resume_gateway_url": self.url,
-            "shard": [0, 1],
+            "shard": [shard_id, count],
             "application": {"id": self.api.APPLICATION_ID, "flags": 1 << 19},
         }
-        self._live = socket
-        self.dispatch("READY", ready)
+        self._live[shard_id] = socket
+        self.dispatch("READY", ready, shard=shard_id)
         if intents & GUILDS:
-            for guild_id in self.api.guilds:
-                self.dispatch("GUILD_CREATE", self.api.guild_create(guild_id))
-        self._ready.set()
+            for guild_id in guilds:
+                self.dispatch("GUILD_CREATE", self.api.guild_create(guild_id), shard=shard_id)
+        if len(self._sessions) == count:
+            self._ready.set()
 
     async def _resume(self, socket: web.WebSocketResponse, data: dict[str, Any]) -> None:
         self.resumes.append({key: value for key, value in data.items() if key != "token"})
         self._resume_asked.set()
         await self._resume_gate.wait()
-        session = self._session
+        matching = [(k, v) for k, v in self._sessions.items() if v.id == data.get("session_id")]
+        shard_id, session = matching[0] if matching else (0, None)
+        await self._take_shard(socket, shard_id)
         if (
             session is None
             or data.get("token") != self.api.BOT_TOKEN
@@ -267,8 +304,8 @@ class FakeGateway:
                 await self._send_event(socket, event)
                 sent = event[0]
                 self.replayed += 1
-        self._live = socket
-        self.dispatch("RESUMED", {})
+        self._live[shard_id] = socket
+        self.dispatch("RESUMED", {}, shard=shard_id)
 
     async def _send_event(
         self, socket: web.WebSocketResponse, event: tuple[int, str, dict[str, Any]]
