@@ -148,20 +148,41 @@ class _Splitter:
         opened_here = self.text[max(pos, block.end) : cut].strip()
         return bool(opened_here) and bool(self.text[cut:block_end].strip())
 
+    def window_end(self, pos: int, reopen: str) -> int:
+        """The furthest end of a part starting at `pos` whose text fits the limit (UTF-16)."""
+        end = bisect.bisect_right(self.offsets, self.offsets[pos] + self.limit - len(reopen))
+        return end - 1
+
+    def leads_to_a_break(self, cut: int) -> bool:
+        """Whether the part after a cut at `cut` can end at a boundary too (or is the last).
+
+        If it cannot, that part is cut hard anyway and the break at `cut` only wastes the room
+        left before it: `[auto-reply] echo:` and 3,000 emoji took five parts, the first "echo:".
+        """
+        block = self.block_at(cut)
+        reopen = f"{FENCE}{block.lang}\n" if block else ""
+        start = self.skip_space(cut, in_block=block is not None)
+        rest = self.text[start:].rstrip()
+        if len(reopen) + self.width(start, start + len(rest)) <= self.limit:
+            return True
+        end = self.window_end(start, reopen)
+        return any(char.isspace() for char in self.text[start + 1 : end + 1])
+
     def cut(self, pos: int, reopen: str) -> int:
-        """The best place to end the part that starts at `pos`."""
-        # The furthest end whose text fits the limit, by UTF-16 units.
-        window_end = bisect.bisect_right(self.offsets, self.offsets[pos] + self.limit - len(reopen))
-        window_end -= 1
+        """The best place to end the part that starts at `pos`: the best boundary, unless the
+        part after it would have none (then the part is filled instead)."""
+        window_end = self.window_end(pos, reopen)
         for boundary in BOUNDARIES:
             cuts = []
             for match in boundary.finditer(self.text, pos):
                 if match.end() > window_end:
                     break
                 cuts.append(match.end())
-            for cut in reversed(cuts):
-                if self.fits(pos, cut, reopen, strict=True):
-                    return cut
+            best = next((c for c in reversed(cuts) if self.fits(pos, c, reopen, strict=True)), None)
+            if best is not None and self.leads_to_a_break(best):
+                return best
+            if best is not None:
+                break  # no good break: fill the part
         for cut in range(window_end, pos, -1):
             if not self.splits_symbol(cut) and self.fits(pos, cut, reopen, strict=False):
                 return cut
@@ -187,7 +208,9 @@ def split_message(text: str, limit: int = 2000) -> list[str]:
 
     `limit` is in `discord_length` units: pass the message limit less `discord_length(prefix)`
     of anything put before each part. Boundaries, best first: blank line, line, sentence end,
-    word, else a hard cut that keeps emoji sequences and accented letters whole. Whitespace
+    word, else a hard cut that keeps emoji sequences and accented letters whole. A boundary
+    after which the next part would have to be cut hard anyway is no good break: the part is
+    filled instead, so no part is wasted. Whitespace
     at cut points is dropped. A part that ends inside a code block closes it, and the next
     part reopens it with the same language tag. Whitespace-only text gives no parts.
     """

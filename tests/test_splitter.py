@@ -202,8 +202,22 @@ def test_an_emoji_heavy_reply_splits_within_2000_utf16_units() -> None:
     assert all(discord_length(part) <= 2000 for part in parts), [len(p) for p in parts]
     assert all(len(part) <= 2000 for part in parts)
     assert _non_space("".join(parts)) == _non_space(text)
-    # Word boundaries first; the 2,400-unit run of rockets is cut hard, at 2,000 units.
-    assert [discord_length(part) for part in parts] == [1999, 1199, 2000, 400]
+    # Word boundaries first; the 2,400-unit run of rockets must be cut hard anyway, so the
+    # part before it is filled with rockets rather than ended at its last word.
+    assert [discord_length(part) for part in parts] == [1999, 2000, 1600]
+
+
+def test_a_part_is_filled_when_the_next_could_not_end_at_a_break_anyway() -> None:
+    """Spacebar's run: `[auto-reply] echo:` and 3,000 emoji took five parts, the first holding
+    only "echo:", where four fit."""
+    prefix = "[auto-reply] "
+    text = "echo: " + "🚀" * 3000
+    parts = split_message(text, 2000 - discord_length(prefix))
+    assert [discord_length(part) for part in parts] == [1986, 1986, 1986, 48]
+    assert parts[0].startswith("echo: 🚀")
+    assert "".join(parts) == text
+    # A break the next part can end at too is still taken, however short the part before it.
+    assert split_message("echo:\n" + "🚀" * 30 + " and then" * 10, 64)[0] == "echo:"
 
 
 def test_a_prefix_measured_in_utf16_units_keeps_every_message_within_the_limit() -> None:
