@@ -406,7 +406,7 @@ async def test_the_reply_limits_survive_a_restart_whatever_the_session(
         assert len(fake_openai.requests) == 2
 
 
-async def test_ask_counts_toward_the_same_limits_as_messages(
+async def test_a_message_answer_counts_toward_the_limits_of_an_ask(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
     async with running_bot(tmp_path, fake_openai, RULES, MAX_REPLIES_PER_MINUTE=1) as running:
@@ -417,6 +417,26 @@ async def test_ask_counts_toward_the_same_limits_as_messages(
         assert refused.callback["type"] == 4  # refused at once, not deferred
         assert refused.callback["data"]["content"] == TOO_OFTEN
         assert refused.callback["data"]["flags"] == EPHEMERAL
+        assert len(fake_openai.requests) == 1
+
+
+async def test_an_ask_answer_counts_toward_the_limits_of_messages_and_asks(
+    tmp_path: Path, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="server.bot")
+    async with running_bot(tmp_path, fake_openai, RULES, MAX_REPLIES_PER_MINUTE=1) as running:
+        asked = await command(running, "ask", FRIEND, DM_CHANNEL, prompt="first?")
+        assert asked.original is not None
+        assert asked.original["content"] == "echo: first? [turns=1]"
+
+        held = running.api.post_as_user(FRIEND, DM_CHANNEL, "and now?")
+        said = f"message {held['id']} remembered, not answered: over 1 replies per minute"
+        await eventually(lambda: any(said in r.getMessage() for r in caplog.records), said)
+        again = await command(running, "ask", FRIEND, DM_CHANNEL, prompt="and again?")
+        assert again.callback is not None
+        assert again.callback["type"] == 4  # refused at once
+        assert again.callback["data"]["content"] == TOO_OFTEN
+        assert running.api.messages == []
         assert len(fake_openai.requests) == 1
 
 
