@@ -39,6 +39,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI
+from tests.http_connection import HttpConnection
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-websocket-secret-0123456789abcdef"
@@ -255,9 +256,9 @@ class Replies:
 
 
 class BenchClient:
-    """A websocket client that speaks like the plugin and counts the server's acks."""
+    """A client that speaks like the plugin, over a WebSocket or HTTP, and counts the acks."""
 
-    def __init__(self, connection: ClientConnection) -> None:
+    def __init__(self, connection: ClientConnection | HttpConnection) -> None:
         self.connection = connection
         self.acks = 0
         self.errors: list[str] = []
@@ -266,9 +267,14 @@ class BenchClient:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def connect(cls, url: str) -> BenchClient:
-        # No keepalive pings: on loopback they only time out behind a flood of frames.
-        connection = await connect(url, max_queue=None, ping_interval=None)
+    async def connect(cls, url: str, transport: str = "websocket") -> BenchClient:
+        """Say hello over a WebSocket, or over the HTTP transport (`transport="http"`)."""
+        connection: ClientConnection | HttpConnection
+        if transport == "http":
+            connection = await HttpConnection.open(url, SECRET)
+        else:
+            # No keepalive pings: on loopback they only time out behind a flood of frames.
+            connection = await connect(url, max_queue=None, ping_interval=None)
         hello = {"type": "hello", "secret": SECRET, "client": "bench", "version": "1"}
         await connection.send(json.dumps(hello))
         welcome = json.loads(await asyncio.wait_for(connection.recv(), 10))
@@ -312,6 +318,8 @@ class Bench:
     """The relay's burst seconds, steady median and steady CPU per message, for the library
     floor to compare with."""
     _sent: int = 0
+    sequential_median: float | None = None
+    """The WebSocket's median in the sequential phase, for the HTTP transport to compare with."""
 
     def target(self, what: str, figure: str, met: bool) -> None:
         self.results.append((what, figure, met))
@@ -340,6 +348,29 @@ class Bench:
             f"  median {ms(statistics.median(latencies))}, "
             f"p95 {ms(percentile(latencies, 0.95))}, p99 {ms(percentile(latencies, 0.99))}"
         )
+        self.sequential_median = statistics.median(latencies)
+
+    async def over_http(self, messages: int, pairs: int) -> None:
+        """1b. The same overhead over the plugin's HTTP transport: frames posted, acks polled."""
+        websocket = self.client
+        self.client = await BenchClient.connect(self.server.url, "http")
+        try:
+            latencies = []
+            for n in range(messages):
+                message_id = self.next_id(7)
+                started = await self.message(message_id, n % pairs, f"over http {n}")
+                await self.replies.wait_for([message_id], timeout=10)
+                latencies.append(self.replies.at[message_id] - started)
+        finally:
+            await self.client.close()
+            self.client = websocket
+        median = statistics.median(latencies)
+        print(f"overhead over the HTTP transport, {messages} sequential messages:")
+        print(f"  median {ms(median)}, p95 {ms(percentile(latencies, 0.95))}")
+        if self.sequential_median is not None:
+            added = median - self.sequential_median
+            print(f"  {ms(added)} more than over the WebSocket")
+            self.target("HTTP median minus the WebSocket's", ms(added), added < 0.003)
 
     async def to_relay(self, message_id: str, pair: int, content: str) -> None:
         """Send a message to the relay, as the plugin would."""
@@ -553,6 +584,8 @@ async def run(args: argparse.Namespace) -> None:
             phases = set(args.phases.split(","))
             if "sequential" in phases:
                 await measured(bench.sequential(args.messages, args.pairs))
+            if "http" in phases:
+                await measured(bench.over_http(args.messages, args.pairs))
             if "concurrency" in phases:
                 await measured(bench.concurrency(args.pairs, args.llm_delay))
             if "steady" in phases:
@@ -593,7 +626,7 @@ def main() -> None:
     parser.add_argument("--unwatched", type=int, default=50_000, help="unwatched frames")
     parser.add_argument(
         "--phases",
-        default="sequential,concurrency,steady,floor,volume,unwatched",
+        default="sequential,http,concurrency,steady,floor,volume,unwatched",
         help="comma-separated phases to run",
     )
     parser.add_argument("--profile", type=Path, help="record the server with py-spy to this file")

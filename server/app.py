@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from websockets.asyncio.server import Server
-
 from server import protocol
 from server.away_mode import AwayMode
 from server.config import ConfigError, Settings
@@ -22,6 +20,7 @@ from server.drafts import Drafts
 from server.echoes import EchoTracker
 from server.gateway import Gateway
 from server.llm.chain import BackendChain, build_backend_chain
+from server.local_server import LocalServer
 from server.messengers.base import Messenger
 from server.messengers.macro import MacroMessenger
 from server.messengers.plugin import PluginMessenger
@@ -148,7 +147,7 @@ class App:
             rules=lambda: self.rules_watcher.current,
             notify=self.gateway.broadcast,
         )
-        self._server: Server | None = None
+        self._server: LocalServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     def _watch_list(self) -> list[dict[str, str]]:
@@ -188,8 +187,12 @@ class App:
         await self.relay.start()
         await self.away.start()
         await self.drafts.start()
-        self._server = await self.gateway.start(settings.WEBSOCKET_HOST, settings.WEBSOCKET_PORT)
-        port = int(self._server.sockets[0].getsockname()[1])
+        self._server = await self.gateway.start(
+            settings.WEBSOCKET_HOST,
+            settings.WEBSOCKET_PORT,
+            check_host=is_loopback(settings.WEBSOCKET_HOST),
+        )
+        port = self._server.port
         self._tasks = [
             asyncio.create_task(self.rules_watcher.run(), name="rules watcher"),
             asyncio.create_task(self._prune_daily(), name="retention"),
@@ -197,6 +200,7 @@ class App:
         if not is_loopback(settings.WEBSOCKET_HOST):
             log.warning("listening on a non-loopback address: other machines can reach the relay")
         log.info("listening on ws://%s:%d", settings.WEBSOCKET_HOST, port)
+        log.info("the plugin's HTTP transport: http://%s:%d/plugin/", settings.WEBSOCKET_HOST, port)
         log.info("LLM backends: %s", describe_backends(settings, self.llm))
         log.info("messenger: %s", self.messenger.name)
         watched = len(self.rules_watcher.current.rules)
@@ -238,8 +242,7 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+            await self._server.close()
         await self.gateway.aclose()
         await self.drafts.aclose()
         await self.relay.aclose()

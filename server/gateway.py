@@ -1,4 +1,7 @@
-"""The websocket gateway the plugin connects to: handshake, hello/secret, frames in and out."""
+"""The gateway the plugin connects to: hello/secret, frames in and out, whatever the transport.
+
+The links come from `local_server` (a WebSocket, or HTTP polls); the gateway only sees frames.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +11,14 @@ import hmac
 import logging
 import secrets
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
-from websockets.exceptions import ConnectionClosed
-from websockets.typing import Origin
-
 from server import __version__, protocol
+from server.local_server import LocalServer
+from server.plugin_link import LinkClosed, PluginLink
 from server.protocol import (
     Activity,
     AwayRequest,
@@ -33,7 +35,6 @@ from server.protocol import (
 
 log = logging.getLogger(__name__)
 
-MAX_FRAME_BYTES = 1024 * 1024
 Control = Callable[[OwnerFrame], Awaitable[dict[str, Any] | None]]
 """Handles an owner frame (presence, away, draft_action); its answer, if any."""
 Greeting = Callable[[], Awaitable[list[dict[str, Any]]]]
@@ -47,13 +48,8 @@ class _Waiter:
     """A request waiting for the plugin's answer of type `kind` with its nonce."""
 
     future: asyncio.Future[Sent | Opened]
-    connection: ServerConnection
+    connection: PluginLink
     kind: type[Sent | Opened]
-
-
-def _peer(connection: ServerConnection) -> str:
-    address = connection.remote_address
-    return f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
 
 
 class Gateway:
@@ -81,13 +77,12 @@ class Gateway:
         if not secret:
             raise ValueError("the gateway needs a non-empty secret")
         self._secret = secret.encode()
-        self._origins: list[Origin | None] = [Origin(origin) for origin in allowed_origins]
-        self._origins.append(None)  # clients that send no Origin (not a browser page) are fine
+        self._origins = list(allowed_origins)
         self._accept = accept
         self._watch_list = watch_list
         self._messenger_name = messenger_name
         self._hello_timeout = hello_timeout
-        self._clients: list[ServerConnection] = []  # plugins only (never cli clients), oldest first
+        self._clients: list[PluginLink] = []  # plugins only (never cli clients), oldest first
         self._client_connected = asyncio.Event()
         self._pending: dict[str, _Waiter] = {}
         self._last_activity: float | None = None
@@ -95,45 +90,54 @@ class Gateway:
         self._greeting = greeting
         self._control_tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self, host: str, port: int) -> Server:
-        """Listen on host:port; the returned server's `close()` stops it."""
-        return await serve(
-            self._handle,
-            host,
-            port,
-            origins=self._origins,
-            max_size=MAX_FRAME_BYTES,
-            server_header=f"discord-auto-reply/{__version__}",
-            # Frames are small and travel over loopback: deflating each one (and its ack) only
-            # costs CPU, and a compression context per connection.
-            compression=None,
-        )
+    async def start(self, host: str, port: int, *, check_host: bool = True) -> LocalServer:
+        """Listen on host:port for both transports; the returned server's `close()` stops it.
 
-    async def _handle(self, connection: ServerConnection) -> None:
-        peer = _peer(connection)
+        `check_host`: refuse HTTP requests whose Host is not a loopback name (on a loopback bind).
+        """
+        server = LocalServer(
+            secret=self._secret.decode(),
+            allowed_origins=self._origins,
+            serve_link=self.serve,
+            check_host=check_host,
+        )
+        await server.start(host, port)
+        return server
+
+    async def serve(self, connection: PluginLink) -> None:
+        """Serve one client from its hello until its link ends."""
+        peer = connection.peer
         hello = await self._authenticate(connection, peer)
         if hello is None:
             return
         if hello.role == "cli":
             await self._serve_cli(connection, peer)
             return
-        log.info("plugin connected from %s (%s %s)", peer, hello.client or "?", hello.version)
-        await connection.send(
-            protocol.encode(protocol.welcome(__version__, self._watch_list(), self._messenger_name))
+        log.info(
+            "plugin connected from %s over %s (%s %s)",
+            peer,
+            connection.transport,
+            hello.client or "?",
+            hello.version,
         )
         self._clients.append(connection)
         self._client_connected.set()
         try:
+            connection.send(
+                protocol.encode(
+                    protocol.welcome(__version__, self._watch_list(), self._messenger_name)
+                )
+            )
             await self._greet(connection)
-            async for text in connection:
-                await self._on_frame(connection, text, peer)
-        except ConnectionClosed:
+            while True:
+                await self._on_frame(connection, await connection.recv(), peer)
+        except LinkClosed:
             pass
         finally:
             self._forget(connection)
             log.info("plugin at %s disconnected", peer)
 
-    async def _authenticate(self, connection: ServerConnection, peer: str) -> Hello | None:
+    async def _authenticate(self, connection: PluginLink, peer: str) -> Hello | None:
         try:
             first = await asyncio.wait_for(connection.recv(), self._hello_timeout)
             frame = protocol.parse_client_frame(first)
@@ -143,7 +147,7 @@ class Gateway:
         except ProtocolError as exc:
             await self._refuse(connection, peer, protocol.CLOSE_NO_HELLO, f"bad hello: {exc}")
             return None
-        except ConnectionClosed:
+        except LinkClosed:
             return None
         if not isinstance(frame, Hello):
             await self._refuse(connection, peer, protocol.CLOSE_NO_HELLO, "first frame not hello")
@@ -153,21 +157,21 @@ class Gateway:
             return None
         return frame
 
-    async def _refuse(self, connection: ServerConnection, peer: str, code: int, why: str) -> None:
-        log.warning("refused websocket client %s: %s", peer, why)
+    async def _refuse(self, connection: PluginLink, peer: str, code: int, why: str) -> None:
+        log.warning("refused %s client %s: %s", connection.transport, peer, why)
         # A close reason may hold at most 123 bytes of UTF-8; more is a protocol error.
         await connection.close(code, why.encode()[:120].decode(errors="ignore"))
 
-    async def _on_frame(self, connection: ServerConnection, text: str | bytes, peer: str) -> None:
+    async def _on_frame(self, connection: PluginLink, text: str | bytes, peer: str) -> None:
         try:
             frame = protocol.parse_client_frame(text)
         except ProtocolError as exc:
             log.warning("bad frame from %s: %s", peer, exc)
-            await connection.send(protocol.encode(protocol.error(str(exc))))
+            connection.send(protocol.encode(protocol.error(str(exc))))
             return
         if isinstance(frame, IncomingMessage):
             await self._accept(frame)
-            await connection.send(protocol.encode(protocol.ack(frame.id)))
+            connection.send(protocol.encode(protocol.ack(frame.id)))
         elif isinstance(frame, Sent | Opened):
             waiter = self._pending.get(frame.nonce)
             if waiter is not None and isinstance(frame, waiter.kind) and not waiter.future.done():
@@ -175,62 +179,66 @@ class Gateway:
         elif isinstance(frame, Activity):
             self._note_activity(frame.at / 1000)
         elif isinstance(frame, StatusRequest):
-            await connection.send(protocol.encode(self._status()))
+            connection.send(protocol.encode(self._status()))
         elif isinstance(frame, PresenceReport | AwayRequest):
             # In order: a message right after a presence report is judged by the new status.
             await self._answer_control(connection, frame, peer)
         elif isinstance(frame, DraftAction):
             self._start_control(connection, frame, peer)
         else:
-            await connection.send(protocol.encode(protocol.error("already authenticated")))
+            connection.send(protocol.encode(protocol.error("already authenticated")))
 
-    async def _serve_cli(self, connection: ServerConnection, peer: str) -> None:
+    async def _serve_cli(self, connection: PluginLink, peer: str) -> None:
         """A command-line client: welcome it, then answer its `status`, `away` and `draft_action`
         frames until it leaves; it is never chosen to post."""
         log.info("command-line client connected from %s", peer)
         welcome = protocol.welcome(__version__, self._watch_list(), self._messenger_name)
         try:
-            await connection.send(protocol.encode(welcome))
-            async for text in connection:
+            connection.send(protocol.encode(welcome))
+            while True:
+                text = await connection.recv()
                 try:
                     frame = protocol.parse_client_frame(text)
                 except ProtocolError as exc:
-                    await connection.send(protocol.encode(protocol.error(str(exc))))
+                    connection.send(protocol.encode(protocol.error(str(exc))))
                     continue
                 if isinstance(frame, StatusRequest):
-                    await connection.send(protocol.encode(self._status()))
+                    connection.send(protocol.encode(self._status()))
                 elif isinstance(frame, AwayRequest):
                     await self._answer_control(connection, frame, peer)
                 elif isinstance(frame, DraftAction):
                     self._start_control(connection, frame, peer)
                 else:
                     error = f"a cli client may not send {frame.type!r} frames"
-                    await connection.send(protocol.encode(protocol.error(error)))
-        except ConnectionClosed:
+                    connection.send(protocol.encode(protocol.error(error)))
+        except LinkClosed:
             pass
         log.info("command-line client at %s disconnected", peer)
 
     def _status(self) -> dict[str, Any]:
+        transports = Counter[str](client.transport for client in self._clients)
         return protocol.status(
-            __version__, len(self._clients), len(self._watch_list()), self._messenger_name
+            __version__,
+            len(self._clients),
+            len(self._watch_list()),
+            self._messenger_name,
+            dict(transports),
         )
 
-    async def _greet(self, connection: ServerConnection) -> None:
+    async def _greet(self, connection: PluginLink) -> None:
         """Send a new plugin what it must know beyond the welcome (away status, drafts)."""
         if self._greeting is not None:
             for frame in await self._greeting():
-                await connection.send(protocol.encode(frame))
+                connection.send(protocol.encode(frame))
 
-    def _start_control(self, connection: ServerConnection, frame: OwnerFrame, peer: str) -> None:
+    def _start_control(self, connection: PluginLink, frame: OwnerFrame, peer: str) -> None:
         """Handle a draft action in its own task: sending a draft may wait on this very plugin's
         `sent` answer, which this connection's read loop must stay free to receive."""
         task = asyncio.create_task(self._answer_control(connection, frame, peer))
         self._control_tasks.add(task)
         task.add_done_callback(self._control_tasks.discard)
 
-    async def _answer_control(
-        self, connection: ServerConnection, frame: OwnerFrame, peer: str
-    ) -> None:
+    async def _answer_control(self, connection: PluginLink, frame: OwnerFrame, peer: str) -> None:
         if self._control is None:  # a gateway without away mode: presence reports are moot
             answer: dict[str, Any] | None = (
                 None
@@ -244,7 +252,7 @@ class Gateway:
                 log.exception("could not handle a %s frame from %s", frame.type, peer)
                 answer = protocol.error(f"the server could not handle that {frame.type} frame")
         if answer is not None:
-            await self._send_quietly(connection, protocol.encode(answer))
+            self._send_quietly(connection, protocol.encode(answer))
 
     async def aclose(self) -> None:
         """Stop the owner frames still being handled (a draft being sent)."""
@@ -252,7 +260,7 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._control_tasks, return_exceptions=True)
 
-    def _forget(self, connection: ServerConnection) -> None:
+    def _forget(self, connection: PluginLink) -> None:
         if connection in self._clients:
             self._clients.remove(connection)
         if not self._clients:
@@ -265,11 +273,13 @@ class Gateway:
 
     def broadcast(self, frame: dict[str, Any]) -> None:
         """Send a frame to every connected plugin (`watch` updates, drafts, the away status)."""
-        broadcast(self._clients, protocol.encode(frame))
+        text = protocol.encode(frame)
+        for connection in list(self._clients):
+            self._send_quietly(connection, text)
 
-    async def _send_quietly(self, connection: ServerConnection, text: str) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            await connection.send(text)
+    def _send_quietly(self, connection: PluginLink, text: str) -> None:
+        with contextlib.suppress(LinkClosed):
+            connection.send(text)
 
     async def request(self, frame: dict[str, Any], nonce: str, timeout: float) -> Sent:
         """Send `frame` to the newest plugin and wait for its `sent` answer with `nonce`.
@@ -308,9 +318,9 @@ class Gateway:
             future: asyncio.Future[Sent | Opened] = asyncio.get_running_loop().create_future()
             self._pending[nonce] = _Waiter(future, connection, kind)
             try:
-                await connection.send(protocol.encode(frame))
+                connection.send(protocol.encode(frame))
                 answer = await future
-            except ConnectionClosed as exc:
+            except LinkClosed as exc:
                 raise ConnectionError("the plugin disconnected") from exc
             finally:
                 del self._pending[nonce]
@@ -320,4 +330,4 @@ class Gateway:
     async def notify(self, frame: dict[str, Any]) -> None:
         """Send `frame` to the newest plugin if one is connected; no answer expected."""
         if self._clients:
-            await self._send_quietly(self._clients[-1], protocol.encode(frame))
+            self._send_quietly(self._clients[-1], protocol.encode(frame))

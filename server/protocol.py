@@ -262,12 +262,20 @@ def open_channel(nonce: str, channel: str) -> dict[str, Any]:
     return {"type": "open_channel", "nonce": nonce, "channel": channel}
 
 
-def status(server_version: str, plugins: int, watching: int, messenger: str) -> dict[str, Any]:
-    """The answer to a `status` request: connected plugins, watched pairs, the messenger."""
+def status(
+    server_version: str,
+    plugins: int,
+    watching: int,
+    messenger: str,
+    transports: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """The answer to a `status` request: connected plugins (and how many over each transport,
+    "websocket" and "http"), watched pairs, the messenger."""
     return {
         "type": "status",
         "server_version": server_version,
         "plugins": plugins,
+        "transports": transports or {},
         "watching": watching,
         "messenger": messenger,
     }

@@ -44,13 +44,12 @@ async def main(secret: str) -> None:
         messenger_name="macro",
     )
     server = await gateway.start("127.0.0.1", 0)
-    print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
+    print(f"listening on {server.port}", flush=True)
     try:
         while line := await asyncio.to_thread(sys.stdin.readline):
             print(json.dumps(await _answer(gateway, line.strip())), flush=True)
     finally:
-        server.close()
-        await server.wait_closed()
+        await server.close()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from server.app import App
 from server.config import Settings
+from tests.http_connection import HttpConnection
 
 SECRET = "test-websocket-secret-0123456789"
 OWNER_FRAMES = ("away_status", "draft", "draft_done", "summary")
@@ -80,7 +81,9 @@ class PluginClient:
     `answer_open(frame)` (None: no answer); by default the channel is shown, focused.
     """
 
-    def __init__(self, connection: ClientConnection, welcome: dict[str, Any]) -> None:
+    def __init__(
+        self, connection: ClientConnection | HttpConnection, welcome: dict[str, Any]
+    ) -> None:
         self.connection = connection
         self.welcome = welcome
         self.frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -94,8 +97,13 @@ class PluginClient:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def connect(cls, url: str, secret: str = SECRET) -> PluginClient:
-        connection = await connect(url)
+    async def connect(
+        cls, url: str, secret: str = SECRET, *, transport: str = "websocket"
+    ) -> PluginClient:
+        """Say hello over a WebSocket, or over the HTTP transport (`transport="http"`)."""
+        connection: ClientConnection | HttpConnection = (
+            await HttpConnection.open(url, secret) if transport == "http" else await connect(url)
+        )
         await connection.send(
             json.dumps(
                 {

@@ -28,6 +28,7 @@ def test_every_benchmark_phase_runs_and_reports() -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     for heading in (
         "overhead, 5 sequential messages",
+        "overhead over the HTTP transport, 5 sequential messages",
         "concurrency, 4 pairs with a 0.20 s LLM",
         "overhead at 40 messages/s, 10 messages over 4 pairs",
         "library floor: the same messages through OpenAIBackend and RestMessenger alone",

@@ -255,12 +255,16 @@ async def test_cli_client_is_welcomed_and_told_the_status(tmp_path: Path) -> Non
             "type": "status",
             "server_version": __version__,
             "plugins": 0,
+            "transports": {},
             "watching": 2,
             "messenger": "plugin",
         }
         plugin = await PluginClient.connect(running.url)
-        assert (await status_of(ws))["plugins"] == 1
+        over_http = await PluginClient.connect(running.url, transport="http")
+        status = await status_of(ws)
+        assert (status["plugins"], status["transports"]) == (2, {"websocket": 1, "http": 1})
         await plugin.close()
+        await over_http.close()
         for _ in range(100):  # the server notices the close a moment later
             if (await status_of(ws))["plugins"] == 0:
                 break
@@ -322,6 +326,7 @@ async def test_replies_go_to_the_plugin_never_to_a_newer_cli_client(
                 "type": "status",
                 "server_version": __version__,
                 "plugins": 1,
+                "transports": {"websocket": 1},
                 "watching": 1,
                 "messenger": "plugin",
             }
