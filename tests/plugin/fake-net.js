@@ -49,7 +49,7 @@ class NetResponse extends Response {
 /**
  * `{ fetch, calls, inFlight }`: `fetch(input, init)` is BdApi.Net.fetch; every call is kept in
  * `calls` as {url, method, headers, body, timeout, status, outcome ("pending", "response",
- * "error"), error, responseText, ended, streamError} and `destroy(error)` (not enumerable) that
+ * "error"), error, responseText, ended, streamError, closed (its connection)} and `destroy(error)` (not enumerable) that
  * drops its connection; `inFlight` counts requests whose connection is still open (a held poll, a
  * streaming body). Hooks for the harness's frame recorder:
  * `onRequest(call)` before the request goes out; `onResponseText(call, text)` for each chunk of
@@ -72,7 +72,7 @@ function createFakeNet({ onRequest, onResponseText, onResponseEnd, rewrite } = {
         const timeout = init?.timeout ?? DEFAULT_TIMEOUT;
         const maxRedirects = init?.maxRedirects ?? MAX_DEFAULT_REDIRECTS;
         const body = request.body ? await request.clone().text() : null;
-        const call = { url: request.url, method, headers, body, timeout, status: null, outcome: "pending", error: null, responseText: "", ended: false, streamError: null };
+        const call = { url: request.url, method, headers, body, timeout, status: null, outcome: "pending", error: null, responseText: "", ended: false, streamError: null, closed: false };
         calls.push(call);
         onRequest?.(call);
         try {
@@ -159,6 +159,7 @@ function createFakeNet({ onRequest, onResponseText, onResponseEnd, rewrite } = {
                 Object.defineProperty(call, "destroy", { value: (error) => req.destroy(error), configurable: true });
                 req.once("close", () => {
                     inFlight -= 1;
+                    call.closed = true;
                 });
                 req.shouldKeepAlive = request.keepalive; // false unless asked: "Connection: close"
                 if (signal) {

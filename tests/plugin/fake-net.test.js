@@ -192,6 +192,7 @@ describe("the harness's frame recorder over Net.fetch", () => {
         await post([{ type: "hello", secret: "s" }]);
         assert.equal(spy.sockets.length, 1);
         assert.equal(spy.sockets[0].transport, "http");
+        await waitFor(() => spy.sockets[0].readyState === 3); // no request of the session is open
         assert.deepEqual(await (await fake.fetch(`${base}/poll`)).json(), { frames: [{ seq: 1, frame: { type: "welcome" } }, { seq: 2, frame: { type: "ack", id: "7" } }] });
         await post([{ type: "message", id: "7" }]);
         assert.deepEqual(spy.sent, [{ socket: 0, type: "hello", secret: "s" }, { socket: 0, type: "message", id: "7" }]);

@@ -90,8 +90,8 @@ function spyWebSocket({ origin = DISCORD_ORIGIN, lna = null } = {}) {
  * response (a whole JSON body, or line by line: NDJSON, or SSE `data:` lines) with a `frames` array
  * is frames received, each unwrapped from `{seq, frame}`; a bare frame (or `{seq, frame}`) is one.
  * Each hello sent opens an HTTP session, recorded in `spy.sockets` (transport "http") so frames
- * carry its index as `socket`; its `close()` destroys the session's open requests, as a dropped
- * connection. `spy.dropIncoming` filters frames out of responses whose headers arrive while it is
+ * carry its index as `socket`; its `readyState` is OPEN (1) while one of its requests is open, else
+ * CLOSED (3); its `close()` destroys the session's open requests, as a dropped connection. `spy.dropIncoming` filters frames out of responses whose headers arrive while it is
  * set (line by line, so a body without newlines is held to its end).
  */
 function netRecorder(spy) {
@@ -125,7 +125,17 @@ function netRecorder(spy) {
             const frames = parsed ? framesOf(parsed.value) : [];
             if (frames.some((frame) => frame.type === "hello")) {
                 const calls = [];
-                session = { transport: "http", index: spy.sockets.length, closeEvent: null, calls, close: () => calls.forEach((each) => each.destroy?.(new Error("connection dropped by the test"))) };
+                session = {
+                    transport: "http",
+                    index: spy.sockets.length,
+                    closeEvent: null,
+                    calls,
+                    // OPEN while one of its requests is open (a session always holds a poll), then CLOSED.
+                    get readyState() {
+                        return calls.some((each) => !each.closed) ? 1 : 3;
+                    },
+                    close: () => calls.forEach((each) => each.destroy?.(new Error("connection dropped by the test"))),
+                };
                 spy.sockets.push(session);
             }
             call.session = session?.index ?? null;
