@@ -12,6 +12,13 @@
 const DEFAULT_SETTINGS = { host: "127.0.0.1", port: 8765, secret: "", enabled: true }; // @install-defaults
 // The same line as shipped, never rewritten: tells installed values from factory ones.
 const FACTORY_SETTINGS = { host: "127.0.0.1", port: 8765, secret: "", enabled: true };
+// How the plugin reaches the server: "auto" tries the WebSocket, then HTTP through BdApi.Net.fetch.
+const TRANSPORTS = [
+    ["auto", "Auto: WebSocket, else HTTP"],
+    ["websocket", "WebSocket only"],
+    ["http", "HTTP only (through BetterDiscord's Net.fetch)"],
+];
+const TRANSPORT_NAMES = { websocket: "WebSocket", http: "HTTP" };
 
 const PLUGIN_NAME = "DiscordAutoReply";
 const PLUGIN_VERSION = "0.1.0";
@@ -21,6 +28,17 @@ const BUFFER_MAX_AGE_MS = 60 * 60 * 1000;
 const BACKOFF = { baseMs: 1000, capMs: 30000 };
 const WELCOME_TIMEOUT_MS = 10000; // handshake + hello + welcome; a silent peer is given up on
 const CLOSE_BAD_SECRET = 4001;
+const CLOSE_ABNORMAL = 1006; // what a socket that never connected (or a lost link) reports
+// A WebSocket refused this fast never reached a server: Chromium's Local Network Access blocks
+// loopback sockets from discord.com before connecting, as a stopped server would look.
+const FAILED_AT_ONCE_MS = 1000;
+// The HTTP transport. Net.fetch's `timeout` is an inactivity timeout (3000 ms if left out): a poll
+// held by the server must be given more, and a finite value.
+const HTTP_POLL_WAIT_MS = 20000; // how long the server may hold a poll with nothing to say
+const HTTP_POLL_TIMEOUT_MARGIN_MS = 10000;
+const HTTP_REQUEST_TIMEOUT_MS = 10000; // opening a session, posting frames
+const HTTP_POLL_RETRIES = 2; // polls that may fail in a row (a timeout) before the link counts as lost
+const HTTP_FRAMES_PER_POST = 64;
 const FORWARDED_TYPES = new Set([0, 19]); // DEFAULT, REPLY
 const EPHEMERAL_FLAG = 64;
 const OPEN_CHANNEL_TIMEOUT_MS = 3000; // how long Discord may take to show a channel we opened
@@ -439,6 +457,152 @@ function sendMessageArgs(frame, guildId) {
     return [frame.channel, message, undefined, options];
 }
 
+/** A short, secret-free description of why a request failed (Node's error code when there is one). */
+function describeFailure(error) {
+    const code = error?.code ?? error?.cause?.code;
+    const text = String(error?.message ?? error ?? "unknown error");
+    return code && !text.includes(code) ? `${text} (${code})` : text;
+}
+
+/**
+ * Why an attempt ended before any welcome: `{text, atOnce}`, where `atOnce` marks a WebSocket that
+ * failed before opening within FAILED_AT_ONCE_MS, as one blocked by Local Network Access does.
+ */
+function describeEnd(transport, { code, reason, elapsedMs, opened }) {
+    const atOnce = transport === "websocket" && !opened && elapsedMs < FAILED_AT_ONCE_MS;
+    let text;
+    if (code === CLOSE_ABNORMAL || code == null) {
+        const what = transport === "websocket" && !opened ? "refused before the handshake" : "lost before any welcome";
+        text = `${reason ? `${reason}; ` : ""}${what} after ${elapsedMs} ms`;
+    } else {
+        text = `closed ${code}${reason ? `: ${reason}` : ""}`;
+    }
+    return { text, atOnce };
+}
+
+/**
+ * The protocol's frames over plain HTTP on the server's port, through `BdApi.Net.fetch`: for when
+ * Discord's Chromium blocks WebSockets to 127.0.0.1 (Local Network Access). `Net.fetch` runs in
+ * BetterDiscord's preload with Node's http, outside the page, so neither LNA nor CORS applies and
+ * no Origin is sent. To the plugin it looks like a WebSocket: `readyState`, `send`, `close`, and
+ * `onopen`, `onmessage`, `onerror`, `onclose` (code 4001 for a refused secret, 1006 for a lost link).
+ *
+ * Frames go up in order, one POST at a time; the server's frames come down numbered, by long polls
+ * that each confirm (`after`) what arrived, so a poll broken on the way loses nothing: the server
+ * gives those frames again.
+ */
+class HttpLink {
+    constructor(baseUrl, secret, fetch, { pollWaitMs = HTTP_POLL_WAIT_MS } = {}) {
+        this.baseUrl = baseUrl;
+        this.fetch = fetch;
+        this.headers = { Authorization: `Bearer ${secret}` };
+        this.pollWaitMs = pollWaitMs;
+        this.readyState = 0; // CONNECTING, as a WebSocket's
+        this.session = null;
+        this.after = 0; // the last server frame received
+        this.queue = []; // frames waiting to be posted
+        this.posting = false;
+        this.aborter = new AbortController();
+        this.onopen = this.onmessage = this.onerror = this.onclose = null;
+        Promise.resolve().then(() => this.open());
+    }
+
+    request(path, { method = "GET", body, timeout = HTTP_REQUEST_TIMEOUT_MS, query = {}, signal = this.aborter.signal } = {}) {
+        const search = String(new URLSearchParams({ ...(this.session ? { session: this.session } : {}), ...query }));
+        const headers = body === undefined ? this.headers : { ...this.headers, "Content-Type": "application/x-ndjson" };
+        return this.fetch(`${this.baseUrl}/plugin/${path}${search ? `?${search}` : ""}`, { method, headers, body, timeout, signal });
+    }
+
+    async open() {
+        let response;
+        try {
+            response = await this.request("open", { method: "POST" });
+        } catch (error) {
+            return this.end(CLOSE_ABNORMAL, describeFailure(error));
+        }
+        if (response.status === 401) return this.end(CLOSE_BAD_SECRET, "bad secret");
+        if (!response.ok) return this.end(CLOSE_ABNORMAL, `HTTP ${response.status} from ${this.baseUrl}/plugin/open`);
+        try {
+            this.session = String((await response.json()).session);
+        } catch (error) {
+            return this.end(CLOSE_ABNORMAL, `not the auto-reply server's answer: ${describeFailure(error)}`);
+        }
+        if (this.readyState !== 0) return undefined;
+        this.readyState = 1;
+        this.onopen?.({});
+        return this.poll();
+    }
+
+    send(data) {
+        if (this.readyState !== 1) throw new Error("the HTTP link is not open");
+        this.queue.push(String(data));
+        void this.post();
+    }
+
+    async post() {
+        if (this.posting) return;
+        this.posting = true;
+        try {
+            while (this.queue.length && this.readyState === 1) {
+                const batch = this.queue.splice(0, HTTP_FRAMES_PER_POST);
+                const response = await this.request("frames", { method: "POST", body: batch.join("\n") });
+                if (!response.ok) return this.end(CLOSE_ABNORMAL, `HTTP ${response.status} posting frames`);
+            }
+        } catch (error) {
+            this.end(CLOSE_ABNORMAL, describeFailure(error));
+        } finally {
+            this.posting = false;
+        }
+        return undefined;
+    }
+
+    async poll() {
+        let failures = 0;
+        while (this.readyState === 1) {
+            let answer;
+            try {
+                const query = { after: String(this.after), wait: String(this.pollWaitMs / 1000) };
+                const response = await this.request("poll", { query, timeout: this.pollWaitMs + HTTP_POLL_TIMEOUT_MARGIN_MS });
+                if (response.status === 404) return this.end(CLOSE_ABNORMAL, "the server no longer knows this session (restarted?)");
+                if (!response.ok) throw new Error(`HTTP ${response.status} polling`);
+                answer = await response.json();
+                failures = 0;
+            } catch (error) {
+                if (this.readyState !== 1) return undefined;
+                failures += 1;
+                if (failures > HTTP_POLL_RETRIES) return this.end(CLOSE_ABNORMAL, describeFailure(error));
+                continue;
+            }
+            for (const entry of Array.isArray(answer?.frames) ? answer.frames : []) {
+                if (!(entry?.seq > this.after)) continue; // given again after a broken poll
+                this.after = entry.seq;
+                this.onmessage?.({ data: JSON.stringify(entry.frame) });
+                if (this.readyState !== 1) return undefined;
+            }
+            if (answer?.closed) return this.end(Number(answer.closed.code), String(answer.closed.reason ?? ""));
+        }
+        return undefined;
+    }
+
+    /** The link ended under us: as a WebSocket, `error` first when it was not a clean close. */
+    end(code, reason) {
+        if (this.readyState === 3) return;
+        this.readyState = 3;
+        this.aborter.abort();
+        if (code === CLOSE_ABNORMAL) this.onerror?.({ message: reason });
+        this.onclose?.({ code, reason, wasClean: code !== CLOSE_ABNORMAL });
+    }
+
+    /** Close from our side: stop polling and tell the server (best effort); no events. */
+    close() {
+        if (this.readyState === 3) return;
+        const hadSession = this.readyState === 1;
+        this.readyState = 3;
+        this.aborter.abort();
+        if (hadSession) this.request("close", { method: "POST", signal: null }).catch(() => {});
+    }
+}
+
 /**
  * The settings to use: saved values over the defaults, except where the installer has written a
  * new default since the defaults seen at the last start (or the factory ones, the first time), so
@@ -453,10 +617,10 @@ function startupSettings(stored, defaults, lastDefaults) {
     return normalizeSettings(settings);
 }
 
-/** The websocket URL for the settings; an IPv6 address gets its brackets. */
-function serverUrl({ host, port }) {
+/** The server's URL for the settings (`ws://`, or `http://` for the HTTP transport); IPv6 gets brackets. */
+function serverUrl({ host, port }, scheme = "ws") {
     const bracketed = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
-    return `ws://${bracketed}:${port}`;
+    return `${scheme}://${bracketed}:${port}`;
 }
 
 function normalizeSettings(stored) {
@@ -467,7 +631,14 @@ function normalizeSettings(stored) {
         port: Number.isInteger(port) && port > 0 && port < 65536 ? port : DEFAULT_SETTINGS.port,
         secret: String(settings.secret ?? ""),
         enabled: settings.enabled !== false,
+        transport: TRANSPORTS.some(([value]) => value === settings.transport) ? settings.transport : "auto",
     };
+}
+
+/** The transports to try in one round: the forced one, or in "auto" the last that worked first. */
+function transportOrder(setting, lastWorking) {
+    if (setting === "websocket" || setting === "http") return [setting];
+    return lastWorking === "http" ? ["http", "websocket"] : ["websocket", "http"];
 }
 
 /* ---------- The plugin: Flux in, websocket out, replies back into Discord ---------- */
@@ -479,11 +650,12 @@ const STATUS_TEXT = {
     reconnecting: "reconnecting",
     "bad secret": "bad secret: copy WEBSOCKET_SECRET from config.json",
 };
+const STATUS_TRANSPORT = { websocket: "over WebSocket", http: "over HTTP (BetterDiscord's Net.fetch)" };
 
 module.exports = class DiscordAutoReply {
     /**
      * BetterDiscord passes the meta header; tests may pass
-     * `{backoff: {baseMs, capMs}, welcomeTimeoutMs, openChannelTimeoutMs, activityIntervalMs}`.
+     * `{backoff: {baseMs, capMs}, welcomeTimeoutMs, openChannelTimeoutMs, activityIntervalMs, httpPollWaitMs}`.
      */
     constructor(meta, options = {}) {
         this.meta = meta ?? { name: PLUGIN_NAME, version: PLUGIN_VERSION };
@@ -496,6 +668,11 @@ module.exports = class DiscordAutoReply {
         this.watch = null; // null until the server first tells us; then the allow-list
         this.status = "disabled";
         this.socket = null;
+        this.transport = null; // the transport of `socket`: "websocket" or "http"
+        this.lastWorking = null; // the transport last welcomed, tried first in "auto"
+        this.failures = {}; // transport -> why it failed in the current round of attempts
+        this.transportNote = null; // why "auto" uses HTTP, shown in the settings panel
+        this.httpPollWaitMs = options.httpPollWaitMs ?? HTTP_POLL_WAIT_MS;
         this.welcomed = false;
         this.attempt = 0;
         this.retryTimer = null;
@@ -617,25 +794,29 @@ module.exports = class DiscordAutoReply {
         this.retryTimer = null;
         if (!this.running || !this.settings.enabled) return this.setStatus("disabled");
         if (this.socket) return;
-        const url = serverUrl(this.settings);
+        const order = transportOrder(this.settings.transport, this.lastWorking);
+        const transport = order.find((name) => !(name in this.failures)) ?? order[0];
         let socket;
         try {
-            socket = new WebSocket(url);
+            socket = this.openLink(transport);
         } catch (error) {
-            this.warnOnce("url", `cannot connect to ${url}: ${error?.message ?? error}`);
-            return this.scheduleReconnect();
+            this.failures[transport] = { text: describeFailure(error), atOnce: false };
+            return this.nextAttempt();
         }
         this.socket = socket;
+        this.transport = transport;
         this.welcomed = false;
         if (this.status !== "reconnecting") this.setStatus("connecting");
+        const startedAt = Date.now();
         let ended = false;
-        const end = (code) => {
+        let opened = false;
+        const end = (code, reason) => {
             if (ended) return;
             ended = true;
-            this.onSocketEnded(socket, code);
+            this.onSocketEnded(socket, code, { reason, elapsedMs: Date.now() - startedAt, opened });
         };
-        const giveUp = () => {
-            end(null);
+        const giveUp = (why) => {
+            end(null, why);
             try {
                 socket.close();
             } catch {
@@ -643,10 +824,11 @@ module.exports = class DiscordAutoReply {
             }
         };
         this.welcomeTimer = setTimeout(() => {
-            this.warnOnce("silent", `no welcome from ${serverUrl(this.settings)} within ${this.welcomeTimeoutMs} ms; is that the auto-reply server?`);
-            giveUp();
+            this.warnOnce("silent", `no welcome from ${this.linkUrl(transport)} within ${this.welcomeTimeoutMs} ms; is that the auto-reply server?`);
+            giveUp(`no welcome within ${this.welcomeTimeoutMs} ms`);
         }, this.welcomeTimeoutMs);
         socket.onopen = () => {
+            opened = true;
             this.send({
                 type: "hello",
                 secret: this.settings.secret,
@@ -657,8 +839,20 @@ module.exports = class DiscordAutoReply {
         };
         socket.onmessage = (event) => this.onFrame(socket, event.data);
         // A refused connection may fire only `error` (Node 20): treat either as the end, once.
-        socket.onerror = giveUp;
-        socket.onclose = (event) => end(event.code);
+        socket.onerror = (event) => giveUp(event?.message);
+        socket.onclose = (event) => end(event.code, event.reason);
+    }
+
+    /** A WebSocket, or an HTTP link through BdApi.Net.fetch; throws when that transport is unavailable. */
+    openLink(transport) {
+        if (transport === "websocket") return new WebSocket(serverUrl(this.settings));
+        const fetch = BdApi.Net?.fetch;
+        if (typeof fetch !== "function") throw new Error("BdApi.Net.fetch is missing: the HTTP transport needs BetterDiscord 1.9.4 or newer");
+        return new HttpLink(serverUrl(this.settings, "http"), this.settings.secret, fetch, { pollWaitMs: this.httpPollWaitMs });
+    }
+
+    linkUrl(transport) {
+        return transport === "http" ? `${serverUrl(this.settings, "http")}/plugin/` : serverUrl(this.settings);
     }
 
     disconnect() {
@@ -667,7 +861,9 @@ module.exports = class DiscordAutoReply {
         this.retryTimer = null;
         const socket = this.socket;
         this.socket = null;
+        this.transport = null;
         this.welcomed = false;
+        this.failures = {};
         if (!socket) return;
         socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
         try {
@@ -677,11 +873,13 @@ module.exports = class DiscordAutoReply {
         }
     }
 
-    onSocketEnded(socket, code) {
+    onSocketEnded(socket, code, { reason, elapsedMs = 0, opened = false } = {}) {
         if (socket !== this.socket) return;
         clearTimeout(this.welcomeTimer);
         const wasWelcomed = this.welcomed;
+        const transport = this.transport;
         this.socket = null;
+        this.transport = null;
         this.welcomed = false;
         if (!this.running || !this.settings.enabled) return this.setStatus("disabled");
         if (code === CLOSE_BAD_SECRET) {
@@ -690,13 +888,29 @@ module.exports = class DiscordAutoReply {
             return;
         }
         if (wasWelcomed) {
+            this.failures = {};
             this.toast("lost the connection to the auto-reply server; reconnecting", "warning");
-        } else if (this.status !== "reconnecting" && !this.toldUnreachable) {
-            this.toldUnreachable = true;
-            this.toast(`the auto-reply server at ${serverUrl(this.settings)} is not reachable; retrying in the background`, "warning");
+            return this.scheduleReconnect();
         }
-        this.scheduleReconnect();
+        this.failures[transport] = describeEnd(transport, { code, reason, elapsedMs, opened });
+        return this.nextAttempt();
     }
+
+    /** After a failed attempt: the round's next transport at once; when all failed, the backoff. */
+    nextAttempt() {
+        const order = transportOrder(this.settings.transport, this.lastWorking);
+        if (order.some((name) => !(name in this.failures))) return this.connect();
+        if (this.status !== "reconnecting" && !this.toldUnreachable) {
+            this.toldUnreachable = true;
+            const why = order.map((name) => `${TRANSPORT_NAMES[name]}: ${this.failures[name].text}`).join("; ");
+            this.toast(`the auto-reply server at ${this.settings.host}:${this.settings.port} is not reachable (${why}); retrying in the background`, "warning");
+        }
+        this.lastFailures = this.failures;
+        this.failures = {};
+        this.renderStatus();
+        return this.scheduleReconnect();
+    }
+
 
     scheduleReconnect() {
         const delay = backoffDelay(this.attempt, this.backoff);
@@ -755,14 +969,32 @@ module.exports = class DiscordAutoReply {
         clearTimeout(this.welcomeTimer);
         this.welcomed = true;
         this.attempt = 0;
+        this.lastWorking = this.transport;
+        this.noteTransport();
+        this.failures = {};
+        this.lastFailures = null;
+        this.toldUnreachable = false;
         this.setWatch(frame.watch);
         this.setStatus("connected");
-        this.toast(`connected to the auto-reply server (${this.watch.length} watched pair(s))`, "success");
+        this.toast(`connected to the auto-reply server ${STATUS_TRANSPORT[this.transport]} (${this.watch.length} watched pair(s))`, "success");
         if (frame.messenger === "macro" && !(DiscordInternals.router() && DiscordInternals.selectedChannelStore())) {
             this.toast("Discord's router or SelectedChannelStore was not found; the GUI macro will not type anything", "error");
         }
         this.flush();
         this.reportPresence(true);
+    }
+
+    /** After a welcome over HTTP in "auto": say why the WebSocket was not used (once per cause). */
+    noteTransport() {
+        const failed = this.failures.websocket;
+        if (this.transport !== "http" || !failed) {
+            if (this.transport === "websocket") this.transportNote = null;
+            return;
+        }
+        this.transportNote = failed.atOnce
+            ? `the WebSocket was refused at once (${failed.text}) while HTTP works: Discord's Chromium blocks local WebSockets (Local Network Access), so the plugin uses HTTP through BetterDiscord's Net.fetch`
+            : `the WebSocket failed (${failed.text}); using HTTP through BetterDiscord's Net.fetch`;
+        this.warnOnce(`transport:${failed.atOnce}`, this.transportNote);
     }
 
     setWatch(value) {
@@ -874,6 +1106,7 @@ module.exports = class DiscordAutoReply {
         field("Server port", input("port", "number", settings.port));
         field("Secret (WEBSOCKET_SECRET in config.json)", input("secret", "password", settings.secret));
         field("Enabled", input("enabled", "checkbox", settings.enabled));
+        field("Connect with", this.choice("transport", TRANSPORTS, settings.transport, (value) => this.updateSettings({ transport: value })));
         field("Away mode (replies go out only while you are away)", this.awaySwitch());
         this.statusElement = document.createElement("div");
         this.statusElement.className = "discord-auto-reply-status";
@@ -895,7 +1128,12 @@ module.exports = class DiscordAutoReply {
     statusLine() {
         const watched = this.watch === null ? "watch list not received yet" : `${this.watch.length} watched pair(s)`;
         const away = this.awayStatus ? ` · ${this.awayStatus.replying ? "replying for you now" : "not replying now"}` : "";
-        return `Status: ${STATUS_TEXT[this.status] ?? this.status} · ${watched} · ${this.outbox.size} unacknowledged${away}`;
+        const over = this.welcomed && this.transport ? ` ${STATUS_TRANSPORT[this.transport]}` : "";
+        const failed = !this.welcomed && this.lastFailures
+            ? ` (last try: ${Object.entries(this.lastFailures).map(([name, failure]) => `${TRANSPORT_NAMES[name]} ${failure.text}`).join("; ")})`
+            : "";
+        const note = this.welcomed && this.transportNote ? ` · ${this.transportNote}` : "";
+        return `Status: ${STATUS_TEXT[this.status] ?? this.status}${over}${failed} · ${watched} · ${this.outbox.size} unacknowledged${away}${note}`;
     }
 
     setStatus(status) {
@@ -949,17 +1187,22 @@ module.exports = class DiscordAutoReply {
     }
 
     awaySwitch() {
+        this.awaySelect = this.choice("away", AWAY_SWITCHES, String(this.awayStatus?.switch ?? "auto"), (value) => this.setAway(value));
+        return this.awaySelect;
+    }
+
+    /** A `<select>` of `[value, label]` options calling `onChange(value)`. */
+    choice(name, options, value, onChange) {
         const select = document.createElement("select");
-        select.name = "away";
-        for (const [value, label] of AWAY_SWITCHES) {
+        select.name = name;
+        for (const [optionValue, label] of options) {
             const option = document.createElement("option");
-            option.value = value;
+            option.value = optionValue;
             option.textContent = label;
             select.appendChild(option);
         }
-        select.value = String(this.awayStatus?.switch ?? "auto");
-        select.addEventListener("change", () => this.setAway(select.value));
-        this.awaySelect = select;
+        select.value = value;
+        select.addEventListener("change", () => onChange(select.value));
         return select;
     }
 
@@ -1078,4 +1321,4 @@ module.exports = class DiscordAutoReply {
 };
 
 // Pure parts, exposed for tests; BetterDiscord ignores static properties.
-module.exports.internals = { DiscordInternals, messageFrame, isWatched, watchList, backoffDelay, Outbox, sendMessageArgs, normalizeSettings, startupSettings, serverUrl, channelPath, ActivityReporter, draftNoticeText, DEFAULT_SETTINGS };
+module.exports.internals = { DiscordInternals, messageFrame, isWatched, watchList, backoffDelay, Outbox, sendMessageArgs, normalizeSettings, startupSettings, serverUrl, channelPath, ActivityReporter, draftNoticeText, transportOrder, describeEnd, HttpLink, DEFAULT_SETTINGS };
