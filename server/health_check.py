@@ -152,6 +152,8 @@ class ServerStatus:
     url: str
     version: str
     plugins: int
+    transports: dict[str, int]
+    """How many plugins are connected over each transport ("websocket", "http")."""
     watching: int
     messenger: str
 
@@ -168,9 +170,24 @@ async def ask_server(settings: Settings) -> ServerStatus:
         url=control_client.server_url(settings),
         version=str(status.get("server_version", "?")),
         plugins=int(status.get("plugins", 0)),
+        transports={
+            str(name): int(count) for name, count in dict(status.get("transports") or {}).items()
+        },
         watching=int(status.get("watching", 0)),
         messenger=str(status.get("messenger", "?")),
     )
+
+
+TRANSPORT_NAMES = {"websocket": "WebSocket", "http": "HTTP (BdApi.Net.fetch)"}
+
+
+def describe_plugins(status: ServerStatus) -> str:
+    """ "1 plugin(s) connected over WebSocket", or per transport when there are several."""
+    over = " and ".join(
+        f"{count} over {TRANSPORT_NAMES.get(name, name)}"
+        for name, count in sorted(status.transports.items())
+    )
+    return f"{status.plugins} plugin(s) connected" + (f" ({over})" if over else "")
 
 
 async def _check_server(settings: Settings) -> tuple[CheckResult, CheckResult]:
@@ -192,7 +209,7 @@ async def _check_server(settings: Settings) -> tuple[CheckResult, CheckResult]:
     if not server_ok:
         detail += f", but config.json says {configured}: restart the server to apply it"
     plugin = (
-        CheckResult("plugin", True, f"{status.plugins} plugin(s) connected", "plugin")
+        CheckResult("plugin", True, describe_plugins(status), "plugin")
         if status.plugins
         else CheckResult(
             "plugin",

@@ -147,7 +147,7 @@ async def test_everything_working_exits_0_and_names_the_account(
     assert "openai (gpt-4o-mini at 127.0.0.1:" in rows["LLM openai"]
     assert " answered in " in rows["LLM openai"]
     assert "watching 2 pair(s), messenger rest" in rows["server"]
-    assert "1 plugin(s) connected" in rows["plugin"]
+    assert "1 plugin(s) connected (1 over WebSocket)" in rows["plugin"]
     assert "signed in as Fake User (@fake-user)" in rows["messenger rest"]
     assert report.stdout.splitlines()[-1].startswith("ready:")
     assert [r.path for r in fake_discord.requests] == ["/api/v9/users/@me"]
@@ -417,3 +417,16 @@ def test_table_without_unicode_and_json() -> None:
             for r in results
         ],
     }
+
+
+async def test_a_plugin_over_the_http_transport_counts_as_connected(
+    tmp_path: Path, fake_openai: FakeOpenAI, fake_discord: FakeDiscord
+) -> None:
+    values = settings_for(fake_openai, fake_discord)
+    async with relay(tmp_path, values) as running:
+        plugin = await PluginClient.connect(running.url, transport="http")
+        report = await check(tmp_path)
+        await plugin.close()
+    rows = report.rows()
+    assert rows["plugin"].startswith("✔"), rows
+    assert "1 plugin(s) connected (1 over HTTP (BdApi.Net.fetch))" in rows["plugin"]
