@@ -89,7 +89,11 @@ async def test_a_page_on_another_origin_is_refused_at_the_handshake(
 ) -> None:
     caplog.set_level(logging.INFO, logger="websockets")
     await relay.start()
-    page = await open_plugin(chromium, relay, pages, origin="https://discord.example")
+    # Over the WebSocket only: the check under test is the server's on its handshake's Origin
+    # (BdApi.Net.fetch sends none; a page outside BetterDiscord has no Net.fetch).
+    settings = {**relay.plugin_settings, "transport": "websocket"}
+    page = await PluginPage.open(chromium, settings, origin="https://discord.example")
+    pages.append(page)
     await page.wait_for("(t) => t.sockets.length >= 3", "three refused attempts")
     events = await page.evaluate("(t) => t.sockets.slice(0, 2).map((socket) => socket.events)")
     assert events == [["error", "close 1006"]] * 2
