@@ -494,3 +494,37 @@ async def test_a_locked_database_delays_the_ack_and_the_reply_record_but_loses_n
         ("222", 1),
         ("223", 1),
     ]
+
+
+async def test_no_ack_while_the_database_refuses_the_write_and_an_acked_message_is_committed(
+    tmp_path: Path, discord: HeldDiscord, llm: HeldOpenAI
+) -> None:
+    """The ack promises the message is kept: none may come while the write waits on a lock,
+    and when it comes, another connection already sees the message."""
+    database = tmp_path / "auto_reply.db"
+    async with running_app(tmp_path, RULES, **rest_settings(discord, llm)) as running:
+        client = await PluginClient.connect(running.url)
+        await client.message("3001", "111", "222", "before the lock")  # the database exists
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "import sqlite3, sys\n"
+            f"db = sqlite3.connect({str(database)!r}, isolation_level=None)\n"
+            "db.execute('BEGIN EXCLUSIVE')\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "db.execute('COMMIT')\n",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert holder.stdin is not None and holder.stdout is not None
+        assert (await holder.stdout.readline()).strip() == b"locked"
+        acking = asyncio.create_task(client.message("3002", "112", "223", "during the lock"))
+        done, _ = await asyncio.wait({acking}, timeout=1.0)
+        assert not done, "acknowledged while the database refused the write"
+        holder.stdin.write(b"release\n")
+        await holder.stdin.drain()
+        await asyncio.wait_for(acking, 15)
+        assert "3002" in stored_messages(database)  # committed before the ack went out
+        assert await asyncio.wait_for(holder.wait(), 10) == 0
+        await client.close()
