@@ -71,7 +71,9 @@ function createFakeNet({ onRequest, onResponseText, onResponseEnd, rewrite } = {
         // (TimeoutOverflowWarning, then 1 ms), which is why a finite value is wanted.
         const timeout = init?.timeout ?? DEFAULT_TIMEOUT;
         const maxRedirects = init?.maxRedirects ?? MAX_DEFAULT_REDIRECTS;
-        const body = request.body ? await request.clone().text() : null;
+        // A string body is recorded at once, so the call (and its frames) is seen in the same tick
+        // as the caller's Net.fetch, as a WebSocket send() is.
+        const body = typeof init?.body === "string" && !(input instanceof Request) ? init.body : request.body ? await request.clone().text() : null;
         const call = { url: request.url, method, headers, body, timeout, status: null, outcome: "pending", error: null, responseText: "", ended: false, streamError: null, closed: false };
         calls.push(call);
         onRequest?.(call);

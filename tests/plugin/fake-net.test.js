@@ -144,7 +144,9 @@ describe("Net.fetch's requests and responses", () => {
         const fake = createFakeNet();
         const frames = JSON.stringify({ frames: [{ type: "hello" }] });
         const init = { method: "POST", headers: { Authorization: "Bearer s3cret", Origin: "https://discord.com", "Content-Type": "application/json" }, body: frames, timeout: 5000 };
-        const answer = await (await fake.fetch(`${base}/echo`, init)).json();
+        const pending = fake.fetch(`${base}/echo`, init);
+        assert.equal(fake.calls.length, 1, "recorded in the caller's tick");
+        const answer = await (await pending).json();
         assert.equal(answer.method, "POST");
         assert.equal(answer.body, frames);
         assert.equal(answer.headers.authorization, "Bearer s3cret");
