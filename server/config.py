@@ -112,6 +112,8 @@ class Settings(BaseModel):
     DISCORD_BOT_TOKEN: str = ""
     DISCORD_APPLICATION_ID: SnowflakeOrEmpty = ""
     DISCORD_PUBLIC_KEY: PublicKeyOrEmpty = ""
+    # "auto": as many gateway connections as Discord recommends (it requires them from 2,500 guilds)
+    BOT_SHARDS: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
 
     def messenger_name(self) -> Literal["rest", "plugin", "macro"]:
         """Resolve `MESSENGER: "auto"`: REST when a token is set, else the plugin."""

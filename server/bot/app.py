@@ -160,8 +160,7 @@ class Bot:
     ) -> None:
         require(settings, "bot", BOT_KEYS)
         self.settings = settings
-        # BOT_SHARDS: "auto" (the default) or a number of shards; read where config has it.
-        self.shards_setting: object = getattr(settings, SETTING, AUTO)
+        self.shards_setting: object = settings.BOT_SHARDS
         shard_count(self.shards_setting, None)  # a bad value is a ConfigError before any I/O
         self.parts = BotParts.build(settings, reply_config, memory=memory, state=state)
         point_discord_py_at(bot_api_base(settings.DISCORD_API_BASE))
