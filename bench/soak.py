@@ -7,9 +7,10 @@ answers 5xx, slowly, past its timeout or with nothing; Discord answers 429 (buck
 frames kept and re-sent in order after each reconnect), while the server is killed with SIGKILL
 and restarted at random moments. Each pair sends its next message once the last one is answered.
 
-At the end every Discord message created is mapped to the message it answers (its
-`message_reference` in guild channels, the fake LLM's echo of the text in DMs) and a table says
-how many were sent, answered, answered more than once, never answered, or left expired.
+At the end every Discord message created is mapped to the message it answers by identity: its
+nonce, which the server recorded in its database with the reply before posting it (its
+`message_reference` in guild channels and the fake LLM's echo of the text must agree). A table
+says how many were sent, answered, answered more than once, never answered, or left expired.
 Exit code 1 when a message was answered twice (or a reply answers nothing) or not at all.
 
 Run by hand, not in `make test`: `make soak`, or
@@ -45,6 +46,8 @@ from aiohttp import web
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
+from server.messengers.rest import backoff_delay
+from server.recovery import RETRY_MAX_SECONDS
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FAILURES, FakeOpenAI, error_body, reply
 
@@ -55,6 +58,10 @@ GUILD = "1300000000000000000"
 LLM_TIMEOUT = 2.0
 REPLY_WAIT = 180.0
 """How long a pair waits for one reply before counting it unanswered and going on."""
+LATE_REPOST_SECONDS = 2 * max(RETRY_MAX_SECONDS, backoff_delay(1.0, 3))
+"""How long the soak watches for late re-posts after its last restart: twice the longest wait
+before the server sends a reply again: the recovery's resend backoff (capped at 30 s), or the REST
+messenger's retry backoff (1, 3, 5, then 7 s between its 5 attempts), whichever is longer."""
 MAX_FAULTS_PER_POST = 2
 """Injected Discord failures per reply part (nonce): the REST messenger makes 5 attempts."""
 RESTART_KILLS = 0.25
@@ -120,22 +127,20 @@ def plan(messages: int, pairs: int) -> list[list[Message]]:
 
 @dataclass
 class Ledger:
-    """What was sent and which Discord messages answer it."""
+    """What was sent, and every message Discord created while the soak ran."""
 
     sent: dict[str, Message] = field(default_factory=dict)
     by_text: dict[str, str] = field(default_factory=dict)
-    replies: Counter[str] = field(default_factory=Counter)
-    fallbacks: int = 0
-    unattributed: list[str] = field(default_factory=list)
-    """Replies that answer no message the soak sent (or none it can tell)."""
-    mismatched: list[str] = field(default_factory=list)
-    """Replies whose echoed text is not the text of the message they reference."""
+    posts: list[dict[str, Any]] = field(default_factory=list)
+    """Every message Discord created, in order, as the fake Discord made it (with its nonce)."""
     outstanding: dict[str, str] = field(default_factory=dict)
     """Channel → the message waiting for its reply there (one per pair at a time)."""
     answered: dict[str, asyncio.Event] = field(default_factory=dict)
+    heard: set[str] = field(default_factory=set)
+    """The messages that seem answered so far (pacing only; `attribute` counts)."""
 
     def send(self, message: Message) -> asyncio.Event:
-        """Note `message` as sent; the event is set at its first reply."""
+        """Note `message` as sent; the event is set when a reply to it seems to arrive."""
         self.sent[message.id] = message
         self.by_text[message.text] = message.id
         self.outstanding[message.channel] = message.id
@@ -143,36 +148,104 @@ class Ledger:
         return event
 
     def created(self, discord_message: dict[str, Any]) -> None:
-        """Attribute a message Discord created to the message it answers."""
-        content = str(discord_message.get("content", ""))
-        target = self.attribute(discord_message)
+        """Keep a message Discord created, and let the pair it seems to answer go on."""
+        self.posts.append(discord_message)
+        target = self.likely_target(discord_message)
         if target is None:
-            self.unattributed.append(content)
             return
-        if content == PREFIX + FALLBACK:
-            self.fallbacks += 1
-        self.replies[target] += 1
+        self.heard.add(target)
         if self.outstanding.get(self.sent[target].channel) == target:
             del self.outstanding[self.sent[target].channel]
         self.answered[target].set()
 
-    def attribute(self, discord_message: dict[str, Any]) -> str | None:
-        """The id of the sent message this reply answers, or None."""
+    def likely_target(self, discord_message: dict[str, Any]) -> str | None:
+        """The sent message this reply seems to answer while the soak runs: the one it references,
+        the one whose text it echoes, or for a fallback in a DM the one waiting in the channel.
+        Good enough to pace the pairs, not to count: a late fallback would be taken for the
+        answer to the next message (`attribute` counts by identity)."""
         content = str(discord_message.get("content", "")).removeprefix(PREFIX)
+        reference = str((discord_message.get("message_reference") or {}).get("message_id"))
+        if reference in self.sent:
+            return reference
         echo = _ECHO.fullmatch(content)
-        reference = discord_message.get("message_reference") or {}
-        target = reference.get("message_id")
-        if target is not None:
-            if target not in self.sent:
-                return None
-            if echo is not None and echo.group(1) != self.sent[target].text:
-                self.mismatched.append(content)
-            return str(target)
         if echo is not None:
             return self.by_text.get(echo.group(1))
         if content == FALLBACK:
             return self.outstanding.get(str(discord_message.get("channel_id")))
         return None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the relay recorded for one reply part it posted: the message it answers, which part."""
+
+    message: str
+    part: int
+
+
+def recorded_answers(database: Path) -> dict[str, Answer]:
+    """Nonce → what the relay's database says that reply part answers: a reply is recorded with
+    the nonces of its parts and the message it follows before any part is posted."""
+    try:
+        with contextlib.closing(sqlite3.connect(database)) as db:
+            rows = db.execute(
+                "SELECT p.nonce, p.part, m.discord_id FROM reply_parts p"
+                " JOIN turns r ON r.id = p.reply_id JOIN turns m ON m.id = r.follows"
+                " WHERE m.discord_id IS NOT NULL"
+            ).fetchall()
+    except sqlite3.Error as exc:
+        print(f"could not read {database}: {exc}", file=sys.stderr)
+        return {}
+    return {str(nonce): Answer(str(message), int(part)) for nonce, part, message in rows}
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """The replies each sent message got, counted by identity, and the messages that fit none."""
+
+    replies: Counter[str]
+    """Every sent message → how many replies Discord shows for it (first parts posted)."""
+    fallbacks: int
+    reposted: int
+    """Later parts of a reply posted more than once."""
+    unattributed: list[str]
+    """Replies that answer no message the soak sent (or none the relay recorded)."""
+    mismatched: list[str]
+    """Replies that reference or echo another message than the one they answer."""
+
+
+def attribute(ledger: Ledger, answers: dict[str, Answer]) -> Attribution:
+    """Credit every message Discord created to the message it answers by its nonce (`answers`,
+    as the relay recorded it), never by the channel it is in, so that a late duplicate and a
+    missing reply in one channel cannot cancel out. Its `message_reference` and the fake LLM's
+    echo, where present, must name the same message."""
+    replies: Counter[str] = Counter(dict.fromkeys(ledger.sent, 0))
+    posted: Counter[str] = Counter()
+    fallbacks = reposted = 0
+    unattributed: list[str] = []
+    mismatched: list[str] = []
+    for post in ledger.posts:
+        content = str(post.get("content", "")).removeprefix(PREFIX)
+        nonce = str(post.get("nonce"))
+        answer = answers.get(nonce)
+        if answer is None or answer.message not in ledger.sent:
+            unattributed.append(content)
+            continue
+        posted[nonce] += 1
+        if answer.part > 0:
+            if posted[nonce] > 1:
+                reposted += 1
+            continue
+        replies[answer.message] += 1
+        if content == FALLBACK:
+            fallbacks += 1
+        reference = (post.get("message_reference") or {}).get("message_id")
+        echo = _ECHO.fullmatch(content)
+        if reference not in (None, answer.message) or (
+            echo is not None and echo.group(1) != ledger.sent[answer.message].text
+        ):
+            mismatched.append(content)
+    return Attribution(replies, fallbacks, reposted, unattributed, mismatched)
 
 
 @dataclass(frozen=True)
@@ -192,19 +265,20 @@ class Tally:
         return self.duplicated == 0 and self.lost == 0
 
 
-def tally(ledger: Ledger, expired: set[str]) -> Tally:
-    """Count from the ledger; `expired`: ids the server gave up on as too old (not lost)."""
-    answered = sum(1 for message_id in ledger.sent if ledger.replies[message_id] > 0)
-    extra = sum(count - 1 for count in ledger.replies.values() if count > 1)
-    unanswered = [m for m in ledger.sent if ledger.replies[m] == 0]
+def tally(found: Attribution, expired: set[str]) -> Tally:
+    """Count from what each message got; `expired`: ids the server gave up on as too old (not
+    lost)."""
+    answered = sum(1 for count in found.replies.values() if count > 0)
+    extra = sum(count - 1 for count in found.replies.values() if count > 1)
+    unanswered = [m for m, count in found.replies.items() if count == 0]
     gone = sum(1 for m in unanswered if m in expired)
     return Tally(
-        sent=len(ledger.sent),
+        sent=len(found.replies),
         answered=answered,
-        duplicated=extra + len(ledger.unattributed),
+        duplicated=extra + found.reposted + len(found.unattributed),
         lost=len(unanswered) - gone,
         expired=gone,
-        fallbacks=ledger.fallbacks,
+        fallbacks=found.fallbacks,
     )
 
 
@@ -462,9 +536,10 @@ class Soak:
         self.openai = FaultyOpenAI(self.rng, self.faults)
         self.discord.message_listeners.append(self.ledger.created)
 
-    async def run(self, limit: float) -> tuple[Tally, float]:
+    async def run(self, limit: float) -> tuple[Attribution, float]:
         """Run the traffic with its kills (within `limit` seconds), a last kill and restart to
-        catch a late re-post, then count; the tally and the seconds the traffic took."""
+        catch a late re-post, then attribute every reply; that and the seconds the traffic
+        took."""
         discord, openai = self.discord, self.openai
         await discord.start()
         await openai.start()
@@ -499,7 +574,7 @@ class Soak:
                 print("the server did not stop cleanly on SIGTERM; see its log", file=sys.stderr)
             await discord.stop()
             await openai.stop()
-        return tally(self.ledger, expired_ids(self.folder / "soak.db")), took
+        return attribute(self.ledger, recorded_answers(self.folder / "soak.db")), took
 
     async def _talk(self, link: PluginLink, conversation: list[Message]) -> None:
         """One pair: each message after a short pause, once the previous one is answered."""
@@ -535,18 +610,18 @@ class Soak:
             server.start()
 
     def _answered(self) -> int:
-        return sum(1 for count in self.ledger.replies.values() if count)
+        return len(self.ledger.heard)
 
     async def _restart_and_settle(self, server: ServerProcess, link: PluginLink) -> None:
         """Kill and restart once more after the traffic, and give the new server time to
-        re-post anything it wrongly thinks unsent."""
+        re-post anything it wrongly thinks unsent (`LATE_REPOST_SECONDS`)."""
         await server.kill()
         server.start()
         welcomes = link.welcomes
         deadline = time.monotonic() + 30.0
         while link.welcomes == welcomes and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        await asyncio.sleep(5.0)
+        await asyncio.sleep(LATE_REPOST_SECONDS)
 
     def faults_injected(self) -> Iterator[str]:
         """One line per kind of fault, with how many were injected."""
@@ -598,18 +673,18 @@ def main(argv: list[str] | None = None) -> int:
         f"seed {seed}, server log in {folder / 'server.log'}",
         flush=True,
     )
-    result, seconds = asyncio.run(soak.run(args.limit))
+    found, seconds = asyncio.run(soak.run(args.limit))
+    result = tally(found, expired_ids(folder / "soak.db"))
     print(table(result, soak.killed, seconds))
     for line in soak.faults_injected():
         print(line)
-    ledger = soak.ledger
     for problem, replies in (
-        ("answer no message sent", ledger.unattributed),
-        ("quote another message than the one they reference", ledger.mismatched),
+        ("answer no message sent", found.unattributed),
+        ("reference or quote another message than the one they answer", found.mismatched),
     ):
         if replies:
             print(f"{len(replies)} replies {problem}, e.g. {replies[0]!r}")
-    clean = result.clean and not ledger.mismatched
+    clean = result.clean and not found.mismatched
     if clean and not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
     else:
