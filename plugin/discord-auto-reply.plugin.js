@@ -492,11 +492,13 @@ function describeEnd(transport, { code, reason, elapsedMs, opened }) {
  * gives those frames again.
  */
 class HttpLink {
-    constructor(baseUrl, secret, fetch, { pollWaitMs = HTTP_POLL_WAIT_MS } = {}) {
+    /** `replaces`: the session of this plugin's previous link, which the server ends at once. */
+    constructor(baseUrl, secret, fetch, { pollWaitMs = HTTP_POLL_WAIT_MS, replaces = null } = {}) {
         this.baseUrl = baseUrl;
         this.fetch = fetch;
         this.headers = { Authorization: `Bearer ${secret}` };
         this.pollWaitMs = pollWaitMs;
+        this.replaces = replaces;
         this.readyState = 0; // CONNECTING, as a WebSocket's
         this.session = null;
         this.after = 0; // the last server frame received
@@ -516,7 +518,7 @@ class HttpLink {
     async open() {
         let response;
         try {
-            response = await this.request("open", { method: "POST" });
+            response = await this.request("open", { method: "POST", query: this.replaces ? { replaces: this.replaces } : {} });
         } catch (error) {
             return this.end(CLOSE_ABNORMAL, describeFailure(error));
         }
@@ -673,6 +675,7 @@ module.exports = class DiscordAutoReply {
         this.failures = {}; // transport -> why it failed in the current round of attempts
         this.transportNote = null; // why "auto" uses HTTP, shown in the settings panel
         this.httpPollWaitMs = options.httpPollWaitMs ?? HTTP_POLL_WAIT_MS;
+        this.lastHttpSession = null; // the session of the last HTTP link, ended by the next one
         this.welcomed = false;
         this.attempt = 0;
         this.retryTimer = null;
@@ -848,7 +851,7 @@ module.exports = class DiscordAutoReply {
         if (transport === "websocket") return new WebSocket(serverUrl(this.settings));
         const fetch = BdApi.Net?.fetch;
         if (typeof fetch !== "function") throw new Error("BdApi.Net.fetch is missing: the HTTP transport needs BetterDiscord 1.9.4 or newer");
-        return new HttpLink(serverUrl(this.settings, "http"), this.settings.secret, fetch, { pollWaitMs: this.httpPollWaitMs });
+        return new HttpLink(serverUrl(this.settings, "http"), this.settings.secret, fetch, { pollWaitMs: this.httpPollWaitMs, replaces: this.lastHttpSession });
     }
 
     linkUrl(transport) {
@@ -878,6 +881,7 @@ module.exports = class DiscordAutoReply {
         clearTimeout(this.welcomeTimer);
         const wasWelcomed = this.welcomed;
         const transport = this.transport;
+        if (socket.session) this.lastHttpSession = socket.session;
         this.socket = null;
         this.transport = null;
         this.welcomed = false;

@@ -8,7 +8,7 @@
   (`Authorization: Bearer …`, compared in constant time; 401 otherwise); on a loopback bind the
   `Host` must name a loopback address too (a page using DNS rebinding gets 403).
 
-    POST /plugin/open                       → {"session": ID, "max_wait": S}
+    POST /plugin/open[?replaces=OLD_ID]     → {"session": ID, "max_wait": S}
     POST /plugin/frames?session=ID          body: one JSON frame per line → {"ok": true}
     GET  /plugin/poll?session=ID&after=N&wait=S
                                             → {"frames": [{"seq": n, "frame": {…}}], "closed": …}
@@ -230,6 +230,11 @@ class LocalServer:
         peer = _peer(request)
         if (refused := self._refusal(request, peer)) is not None:
             return refused
+        # A plugin whose link broke names its old session: it ends now, so what waited on it (a
+        # `send` in flight) is sent again on the new one at once, not when the old one times out.
+        replaced = self.sessions.get(request.query.get("replaces", ""))
+        if replaced is not None:
+            replaced.end(1000, "replaced by a new session of the client")
         link = self.sessions.open(f"{peer} (http)")
         task = asyncio.create_task(self._serve_session(link), name=f"http session {link.peer}")
         self._session_tasks.add(task)

@@ -266,3 +266,23 @@ async def test_a_session_nobody_polls_ends_and_sessions_are_bounded(
             assert response.status == 404
         for task in held:
             task.cancel()
+
+
+async def test_a_new_session_replacing_an_old_one_ends_it_at_once(tmp_path: Path) -> None:
+    """A plugin whose link broke names its old session: what waited on it does not wait 15 s."""
+    async with running_app(tmp_path, RULES) as running, aiohttp.ClientSession() as http:
+        base = http_base(running.url)
+        old = await open_session(http, base)
+        await post(http, base, old, HELLO)
+        async with http.post(f"{base}/plugin/open?replaces={old}", headers=AUTH) as response:
+            assert response.status == 200
+        answer = await poll(http, base, old, 0, wait=1)
+        assert answer["closed"] == {
+            "code": 1000,
+            "reason": "replaced by a new session of the client",
+        }
+        for _ in range(100):
+            if running.app.gateway._status()["plugins"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert running.app.gateway._status()["plugins"] == 0

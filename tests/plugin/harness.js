@@ -119,12 +119,20 @@ function netRecorder(spy) {
         for (const frame of framesOf(parsed.value)) spy.received.push({ socket: call.session ?? sessionIndex(), ...frame });
         return true;
     };
+    const dropped = new Set(); // ids of the sessions whose every request fails, as on a dead link
+    const sessionId = (call) => new URL(call.url).searchParams.get("session");
+    const bodyFrames = (body) => {
+        const whole = parse(body);
+        if (whole) return framesOf(whole.value);
+        return body.split("\n").flatMap((line) => framesOf(parse(line)?.value)); // one frame per line
+    };
     return {
         onRequest(call) {
-            const parsed = call.body && parse(call.body);
-            const frames = parsed ? framesOf(parsed.value) : [];
+            if (dropped.has(sessionId(call))) setImmediate(() => call.destroy?.(new Error("connection dropped by the test")));
+            const frames = call.body ? bodyFrames(call.body) : [];
             if (frames.some((frame) => frame.type === "hello")) {
                 const calls = [];
+                const id = sessionId(call);
                 session = {
                     transport: "http",
                     index: spy.sockets.length,
@@ -134,7 +142,11 @@ function netRecorder(spy) {
                     get readyState() {
                         return calls.some((each) => !each.closed) ? 1 : 3;
                     },
-                    close: () => calls.forEach((each) => each.destroy?.(new Error("connection dropped by the test"))),
+                    /** The link dies: open requests are dropped, and every later one of this session fails. */
+                    close: () => {
+                        dropped.add(id);
+                        calls.forEach((each) => each.destroy?.(new Error("connection dropped by the test")));
+                    },
                 };
                 spy.sockets.push(session);
             }
@@ -186,7 +198,8 @@ function setup({ settings, missing, echo, router, keepNonce, backoff = FAST_BACK
     const spy = spyWebSocket({ origin, lna: block });
     const net = createFakeNet(spy.net);
     const fake = createFakeBdApi(discord, { document, net });
-    if (settings && TRANSPORT === "http") settings = { ...settings, transport: settings.transport ?? "auto" };
+    // Each suite runs over one transport: the WebSocket forced, or "auto" falling back to HTTP.
+    if (settings) settings = { ...settings, transport: settings.transport ?? (TRANSPORT === "http" ? "auto" : "websocket") };
     if (settings) fake.data.set(META.name, "settings", settings);
     const Plugin = loadPlugin({ BdApi: fake.BdApi, WebSocket: spy.WebSocket, document, fetch: block ? block.fetch() : globalThis.fetch });
     const plugin = new Plugin(META, { backoff, ...options });

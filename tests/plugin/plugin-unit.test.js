@@ -471,30 +471,32 @@ describe("lifecycle without a server", () => {
 
 describe("settings", () => {
     it("load defaults, then saved values, through BdApi.Data", () => {
-        assert.deepEqual({ ...startupSettings(undefined, internals.DEFAULT_SETTINGS, undefined) }, { host: "127.0.0.1", port: 8765, secret: "", enabled: true });
-        const context = started(setup({ settings: { host: "127.0.0.1", port: 8765, secret: "", enabled: false } }));
-        assert.deepEqual(context.fake.data.get(META.name, "settings"), { host: "127.0.0.1", port: 8765, secret: "", enabled: false });
-        assert.deepEqual({ ...normalizeSettings({ port: "9000", host: " h ", enabled: false }) }, { host: "h", port: 9000, secret: "", enabled: false });
+        assert.deepEqual({ ...startupSettings(undefined, internals.DEFAULT_SETTINGS, undefined) }, { host: "127.0.0.1", port: 8765, secret: "", enabled: true, transport: "auto" });
+        const context = started(setup({ settings: { host: "127.0.0.1", port: 8765, secret: "", enabled: false, transport: "http" } }));
+        assert.deepEqual(context.fake.data.get(META.name, "settings"), { host: "127.0.0.1", port: 8765, secret: "", enabled: false, transport: "http" });
+        assert.deepEqual({ ...normalizeSettings({ port: "9000", host: " h ", enabled: false }) }, { host: "h", port: 9000, secret: "", enabled: false, transport: "auto" });
         assert.equal(normalizeSettings({ port: 70000 }).port, 8765);
+        assert.equal(normalizeSettings({ transport: "carrier pigeon" }).transport, "auto");
     });
 
     it("builds the server URL, bracketing IPv6 addresses", () => {
         assert.equal(serverUrl({ host: "127.0.0.1", port: 8765 }), "ws://127.0.0.1:8765");
         assert.equal(serverUrl({ host: "::1", port: 8765 }), "ws://[::1]:8765");
         assert.equal(serverUrl({ host: "[::1]", port: 1 }), "ws://[::1]:1");
+        assert.equal(serverUrl({ host: "::1", port: 8765 }, "http"), "http://[::1]:8765");
     });
 
     it("a re-install's new defaults win over saved values; the person's own changes stay otherwise", () => {
         const factory = { host: "127.0.0.1", port: 8765, secret: "", enabled: true };
         const installed = { ...factory, port: 9000, secret: "first" };
         // First start after an install: the installed values beat stale saved ones.
-        assert.deepEqual({ ...startupSettings({ secret: "typed", enabled: false }, installed, undefined) }, { ...installed, enabled: false });
+        assert.deepEqual({ ...startupSettings({ secret: "typed", enabled: false }, installed, undefined) }, { ...installed, enabled: false, transport: "auto" });
         // A manual install (factory defaults): what the person typed is kept.
-        assert.deepEqual({ ...startupSettings({ secret: "typed" }, factory, undefined) }, { ...factory, secret: "typed" });
+        assert.deepEqual({ ...startupSettings({ secret: "typed", transport: "http" }, factory, undefined) }, { ...factory, secret: "typed", transport: "http" });
         // Later starts with the same install: saved values win; a new install's changed keys win.
         assert.equal(startupSettings({ secret: "typed" }, installed, installed).secret, "typed");
         const reinstalled = { ...installed, secret: "second" };
-        assert.deepEqual({ ...startupSettings({ ...installed, enabled: false }, reinstalled, installed) }, { ...reinstalled, enabled: false });
+        assert.deepEqual({ ...startupSettings({ ...installed, enabled: false }, reinstalled, installed) }, { ...reinstalled, enabled: false, transport: "auto" });
     });
 
     it("the plugin file as the installer renders it uses the new secret after a restart", () => {
@@ -506,20 +508,24 @@ describe("settings", () => {
         const plugin = new Plugin(META);
         plugin.start();
         running.push(plugin);
-        assert.deepEqual({ ...plugin.settings }, { host: "127.0.0.1", port: 8765, secret: "new", enabled: false });
+        const { transport, ...rest } = plugin.settings; // the suite's transport, as saved
+        assert.deepEqual(rest, { host: "127.0.0.1", port: 8765, secret: "new", enabled: false });
+        assert.equal(transport, context.fake.data.get(META.name, "settings").transport);
         assert.equal(context.fake.data.get(META.name, "settings").secret, "new");
         assert.equal(context.spy.sockets.length, 0);
     });
 
-    it("panel has host, port, secret, enable switch and a status line; a change is saved and reconnects", async () => {
+    it("panel has host, port, secret, enable switch, transport and a status line; a change is saved and reconnects", async () => {
         const port = await freePort();
-        const context = started(setup({ settings: { host: "127.0.0.1", port: 1, secret: "x", enabled: false } }));
+        const context = started(setup({ settings: { host: "127.0.0.1", port: 1, secret: "x", enabled: false, transport: "websocket" } }));
         const panel = context.plugin.getSettingsPanel();
         const input = (name) => panel.find((element) => element.name === name);
         assert.equal(input("host").value, "127.0.0.1");
         assert.equal(input("port").value, "1");
         assert.equal(input("secret").type, "password");
         assert.equal(input("enabled").checked, false);
+        assert.equal(input("transport").value, "websocket");
+        assert.deepEqual(input("transport").children.map((option) => option.value), ["auto", "websocket", "http"]);
         const status = panel.find((element) => element.className === "discord-auto-reply-status");
         assert.match(status.textContent, /disabled/);
         assert.match(status.textContent, /watch list not received yet/);
@@ -528,7 +534,7 @@ describe("settings", () => {
         input("port").dispatchEvent({ type: "change" });
         input("enabled").checked = true;
         input("enabled").dispatchEvent({ type: "change" });
-        assert.deepEqual(context.fake.data.get(META.name, "settings"), { host: "127.0.0.1", port, secret: "x", enabled: true });
+        assert.deepEqual(context.fake.data.get(META.name, "settings"), { host: "127.0.0.1", port, secret: "x", enabled: true, transport: "websocket" });
         await waitFor(() => context.spy.sockets.length >= 1, { what: "a connection attempt" });
         assert.equal(context.spy.sockets[0].url, `ws://127.0.0.1:${port}/`);
         await waitFor(() => /reconnecting/.test(status.textContent), { what: "the status line to update" });

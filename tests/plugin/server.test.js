@@ -8,7 +8,7 @@ const http = require("node:http");
 const { before, after, afterEach, describe, it } = require("node:test");
 
 const { SELF } = require("./fake-bdapi");
-const { setup, waitFor, freePort, startFakeOpenAI, RelayServer, echoedText } = require("./harness");
+const { TRANSPORT, setup, waitFor, freePort, startFakeOpenAI, RelayServer, echoedText } = require("./harness");
 
 const RULES = [
     ["111", "222"], // one friend in one channel
@@ -56,7 +56,7 @@ async function connected(overrides = {}) {
  * however slow the machine.
  */
 async function severalBackoffPeriods() {
-    const control = setup({ settings: server.settings, origin: "https://evil.example" });
+    const control = setup({ settings: { ...server.settings, transport: "websocket" }, origin: "https://evil.example" });
     control.plugin.start();
     try {
         await waitFor(() => control.spy.sockets.length >= 3, { what: "a refused plugin's retries" });
@@ -120,6 +120,8 @@ describe("plugin <-> relay server", () => {
         discord.receive({ channel_id: "333", flags: 64, author: { id: "781" }, content: "SECRET-G" });
 
         const forwarded = () => spy.messages().filter((frame) => !frame.content.startsWith("[auto-reply]"));
+        // Over HTTP, frames queued behind a post in flight go out with the next one.
+        await waitFor(() => forwarded().length >= 3, { what: "the three forwarded messages" });
         assert.deepEqual(forwarded().map((frame) => frame.id), [friend.id, anyone.id, mine.id]);
         assert.deepEqual(forwarded().map((frame) => frame.self), [false, false, true]);
         assert.equal(forwarded()[1].guild, "900");
@@ -149,6 +151,7 @@ describe("plugin <-> relay server", () => {
         assert.deepEqual(repliesIn(discord, "222").map(echoedText), ["exact pair", "later, friend"]);
         assert.deepEqual(repliesIn(discord, "333").map(echoedText), ["wildcard user", "later, someone"]);
         assert.equal(discord.sent.length, 4, "no reply to unwatched, own or skipped messages");
+        assert.ok(spy.sent.every((frame) => !/SECRET/.test(JSON.stringify(frame))), "nothing unwatched ever left the client");
         // The server has the plugin's `sent` for each, so no send is left for the next test's plugin.
         const replied = (channel) => (server.output.match(new RegExp(`replied to user \\d+ in channel ${channel} `, "g")) ?? []).length;
         await waitFor(() => replied("222") === 2 && replied("333") === 2, { what: "the server to hear `sent` for every reply" });
@@ -254,7 +257,7 @@ describe("plugin <-> relay server", () => {
         await waitFor(() => spy.received.some((frame) => frame.type === "watch"), { what: "a watch frame", timeout: 10000 });
         assert.equal(plugin.watch.length, RULES.length + 1);
         const after = discord.receive({ channel_id: "338", author: { id: "704", username: "x" }, content: "now watched" });
-        assert.ok(spy.messages().some((frame) => frame.id === after.id));
+        await waitFor(() => spy.messages().some((frame) => frame.id === after.id), { what: "the newly watched message forwarded" });
         await waitFor(() => discord.sent.some((call) => call.channelId === "338"), { what: "the reply" });
         server.writeRules(RULES);
         await waitFor(() => plugin.watch.length === RULES.length, { what: "the old rules back", timeout: 10000 });
@@ -265,12 +268,15 @@ describe("plugin <-> relay server", () => {
         context.plugin.start();
         running.push(context.plugin);
         await waitFor(() => context.plugin.status === "bad secret", { what: "status bad secret" });
-        assert.equal(context.spy.sockets[0].closeEvent.code, 4001);
+        const opens = () => context.net.calls.filter((call) => call.url.includes("/plugin/open"));
+        if (TRANSPORT === "websocket") assert.equal(context.spy.sockets[0].closeEvent.code, 4001);
+        else assert.deepEqual(opens().map((call) => call.status), [401]); // the HTTP transport's refusal
         assert.equal(context.fake.toasts.length, 1);
         assert.equal(context.fake.toasts[0].type, "error");
         assert.match(context.fake.toasts[0].content, /refused the secret/);
         await severalBackoffPeriods();
         assert.equal(context.spy.sockets.length, 1, "no retry after a bad secret");
+        assert.equal(opens().length, TRANSPORT === "websocket" ? 0 : 1, "no retry after a bad secret");
         const panel = context.plugin.getSettingsPanel();
         assert.match(panel.find((element) => element.className === "discord-auto-reply-status").textContent, /bad secret/);
 
@@ -282,7 +288,8 @@ describe("plugin <-> relay server", () => {
     });
 
     it("a page on another origin is refused at the handshake; the plugin just keeps retrying", async () => {
-        const context = setup({ settings: server.settings, origin: "https://evil.example" });
+        // The WebSocket's Origin check (over HTTP, Net.fetch sends no Origin: tests/test_http_transport.py).
+        const context = setup({ settings: { ...server.settings, transport: "websocket" }, origin: "https://evil.example" });
         context.plugin.start();
         running.push(context.plugin);
         await waitFor(() => context.spy.sockets.length >= 3, { what: "refused attempts" });
@@ -298,18 +305,22 @@ describe("plugin <-> relay server", () => {
     });
 
     it("stop() unsubscribes and closes the connection", async () => {
-        const { discord, spy, plugin } = await connected();
+        const context = await connected();
+        const { discord, spy, plugin } = context;
         assert.equal(discord.dispatcher.listenerCount("MESSAGE_CREATE"), 1);
         const disconnects = (server.output.match(/disconnected/g) ?? []).length;
+        const connections = spy.sockets.length;
+        const link = spy.sockets.at(-1);
         plugin.stop();
         assert.equal(discord.dispatcher.listenerCount("MESSAGE_CREATE"), 0);
-        await waitFor(() => spy.sockets[0].readyState === 3, { what: "the socket to close" });
-        assert.equal(spy.sockets[0].closeEvent.code, 1000);
+        await waitFor(() => link.readyState === 3, { what: "the connection to close" });
+        if (TRANSPORT === "websocket") assert.equal(link.closeEvent.code, 1000);
+        else assert.ok(context.net.calls.some((call) => call.method === "POST" && call.url.includes("/plugin/close")), "the session closed");
         await waitFor(() => (server.output.match(/disconnected/g) ?? []).length > disconnects, { what: "the server to see the disconnect" });
         discord.receive({ channel_id: "222", author: { id: "111" }, content: "after stop" });
         await severalBackoffPeriods();
         assert.equal(spy.messages().length, 0);
-        assert.equal(spy.sockets.length, 1);
+        assert.equal(spy.sockets.length, connections);
     });
 });
 
