@@ -465,11 +465,13 @@ function describeFailure(error) {
 }
 
 /**
- * Why an attempt ended before any welcome: `{text, atOnce}`, where `atOnce` marks a WebSocket that
- * failed before opening within FAILED_AT_ONCE_MS, as one blocked by Local Network Access does.
+ * Why an attempt ended before any welcome: `{text, atOnce, answered}`. `atOnce` marks a WebSocket
+ * that failed before opening within FAILED_AT_ONCE_MS, as one blocked by Local Network Access does;
+ * `answered` an HTTP attempt that reached a server (an HTTP status, or a session opened).
  */
 function describeEnd(transport, { code, reason, elapsedMs, opened }) {
     const atOnce = transport === "websocket" && !opened && elapsedMs < FAILED_AT_ONCE_MS;
+    const answered = transport === "http" && (opened || /^HTTP \d/.test(reason ?? "") || (code != null && code !== CLOSE_ABNORMAL));
     let text;
     if (code === CLOSE_ABNORMAL || code == null) {
         const what = transport === "websocket" && !opened ? "refused before the handshake" : "lost before any welcome";
@@ -477,7 +479,7 @@ function describeEnd(transport, { code, reason, elapsedMs, opened }) {
     } else {
         text = `closed ${code}${reason ? `: ${reason}` : ""}`;
     }
-    return { text, atOnce };
+    return { text, atOnce, answered };
 }
 
 /**
@@ -803,7 +805,7 @@ module.exports = class DiscordAutoReply {
         try {
             socket = this.openLink(transport);
         } catch (error) {
-            this.failures[transport] = { text: describeFailure(error), atOnce: false };
+            this.failures[transport] = { text: describeFailure(error), atOnce: false, answered: false };
             return this.nextAttempt();
         }
         this.socket = socket;
@@ -907,7 +909,10 @@ module.exports = class DiscordAutoReply {
         if (this.status !== "reconnecting" && !this.toldUnreachable) {
             this.toldUnreachable = true;
             const why = order.map((name) => `${TRANSPORT_NAMES[name]}: ${this.failures[name].text}`).join("; ");
-            this.toast(`the auto-reply server at ${this.settings.host}:${this.settings.port} is not reachable (${why}); retrying in the background`, "warning");
+            const blocked = this.failures.websocket?.atOnce && this.failures.http?.answered
+                ? ". The WebSocket was refused at once while HTTP answers: Discord's Chromium may be blocking local WebSockets (Local Network Access)"
+                : "";
+            this.toast(`the auto-reply server at ${this.settings.host}:${this.settings.port} is not reachable (${why})${blocked}; retrying in the background`, "warning");
         }
         this.lastFailures = this.failures;
         this.failures = {};

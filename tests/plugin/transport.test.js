@@ -5,6 +5,7 @@
 // The rest of the plugin suite runs over both transports (DAR_TRANSPORT=websocket|http).
 
 const assert = require("node:assert/strict");
+const http = require("node:http");
 const { before, after, afterEach, describe, it } = require("node:test");
 
 const { META, loadPlugin, setup, waitFor, sleep, freePort, startFakeOpenAI, RelayServer, echoedText } = require("./harness");
@@ -71,6 +72,22 @@ describe("transports", () => {
         assert.match(unreachable[0].content, /WebSocket: .*; HTTP: .*ECONNREFUSED/);
         assert.equal(plugin.status, "reconnecting");
         assert.match(statusLine(plugin), /last try: WebSocket .*; HTTP .*ECONNREFUSED/);
+    });
+
+    it("auto: a WebSocket refused at once while HTTP answers (not our server's welcome) names Local Network Access", async () => {
+        const stranger = http.createServer((request, response) => response.writeHead(503).end("maintenance"));
+        await new Promise((resolve) => stranger.listen(0, "127.0.0.1", resolve));
+        try {
+            const settings = { host: "127.0.0.1", port: stranger.address().port, secret: "x", enabled: true, transport: "auto" };
+            const { fake } = started(setup({ settings, lna: true }));
+            const toast = await waitFor(() => fake.toasts.find((each) => /not reachable/.test(each.content)), { what: "the toast" });
+            assert.match(toast.content, /WebSocket: refused before the handshake after \d+ ms; HTTP: HTTP 503/);
+            assert.match(toast.content, /refused at once while HTTP answers: .*Local Network Access/);
+        } finally {
+            while (running.length) running.pop().stop();
+            stranger.closeAllConnections();
+            await new Promise((resolve) => stranger.close(resolve));
+        }
     });
 
     it("HTTP only: never opens a WebSocket; Connect with switches the transport and reconnects", async () => {
