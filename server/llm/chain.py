@@ -11,6 +11,7 @@ from server.config import BackendName, ConfigError, Settings
 from server.llm.base import ChatMessage, GenerationOptions, LLMBackend, LLMError
 from server.llm.g4f_backend import G4FBackend, g4f_installed
 from server.llm.openai_backend import OpenAIBackend
+from server.reasoning import strip_reasoning
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,15 @@ class BackendChain:
     async def answer(
         self, messages: Sequence[ChatMessage], options: GenerationOptions
     ) -> Completion:
-        """The first backend's reply and its name; `LLMError` listing every failure if none."""
+        """The first backend's reply (its reasoning blocks cut, see `reasoning`) and its name;
+        `LLMError` listing every failure if none. A reply that was only reasoning is a failure."""
         failures: list[str] = []
         for backend in self.backends:
             try:
-                return Completion(await backend.complete(messages, options), backend.name)
+                text = strip_reasoning(await backend.complete(messages, options))
+                if not text:
+                    raise LLMError(f"{backend.name}: answered only with reasoning, no reply")
+                return Completion(text, backend.name)
             except LLMError as exc:
                 log.warning("LLM backend %s failed: %s", backend.name, exc)
                 failures.append(str(exc))

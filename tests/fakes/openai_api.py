@@ -202,8 +202,10 @@ class FakeOpenAI:
     Tests may set `delay` (seconds before the first byte of every response), `chunk_delay` (seconds
     before each streamed piece of text: a server that trickles tokens), `reply_fn` (messages
     -> reply text), `require_key` (False accepts any or no key, like a keyless llama.cpp) and
-    `models` (model name -> `ModelProfile`; other names accept everything), and read `requests`:
-    the JSON bodies received on /v1/chat/completions, refused ones included.
+    `models` (model name -> `ModelProfile`; other names accept everything), `reasoning` (text
+    sent in a separate `reasoning_content` field before the reply, as DeepSeek's API, vLLM's
+    reasoning parsers and llama.cpp do), and read `requests`: the JSON bodies received on
+    /v1/chat/completions, refused ones included.
     """
 
     API_KEY = "sk-fake-test-key-0123456789abcdef"
@@ -215,6 +217,7 @@ class FakeOpenAI:
         self.delay = 0.0
         self.chunk_delay = 0.0
         self.reply_fn: ReplyFn = reply
+        self.reasoning = ""
         self.models: dict[str, ModelProfile] = {}
         self.requests: list[JSONDict] = []
         self._failures: deque[tuple[int, float]] = deque()
@@ -358,8 +361,11 @@ class FakeOpenAI:
                 finish_reason,
                 usage if options.get("include_usage") else None,
                 chunk_delay=self.chunk_delay,
+                reasoning=re.findall(r"\s*\S+", self.reasoning),
             )
         answer = {"role": "assistant", "content": "".join(pieces), "refusal": None}
+        if self.reasoning:
+            answer["reasoning_content"] = self.reasoning
         choice = {"index": 0, "message": answer, "logprobs": None, "finish_reason": finish_reason}
         return web.json_response(
             {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
@@ -421,9 +427,11 @@ async def stream(
     usage: JSONDict | None,
     *,
     chunk_delay: float = 0.0,
+    reasoning: list[str] | None = None,
 ) -> web.StreamResponse:
     """Answer as OpenAI streams: a role chunk, one chunk per piece (each `chunk_delay` seconds
-    after the last), a finish chunk, [DONE]."""
+    after the last), a finish chunk, [DONE]. `reasoning` pieces come first, each in a delta's
+    `reasoning_content` with `content` null, as reasoning servers stream them."""
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
     )
@@ -437,6 +445,8 @@ async def stream(
 
     try:
         await send({"role": "assistant", "content": "", "refusal": None}, None)
+        for thought in reasoning or []:
+            await send({"content": None, "reasoning_content": thought}, None)
         for piece in pieces:
             if chunk_delay > 0:
                 await asyncio.sleep(chunk_delay)
