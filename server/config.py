@@ -81,7 +81,7 @@ class Settings(BaseModel):
     WEBSOCKET_SECRET: str = ""
     ALLOWED_ORIGINS: list[str] = Field(default_factory=lambda: list(DEFAULT_ORIGINS))
     MESSENGER: MessengerName = "auto"
-    MEMORY_LENGTH: Annotated[int, Field(ge=0, le=MAX_MEMORY_LENGTH)] = 3
+    MEMORY_LENGTH: Annotated[int, Field(ge=0, le=MAX_MEMORY_LENGTH)] = 10
     MAX_TOKENS: Annotated[int, Field(gt=0)] = 500
     REPLY_PREFIX: Annotated[str, Field(max_length=200)] = "[auto-reply] "
     FALLBACK_MESSAGE: str = ""

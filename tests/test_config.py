@@ -46,6 +46,11 @@ def test_example_file_matches_the_defaults() -> None:
     assert example == Settings().model_dump()
 
 
+def test_memory_keeps_ten_interactions_by_default() -> None:
+    # Three were too few for an afternoon away; CONTEXT_TOKENS still bounds the request.
+    assert Settings().MEMORY_LENGTH == 10
+
+
 def test_file_values_are_used(tmp_path: Path) -> None:
     path = write(tmp_path / "c.json", {"WEBSOCKET_PORT": 9000, "LLM_BACKENDS": ["g4f"]})
     settings = load_settings(path, env={})
