@@ -41,6 +41,20 @@ const HTTP_POLL_RETRIES = 2; // polls that may fail in a row (a timeout) before 
 const HTTP_FRAMES_PER_POST = 64;
 const FORWARDED_TYPES = new Set([0, 19]); // DEFAULT, REPLY
 const EPHEMERAL_FLAG = 64;
+const VOICE_MESSAGE_FLAG = 1 << 13; // IS_VOICE_MESSAGE: the attachment is a recorded voice note
+// What a forwarded message carries beyond its text, shortened: enough for the model, never a flood.
+const MAX_ATTACHMENTS = 10;
+const MAX_EMBEDS = 5;
+const MAX_STICKERS = 3;
+const MAX_SNAPSHOTS = 3;
+const MAX_QUOTED_TEXT = 300; // a replied-to message's text
+const MAX_FORWARDED_TEXT = 1000; // a forwarded message's text
+const MAX_EMBED_TITLE = 200;
+const MAX_EMBED_DESCRIPTION = 300;
+const MAX_NAME = 200; // display names, file names, sticker names
+const MAX_URL = 2000;
+const MAX_CUSTOM_STATUS = 200;
+const CUSTOM_STATUS_ACTIVITY = 4; // the activity type of a custom status
 const OPEN_CHANNEL_TIMEOUT_MS = 3000; // how long Discord may take to show a channel we opened
 const ACTIVITY_INTERVAL_MS = 2000; // at most one activity report per interval
 const ACTIVITY_EVENTS = ["keydown", "mousedown", "mousemove", "wheel"];
@@ -120,6 +134,10 @@ const DiscordInternals = {
         const seen = id == null ? null : this.presenceStore()?.getStatus?.(id);
         return PRESENCE_STATUSES.has(seen) ? seen : null;
     },
+    /** The text of the owner's custom status ("" when none is set or the store is missing). */
+    ownCustomStatus() {
+        return customStatusText(this.selfPresenceStore()?.getActivities?.());
+    },
     /** The stores whose changes may change the owner's status (Flux change listeners). */
     presenceStores() {
         return [this.selfPresenceStore(), this.presenceStore()].filter((store) => typeof store?.addChangeListener === "function");
@@ -192,9 +210,105 @@ function isDispatcher(candidate) {
 
 /* ---------- Pure decisions: no sockets, no Discord ---------- */
 
+/** `value` as text of at most `limit` characters ("…" marks a cut), "" for anything else. */
+function shortText(value, limit) {
+    if (typeof value !== "string") return "";
+    return value.length <= limit ? value : `${value.slice(0, limit - 1)}…`;
+}
+
+/** A non-negative whole number, or null. */
+function count(value) {
+    const number = Number(value);
+    return value != null && Number.isFinite(number) && number >= 0 ? Math.floor(number) : null;
+}
+
+/** The name Discord shows for a message's author: the server nickname, else the global name. */
+function displayName(message) {
+    const author = message?.author ?? {};
+    const name = message?.member?.nick || author.global_name || author.globalName || author.username || "";
+    return shortText(String(name), MAX_NAME);
+}
+
+/** A message's attachments as the server reads them; voice notes carry their length. */
+function attachmentsOf(message) {
+    if (!Array.isArray(message?.attachments)) return [];
+    const voice = (Number(message.flags) & VOICE_MESSAGE_FLAG) !== 0;
+    return message.attachments
+        .filter((item) => item && typeof item === "object")
+        .slice(0, MAX_ATTACHMENTS)
+        .map((item) => {
+            const duration = Number(item.duration_secs);
+            return {
+                filename: shortText(String(item.filename ?? "file"), MAX_NAME),
+                content_type: typeof item.content_type === "string" ? shortText(item.content_type, MAX_NAME) : null,
+                size: count(item.size) ?? 0,
+                url: shortText(String(item.url ?? ""), MAX_URL),
+                width: count(item.width),
+                height: count(item.height),
+                voice,
+                duration: voice && Number.isFinite(duration) && duration >= 0 ? duration : null,
+            };
+        });
+}
+
+/** Link embeds (title, description, URL), shortened; embeds with none of them are left out. */
+function embedsOf(message) {
+    if (!Array.isArray(message?.embeds)) return [];
+    return message.embeds
+        .filter((embed) => embed && typeof embed === "object")
+        .map((embed) => ({
+            title: shortText(embed.title, MAX_EMBED_TITLE),
+            description: shortText(embed.description, MAX_EMBED_DESCRIPTION),
+            url: shortText(embed.url, MAX_URL),
+        }))
+        .filter((embed) => embed.title || embed.description || embed.url)
+        .slice(0, MAX_EMBEDS);
+}
+
+/** Sticker names (`sticker_items`, or `stickers` in older payloads). */
+function stickersOf(message) {
+    const items = Array.isArray(message?.sticker_items) ? message.sticker_items : Array.isArray(message?.stickers) ? message.stickers : [];
+    return items.map((item) => shortText(String(item?.name ?? ""), MAX_NAME)).filter(Boolean).slice(0, MAX_STICKERS);
+}
+
+/** Another message quoted in this one (the one it replies to, or a forwarded one), shortened. */
+function quotedMessage(message, limit, withAuthor) {
+    return {
+        author: withAuthor ? displayName(message) : "",
+        content: shortText(message?.content, limit),
+        attachments: attachmentsOf(message).map((item) => item.filename),
+    };
+}
+
+/** What the message replies to: null when it replies to nothing, or Discord did not send it. */
+function referenceOf(message) {
+    const referenced = message?.referenced_message;
+    if (!referenced || typeof referenced !== "object") return null;
+    return quotedMessage(referenced, MAX_QUOTED_TEXT, true);
+}
+
+/** Forwarded messages (`message_snapshots[].message`): text and attachment names. */
+function forwardedOf(message) {
+    if (!Array.isArray(message?.message_snapshots)) return [];
+    return message.message_snapshots
+        .map((snapshot) => snapshot?.message)
+        .filter((snapshot) => snapshot && typeof snapshot === "object")
+        .slice(0, MAX_SNAPSHOTS)
+        .map((snapshot) => quotedMessage(snapshot, MAX_FORWARDED_TEXT, false));
+}
+
+/** The text of the owner's custom status among their activities, or "". */
+function customStatusText(activities) {
+    if (!Array.isArray(activities)) return "";
+    const custom = activities.find((activity) => activity?.type === CUSTOM_STATUS_ACTIVITY);
+    return shortText(custom?.state ?? "", MAX_CUSTOM_STATUS).trim();
+}
+
 /**
  * The protocol `message` frame for a Flux MESSAGE_CREATE action, or null for one that must not
- * be forwarded (optimistic local echo, no author, webhook, system type, ephemeral).
+ * be forwarded (optimistic local echo, no author, webhook, system type, ephemeral). Beyond the
+ * text: the author's display name, attachments (voice notes with their length), stickers, link
+ * embeds, the message it replies to and forwarded messages, each shortened.
  */
 function messageFrame(action, selfId) {
     const message = action?.message;
@@ -215,11 +329,17 @@ function messageFrame(action, selfId) {
             id: authorId,
             username: String(message.author.username ?? ""),
             bot: Boolean(message.author.bot),
+            display_name: displayName(message),
         },
         content: typeof message.content === "string" ? message.content : "",
         timestamp: message.timestamp == null ? "" : String(message.timestamp),
         self: selfId != null && authorId === selfId,
         nonce: message.nonce == null ? null : String(message.nonce),
+        attachments: attachmentsOf(message),
+        stickers: stickersOf(message),
+        embeds: embedsOf(message),
+        reference: referenceOf(message),
+        forwarded: forwardedOf(message),
     };
 }
 
@@ -695,6 +815,7 @@ module.exports = class DiscordAutoReply {
         this.onPresenceChange = this.onPresenceChange.bind(this);
         this.watchedPresence = [];
         this.reportedStatus = null; // the status last told to the server
+        this.reportedCustomStatus = null; // and the custom status text with it
         this.awayStatus = null; // the server's away_status
         this.awaySelect = null;
         this.draftNotices = new Map(); // draft id -> function closing its notice
@@ -1171,6 +1292,7 @@ module.exports = class DiscordAutoReply {
         for (const store of this.watchedPresence) store.removeChangeListener(this.onPresenceChange);
         this.watchedPresence = [];
         this.reportedStatus = null;
+        this.reportedCustomStatus = null;
     }
 
     onPresenceChange() {
@@ -1185,8 +1307,12 @@ module.exports = class DiscordAutoReply {
     reportPresence(force) {
         const status = DiscordInternals.ownStatus();
         if (status === null || !this.welcomed) return;
-        if (!force && status === this.reportedStatus) return;
-        if (this.send({ type: "presence", status })) this.reportedStatus = status;
+        const customStatus = DiscordInternals.ownCustomStatus();
+        if (!force && status === this.reportedStatus && customStatus === this.reportedCustomStatus) return;
+        if (this.send({ type: "presence", status, custom_status: customStatus })) {
+            this.reportedStatus = status;
+            this.reportedCustomStatus = customStatus;
+        }
     }
 
     onAwayStatus(frame) {
@@ -1330,4 +1456,4 @@ module.exports = class DiscordAutoReply {
 };
 
 // Pure parts, exposed for tests; BetterDiscord ignores static properties.
-module.exports.internals = { DiscordInternals, messageFrame, isWatched, watchList, backoffDelay, Outbox, sendMessageArgs, normalizeSettings, startupSettings, serverUrl, channelPath, ActivityReporter, draftNoticeText, transportOrder, describeEnd, HttpLink, DEFAULT_SETTINGS };
+module.exports.internals = { DiscordInternals, messageFrame, customStatusText, isWatched, watchList, backoffDelay, Outbox, sendMessageArgs, normalizeSettings, startupSettings, serverUrl, channelPath, ActivityReporter, draftNoticeText, transportOrder, describeEnd, HttpLink, DEFAULT_SETTINGS };

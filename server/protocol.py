@@ -59,15 +59,55 @@ class Hello(_Frame):
 
 
 class Author(_Frame):
-    """The author of a forwarded message."""
+    """The author of a forwarded message; `display_name` is the name Discord shows (the server
+    nickname in guilds, else the global name; "" from plugins that do not send it)."""
 
     id: str
     username: str = ""
     bot: bool = False
+    display_name: str = ""
+
+    @property
+    def name(self) -> str:
+        """The name to call them by: the display name, else the username, else the id."""
+        return self.display_name or self.username or self.id
+
+
+class Attachment(_Frame):
+    """A file attached to a message, as Discord describes it (the URL is signed and expires)."""
+
+    filename: str = "file"
+    content_type: str | None = None
+    size: int = Field(default=0, ge=0)
+    url: str = ""
+    width: int | None = None
+    height: int | None = None
+    voice: bool = False
+    """The message is a voice message (flag IS_VOICE_MESSAGE) and this is its recording."""
+    duration: float | None = None
+    """A voice message's length in seconds (`duration_secs`)."""
+
+
+class Embed(_Frame):
+    """A link embed, shortened by the plugin."""
+
+    title: str = ""
+    description: str = ""
+    url: str = ""
+
+
+class Quoted(_Frame):
+    """Another message inside this one: the one it replies to, or one it forwards (no author)."""
+
+    author: str = ""
+    content: str = ""
+    attachments: list[str] = Field(default_factory=list)
+    """The file names of its attachments."""
 
 
 class IncomingMessage(_Frame):
-    """A Discord message forwarded by the plugin."""
+    """A Discord message forwarded by the plugin. Everything after `nonce` is optional, so that
+    older plugins, which send text only, still work."""
 
     type: Literal["message"]
     id: str = Field(min_length=1)
@@ -78,6 +118,17 @@ class IncomingMessage(_Frame):
     timestamp: str = ""
     is_self: bool = Field(default=False, alias="self")
     nonce: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    stickers: list[str] = Field(default_factory=list)
+    embeds: list[Embed] = Field(default_factory=list)
+    reference: Quoted | None = None
+    """The message this one replies to, when Discord sent it."""
+    forwarded: list[Quoted] = Field(default_factory=list)
+    """Messages forwarded in this one (`message_snapshots`)."""
+
+    def has_substance(self) -> bool:
+        """Whether there is anything to answer: text, an attachment, a sticker or a forward."""
+        return bool(self.content.strip() or self.attachments or self.stickers or self.forwarded)
 
 
 class Sent(_Frame):
@@ -118,10 +169,12 @@ class StatusRequest(_Frame):
 
 
 class PresenceReport(_Frame):
-    """The owner's own Discord status, reported by the plugin at each welcome and on change."""
+    """The owner's own Discord status and custom status text, reported by the plugin at each
+    welcome and on change (`custom_status` None: a plugin that does not report it)."""
 
     type: Literal["presence"]
     status: Literal["online", "idle", "dnd", "invisible", "offline"]
+    custom_status: str | None = None
 
 
 class AwayRequest(_Frame):

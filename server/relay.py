@@ -27,6 +27,7 @@ from server.memory import PairKey
 from server.messengers.base import Messenger, MessengerError
 from server.outbox import Outbox
 from server.owner_store import Draft
+from server.placeholders import turn_text
 from server.protocol import Author, IncomingMessage
 from server.recovery import Recovery
 from server.reply_policy import (
@@ -170,7 +171,7 @@ class Relay:
             pair,
             message.id,
             message.author.id,
-            message.content,
+            turn_text(message),
             guild_id=message.guild,
             status="skipped" if skip else "pending",
             reason=skip or None,

@@ -227,6 +227,6 @@ def ignore_reason(message: IncomingMessage, rule: Rule | None) -> str:
         return "author is a bot"
     if rule is None:
         return "pair is not allow-listed"
-    if not message.content.strip():
-        return "no text (attachment or sticker only)"
+    if not message.has_substance():
+        return "nothing to answer (no text, attachment, sticker or forward)"
     return ""

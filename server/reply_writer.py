@@ -18,6 +18,7 @@ from server.inbox import Pending
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
 from server.llm.chain import BackendChain
 from server.memory import PairKey
+from server.placeholders import turn_text
 from server.prompt_window import PromptWindow, history_limit
 from server.rules import RuleSet
 from server.store_guard import StoreGuard
@@ -95,7 +96,7 @@ class ReplyWriter:
             prompt=self._rules().system_prompt(rule),
             summary=window.summary,
             history=[turn for turn in window.turns if turn.id not in batch_ids],
-            newest=[Turn(p.turn_id or 0, 0, "message", p.message.content) for p in batch],
+            newest=[Turn(p.turn_id or 0, 0, "message", turn_text(p.message)) for p in batch],
             max_history=2 * memory_length,
             model=rule.model,
         )

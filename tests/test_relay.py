@@ -126,7 +126,7 @@ async def test_ignored_messages_are_acked_but_never_answered(
         client = await PluginClient.connect(running.url)  # each message() awaits its ack
         await client.message("3001", "999", "222", "not allow-listed")
         await client.message("3002", "111", "222", "a bot", bot=True)
-        await client.message("3003", "111", "222", "   ")  # sticker or attachment only
+        await client.message("3003", "111", "222", "   ")  # nothing at all to answer
         await client.message("3004", "9", "222", "the owner", is_self=True)
         await client.message("3005", "111", "222", "real one")
         await client.message("3005", "111", "222", "real one")  # the plugin re-sent its buffer
@@ -138,7 +138,7 @@ async def test_ignored_messages_are_acked_but_never_answered(
         for line in [
             "message 3001 ignored: pair is not allow-listed",
             "message 3002 ignored: author is a bot",
-            "message 3003 ignored: no text (attachment or sticker only)",
+            "message 3003 ignored: nothing to answer (no text, attachment, sticker or forward)",
             "message 3005 already accepted; ignoring the re-send",
         ]:
             assert relay_lines.count(line) == 1, (line, relay_lines)

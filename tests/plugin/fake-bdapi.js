@@ -97,7 +97,8 @@ const CHANNELS = [
  * that SelectedChannelStore follows) if the path names a channel the client knows under its own
  * guild (or @me for a DM); otherwise, or while `navigationBlocked` is set, the selection stays.
  * The owner's status (`discord.status`, changed with `setStatus`) is in SelfPresenceStore, as in the
- * client, and mirrored by PresenceStore; `users` and `channels` add to what the stores know.
+ * client, and mirrored by PresenceStore; their custom status (`setCustomStatus`) is an activity of
+ * type 4 in SelfPresenceStore; `users` and `channels` add to what the stores know.
  */
 function createFakeDiscord({ missing = [], echo = true, router = "named", keepNonce = true } = {}) {
     const dispatcher = new FakeDispatcher();
@@ -151,9 +152,10 @@ function createFakeDiscord({ missing = [], echo = true, router = "named", keepNo
         back() {},
         forward() {},
     };
+    discord.activities = []; // the owner's activities; a custom status is type 4 with `state`
     const selfPresenceStore = new FakeStore("SelfPresenceStore", {
         getStatus: () => discord.status,
-        getActivities: () => [],
+        getActivities: () => discord.activities.map((activity) => ({ ...activity })),
     });
     const presenceStore = new FakeStore("PresenceStore", {
         getStatus: (userId, guildId = null, fallback = "offline") => (userId === SELF.id ? discord.status : fallback),
@@ -163,6 +165,11 @@ function createFakeDiscord({ missing = [], echo = true, router = "named", keepNo
         discord.status = status;
         selfPresenceStore.emitChange();
         presenceStore.emitChange();
+    };
+    /** The owner sets (or, with "", clears) a custom status: the client stores it as an activity. */
+    discord.setCustomStatus = (text) => {
+        discord.activities = text ? [{ type: 4, name: "Custom Status", state: text }] : [];
+        selfPresenceStore.emitChange();
     };
     discord.presenceListeners = () => selfPresenceStore.listeners.size + presenceStore.listeners.size;
     const messageActions = {

@@ -102,12 +102,63 @@ describe("messageFrame: what is forwarded", () => {
             id: "1300000000000000001",
             channel: "222",
             guild: "555",
-            author: { id: "111", username: "friend", bot: false },
+            author: { id: "111", username: "friend", bot: false, display_name: "friend" },
             content: "hi",
             timestamp: "2026-11-22T10:00:00.000Z",
             self: false,
             nonce: "42",
+            attachments: [],
+            stickers: [],
+            embeds: [],
+            reference: null,
+            forwarded: [],
         });
+    });
+
+    it("forwards attachments (a voice note with its length), stickers, link embeds, a reply and a forward", () => {
+        const voiceFlag = 1 << 13;
+        const url = "https://cdn.discordapp.com/attachments/222/9/voice-message.ogg?ex=1&is=2&hm=ab";
+        const frame = messageFrame(
+            action({
+                content: "",
+                flags: voiceFlag,
+                author: { id: "111", username: "friend", global_name: "Friendly" },
+                member: { nick: "Fren" },
+                attachments: [{ id: "9", filename: "voice-message.ogg", content_type: "audio/ogg", size: 20480, url, proxy_url: "x", duration_secs: 12.4, waveform: "AAAA" }],
+                sticker_items: [{ id: "5", name: "Wave", format_type: 1 }],
+                embeds: [{ type: "link", title: "T".repeat(500), description: "About it", url: "https://example.com" }, { type: "image" }],
+                referenced_message: { id: "8", author: { id: "7", username: "ann", global_name: "Ann" }, content: "x".repeat(1000), attachments: [{ filename: "plan.png", url: "u" }] },
+                message_snapshots: [{ message: { content: "meet at 6", attachments: [] } }],
+            }),
+            SELF.id,
+        );
+        assert.equal(frame.author.display_name, "Fren", "the server nickname wins in guilds");
+        assert.deepEqual(frame.attachments, [{ filename: "voice-message.ogg", content_type: "audio/ogg", size: 20480, url, width: null, height: null, voice: true, duration: 12.4 }]);
+        assert.deepEqual(frame.stickers, ["Wave"]);
+        assert.equal(frame.embeds.length, 1, "an embed with no title, description or URL is left out");
+        assert.equal(frame.embeds[0].title.length, 200);
+        assert.ok(frame.embeds[0].title.endsWith("…"));
+        assert.equal(frame.reference.author, "Ann");
+        assert.equal(frame.reference.content.length, 300);
+        assert.deepEqual(frame.reference.attachments, ["plan.png"]);
+        assert.deepEqual(frame.forwarded, [{ author: "", content: "meet at 6", attachments: [] }]);
+    });
+
+    it("forwards a message with a photo and no text; a photo is not a voice note", () => {
+        const frame = messageFrame(action({ content: "", attachments: [{ filename: "beach.jpg", content_type: "image/jpeg", size: "10", url: "u", width: 640, height: 480 }] }), SELF.id);
+        assert.equal(frame.content, "");
+        assert.deepEqual(frame.attachments[0], { filename: "beach.jpg", content_type: "image/jpeg", size: 10, url: "u", width: 640, height: 480, voice: false, duration: null });
+        assert.equal(frame.author.display_name, "friend", "no global name: the username");
+        const odd = messageFrame(action({ attachments: [null, 3, { size: -1, width: "wide" }], embeds: "no", sticker_items: [{}], referenced_message: null }), SELF.id);
+        assert.deepEqual(odd.attachments, [{ filename: "file", content_type: null, size: 0, url: "", width: null, height: null, voice: false, duration: null }]);
+        assert.deepEqual([odd.embeds, odd.stickers, odd.reference], [[], [], null]);
+    });
+
+    it("reads the owner's custom status text from their activities", () => {
+        const { customStatusText } = internals;
+        assert.equal(customStatusText([{ type: 0, name: "a game" }, { type: 4, name: "Custom Status", state: " at the gym, back at 18:00 " }]), "at the gym, back at 18:00");
+        assert.equal(customStatusText([{ type: 4, emoji: { name: "🏋️" } }]), "");
+        assert.equal(customStatusText(null), "");
     });
 
     it("marks the owner's own messages as self and takes guild/channel from the action when needed", () => {

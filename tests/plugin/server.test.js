@@ -20,6 +20,7 @@ const RULES = [
     ["*", "339"],
     ["*", "340"],
     ["*", "341"],
+    ["*", "342"],
 ];
 
 let llm;
@@ -298,6 +299,43 @@ describe("plugin <-> relay server", () => {
         assert.deepEqual(context.fake.toasts.map((toast) => toast.type), ["warning"]); // "not reachable", once
         assert.equal(await upgradeStatus("https://evil.example"), 403);
         assert.equal(await upgradeStatus("https://discord.com"), 101);
+    });
+
+    it("forwards what a message carries beyond text; a photo alone, a voice note and a reply are answered", async () => {
+        const { discord, spy } = await connected();
+        const author = { id: "706", username: "sam", global_name: "Sam" };
+        const cdn = "https://cdn.discordapp.com/attachments/342";
+        const photo = discord.receive({
+            channel_id: "342",
+            author,
+            content: "",
+            attachments: [{ id: "1", filename: "beach.jpg", content_type: "image/jpeg", size: 2048, url: `${cdn}/1/beach.jpg?ex=1&is=2&hm=3`, width: 640, height: 480 }],
+        });
+        await waitFor(() => repliesIn(discord, "342").length === 1, { what: "the answer to a photo without text" });
+        assert.equal(echoedText(repliesIn(discord, "342")[0]), "[photo: beach.jpg]");
+        assert.equal(spy.messages().find((frame) => frame.id === photo.id).author.display_name, "Sam");
+
+        discord.receive({
+            channel_id: "342",
+            author,
+            content: "",
+            flags: 1 << 13,
+            attachments: [{ id: "2", filename: "voice-message.ogg", content_type: "audio/ogg", size: 9000, url: `${cdn}/2/voice-message.ogg`, duration_secs: 72.2, waveform: "AA" }],
+        });
+        await waitFor(() => repliesIn(discord, "342").length === 2, { what: "the answer to a voice note" });
+        assert.equal(echoedText(repliesIn(discord, "342")[1]), "[voice message, 1:12]");
+
+        discord.receive({
+            channel_id: "342",
+            type: 19,
+            author,
+            content: "what do you think?",
+            sticker_items: [{ id: "9", name: "Wave" }],
+            message_reference: { message_id: "5", channel_id: "342" },
+            referenced_message: { id: "5", channel_id: "342", author: { id: "707", username: "ann", global_name: "Ann" }, content: "new haircut", attachments: [] },
+        });
+        await waitFor(() => repliesIn(discord, "342").length === 3, { what: "the answer to a reply" });
+        assert.equal(echoedText(repliesIn(discord, "342")[2]), '(replying to Ann: "new haircut")\nwhat do you think?\n[sticker: Wave]');
     });
 
     it("connects without an Origin header too (not a browser page)", async () => {
