@@ -146,6 +146,7 @@ class App:
             reply_when=settings.REPLY_WHEN,
             rules=lambda: self.rules_watcher.current,
             notify=self.gateway.broadcast,
+            zone_name=settings.TIMEZONE,
         )
         self._server: LocalServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -245,6 +246,7 @@ class App:
             await self._server.close()
         await self.gateway.aclose()
         await self.drafts.aclose()
+        await self.away.aclose()
         await self.relay.aclose()
         await self.messenger.aclose()
         await self.llm.aclose()

@@ -7,6 +7,8 @@ keeps it up to date, stores the switch and the start of the away period, and tel
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -17,7 +19,7 @@ from server.config import ReplyWhen
 from server.database import DatabaseError
 from server.drafts import Drafts
 from server.owner_store import ChatSummary, OwnerStore, first_line
-from server.reply_policy import AwaySwitch, DiscordStatus, Presence
+from server.reply_policy import AWAY_STATUSES, AwaySwitch, DiscordStatus, Presence
 from server.rules import RuleSet
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 SWITCH_KEY = "away_switch"
 SINCE_KEY = "away_since"
 SWITCHES: tuple[AwaySwitch, ...] = ("auto", "on", "off")
+SCHEDULE_RECHECK_SECONDS = 3600.0
+"""The longest the away hours go unchecked (the clock may be changed under the relay)."""
 
 
 def summary_frame(
@@ -70,15 +74,19 @@ class AwayMode:
         reply_when: ReplyWhen,
         rules: Callable[[], RuleSet],
         notify: Callable[[dict[str, Any]], None],
+        zone_name: str = "",
     ) -> None:
+        """`zone_name`: TIMEZONE, the zone of the away hours, shown with them."""
         self._presence = presence
         self._store = store
         self._drafts = drafts
         self._reply_when = reply_when
         self._rules = rules
         self._notify = notify
+        self._zone_name = zone_name
         self._away_since: float | None = None
         self._told: dict[str, Any] | None = None
+        self._timer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Take up the switch and the away period stored before a restart. The Discord status is
@@ -94,6 +102,24 @@ class AwayMode:
         self._away_since = float(since) if since else None
         if self._presence.switch != "auto":
             log.info("away mode is switched %s by hand", self._presence.switch)
+        if self._presence.schedule.windows:
+            self._timer = asyncio.create_task(self._follow_schedule(), name="away hours")
+
+    async def _follow_schedule(self) -> None:
+        """Start and end the away period as the away hours begin and end."""
+        while True:
+            now = time.time()
+            change = self._presence.schedule.next_change(now)
+            wait = SCHEDULE_RECHECK_SECONDS if change is None else change - now
+            await asyncio.sleep(min(max(wait, 0.0), SCHEDULE_RECHECK_SECONDS) + 0.01)
+            await self._settle()
+
+    async def aclose(self) -> None:
+        """Stop following the away hours."""
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
 
     def status(self) -> dict[str, Any]:
         """The `away_status` frame: switch, last status, whether replies go out now."""
@@ -105,7 +131,22 @@ class AwayMode:
             reply_when=self._reply_when,
             replying=presence.allows(self._reply_when).reply,
             always_rules=sum(rule.reply_when == "always" for rule in self._rules().rules),
+            schedule=self._schedule_status(),
         )
+
+    def _schedule_status(self) -> dict[str, Any] | None:
+        """The away hours in force now (window, end) or the next start; None without any."""
+        schedule = self._presence.schedule
+        if not schedule.windows:
+            return None
+        now = time.time()
+        active = schedule.active(now)
+        return {
+            "window": active.window if active else None,
+            "until": active.until if active else None,
+            "next": None if active else schedule.next_start(now),
+            "zone": self._zone_name,
+        }
 
     async def report(self, status: DiscordStatus) -> None:
         """The plugin reported the owner's Discord status."""
@@ -127,7 +168,10 @@ class AwayMode:
         the status if it changed."""
         if self._presence.away and self._away_since is None:
             self._away_since = time.time()
-            log.info("you are away: replies follow REPLY_WHEN %r", self._reply_when)
+            presence, active = self._presence, self._presence.scheduled(self._away_since)
+            by_hours = presence.switch == "auto" and presence.status not in AWAY_STATUSES
+            hours = f" (away hours {active.window!r})" if active and by_hours else ""
+            log.info("you are away%s: replies follow REPLY_WHEN %r", hours, self._reply_when)
             await self._save({SINCE_KEY: repr(self._away_since)})
         elif not self._presence.away and self._away_since is not None:
             since, self._away_since = self._away_since, None

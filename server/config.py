@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from server.away_schedule import AwaySchedule, parse_schedule, parse_window, zone_named
 from server.memory import MAX_MEMORY_LENGTH
 
 DEFAULT_ORIGINS = (
@@ -52,6 +53,22 @@ def _public_key_or_empty(value: str) -> str:
 
 
 SnowflakeOrEmpty = Annotated[str, AfterValidator(_snowflake_or_empty)]
+
+
+def _away_window(value: str) -> str:
+    parse_window(value)
+    return value
+
+
+def _time_zone(value: str) -> str:
+    zone_named(value)
+    return value
+
+
+AwayWindow = Annotated[str, AfterValidator(_away_window)]
+"""One window of away hours, e.g. "mon-fri 22:00-08:00" (server/away_schedule.py)."""
+TimeZoneName = Annotated[str, AfterValidator(_time_zone)]
+"""An IANA time zone name such as "Europe/Berlin"; "" = this machine's local time."""
 PublicKeyOrEmpty = Annotated[str, AfterValidator(_public_key_or_empty)]
 
 # Settings that hold secrets: never logged, never echoed back in errors.
@@ -108,6 +125,9 @@ class Settings(BaseModel):
     REPLY_WHEN: ReplyWhen = "away"
     MODE: ReplyMode = "send"
     DRAFT_EXPIRE_MINUTES: PositiveFloat = 30.0
+    # Away hours: windows in which the owner counts as away whatever their Discord status.
+    AWAY_SCHEDULE: list[AwayWindow] = Field(default_factory=list)
+    TIMEZONE: TimeZoneName = ""
     # Bot-account mode (`discord-auto-reply bot` and `interactions`)
     DISCORD_BOT_TOKEN: str = ""
     DISCORD_APPLICATION_ID: SnowflakeOrEmpty = ""
@@ -120,6 +140,10 @@ class Settings(BaseModel):
         if self.MESSENGER != "auto":
             return self.MESSENGER
         return "rest" if self.DISCORD_AUTHORIZATION else "plugin"
+
+    def away_schedule(self) -> AwaySchedule:
+        """AWAY_SCHEDULE in TIMEZONE (validated when the settings were)."""
+        return parse_schedule(tuple(self.AWAY_SCHEDULE), self.TIMEZONE)
 
     def secret_values(self) -> list[str]:
         """The non-empty secret values, for log redaction."""

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from rich.table import Table
 from rich.text import Text
 
+from server.away_schedule import describe_until, zone_named
 from server.config import Settings
 from server.control_client import ControlError, ask
 from server.history import console_for
@@ -44,7 +45,26 @@ def describe_away_status(status: dict[str, Any]) -> list[str]:
     always = int(status.get("always_rules") or 0)
     if always and reply_when != "always":
         lines.append(f'{"":17}({always} rule(s) with "reply_when": "always" reply anyway)')
+    schedule = status.get("schedule")
+    if schedule:
+        lines.append(f"away hours:      {_describe_schedule(schedule, str(status.get('switch')))}")
     return lines
+
+
+def _describe_schedule(schedule: dict[str, Any], switch: str) -> str:
+    """The away hours line: the window in force and when it ends, or when the next starts."""
+    try:
+        zone = zone_named(str(schedule.get("zone") or ""))
+    except ValueError:
+        zone = None
+    now = time.time()
+    ignored = f" (not counted: the switch is {switch})" if switch in ("on", "off") else ""
+    if schedule.get("window"):
+        until = describe_until(float(schedule["until"]), now, zone)
+        return f"{schedule['window']!r} applies until {until}{ignored}"
+    if schedule.get("next"):
+        return f"none now; the next starts {describe_until(float(schedule['next']), now, zone)}"
+    return "none now"
 
 
 async def away(settings: Settings, mode: str, out: TextIO = sys.stdout) -> int:

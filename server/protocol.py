@@ -342,8 +342,10 @@ def away_status(
     reply_when: str,
     replying: bool,
     always_rules: int,
+    schedule: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The away switch, the last reported Discord status and whether replies go out now."""
+    """The away switch, the last reported Discord status and whether replies go out now;
+    `schedule` (AWAY_SCHEDULE set): the window in force and its end, or the next start."""
     return {
         "type": "away_status",
         "switch": switch,
@@ -352,6 +354,7 @@ def away_status(
         "reply_when": reply_when,
         "replying": replying,
         "always_rules": always_rules,
+        "schedule": schedule,
     }
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 
+from server.away_schedule import parse_schedule
 from server.config import Settings
 from server.conversations import ConversationStore, MessageStatus
 from server.drafts import Drafts
@@ -87,6 +88,7 @@ class Relay:
             per_minute=settings.MAX_REPLIES_PER_MINUTE,
             per_hour=settings.MAX_REPLIES_PER_HOUR,
             reply_prefix=settings.REPLY_PREFIX,
+            schedule=settings.away_schedule(),
         )
         self._seen = SeenIds()
         self._pairs: dict[PairKey, _Pair] = {}
@@ -367,8 +369,12 @@ class Relay:
         return self._owner_allows(rule)
 
     def _owner_allows(self, rule: Rule) -> Decision:
-        """Is the owner away (or does the rule reply always)?"""
-        return self._policy.owner_allows(rule.reply_when or self._settings.REPLY_WHEN)
+        """Is the owner away, by the rule's own away hours if it has some (or does the rule reply
+        always)?"""
+        schedule = None
+        if rule.schedule is not None:
+            schedule = parse_schedule(rule.schedule, self._settings.TIMEZONE)
+        return self._policy.owner_allows(rule.reply_when or self._settings.REPLY_WHEN, schedule)
 
     def _drafting(self, rule: Rule) -> bool:
         return (rule.mode or self._settings.MODE) == "draft"

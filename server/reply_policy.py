@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Literal
 
+from server.away_schedule import NO_SCHEDULE, Active, AwaySchedule
 from server.config import ReplyWhen
 from server.memory import PairKey
 from server.protocol import IncomingMessage
@@ -59,25 +61,43 @@ AWAY_STATUSES: frozenset[str] = frozenset({"idle", "dnd", "invisible", "offline"
 
 @dataclass
 class Presence:
-    """Whether the owner is away: their last reported Discord status, unless switched by hand.
+    """Whether the owner is away: the switch if set by hand, else their last reported Discord
+    status or the away hours (`schedule`, AWAY_SCHEDULE) at the time.
 
     `status` is None until the plugin reports one, which counts as present: a fresh start never
-    answers someone the owner is talking to.
+    answers someone the owner is talking to (unless inside the away hours).
     """
 
     status: DiscordStatus | None = None
     switch: AwaySwitch = "auto"
+    schedule: AwaySchedule = NO_SCHEDULE
+    clock: Callable[[], float] = field(default=time.time, repr=False)
 
     @property
     def away(self) -> bool:
-        """True if the owner is away now: the switch if set, else their Discord status."""
+        """True if the owner is away now (the global away hours)."""
+        return self.away_at(self.clock())
+
+    def away_at(self, now: float, schedule: AwaySchedule | None = None) -> bool:
+        """Away at `now`: the switch if set, else the Discord status or `schedule` (a rule's own;
+        None: AWAY_SCHEDULE)."""
         if self.switch != "auto":
             return self.switch == "on"
-        return self.status in AWAY_STATUSES
+        return self.status in AWAY_STATUSES or self.scheduled(now, schedule) is not None
 
-    def allows(self, reply_when: ReplyWhen) -> Decision:
-        """May the relay answer for the owner under `reply_when` ("away" or "always")?"""
-        if reply_when == "always" or self.away:
+    def scheduled(self, now: float, schedule: AwaySchedule | None = None) -> Active | None:
+        """The away window `now` falls in (`schedule`, else AWAY_SCHEDULE), whatever the switch."""
+        return (self.schedule if schedule is None else schedule).active(now)
+
+    def allows(
+        self,
+        reply_when: ReplyWhen,
+        schedule: AwaySchedule | None = None,
+        now: float | None = None,
+    ) -> Decision:
+        """May the relay answer for the owner under `reply_when` ("away" or "always"), with
+        `schedule` as the away hours (None: AWAY_SCHEDULE), at `now` (None: the clock)?"""
+        if reply_when == "always" or self.away_at(self.clock() if now is None else now, schedule):
             return REPLY
         if self.switch == "off":
             return Decision(False, "the owner is present (away mode switched off)")
@@ -105,6 +125,7 @@ class ReplyPolicy:
         per_minute: int,
         per_hour: int,
         reply_prefix: str = "",
+        schedule: AwaySchedule = NO_SCHEDULE,
     ) -> None:
         self._takeover_seconds = takeover_seconds
         self._limits = ((per_minute, MINUTE, "minute"), (per_hour, HOUR, "hour"))
@@ -115,7 +136,7 @@ class ReplyPolicy:
         self._limit_said: dict[PairKey, float] = {}
         self._recent_texts: dict[str, deque[tuple[float, str]]] = {}
         self._swept_at = -math.inf
-        self.presence = Presence()
+        self.presence = Presence(schedule=schedule)
 
     def restore(self, takeovers: dict[str, float]) -> None:
         """Take up takeovers that were in force before a restart (channel → end, Unix time)."""
@@ -210,9 +231,10 @@ class ReplyPolicy:
             if not texts:
                 del self._recent_texts[channel]
 
-    def owner_allows(self, reply_when: ReplyWhen) -> Decision:
-        """May the relay speak for the owner now, given whether they are away?"""
-        return self.presence.allows(reply_when)
+    def owner_allows(self, reply_when: ReplyWhen, schedule: AwaySchedule | None = None) -> Decision:
+        """May the relay speak for the owner now, given whether they are away (by `schedule`, a
+        rule's own away hours, if not None)?"""
+        return self.presence.allows(reply_when, schedule)
 
 
 def burst_wait(last_arrival: float, now: float, coalesce_seconds: float) -> float:

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from server.away_schedule import check_windows
 from server.config import ReplyMode, ReplyWhen
 from server.memory import MAX_MEMORY_LENGTH
 
@@ -49,6 +50,7 @@ class _RuleEntry(BaseModel):
     reply_when: ReplyWhen | None = None
     mode: ReplyMode | None = None
     listen: Listen = "mentions"
+    schedule: Annotated[tuple[str, ...], AfterValidator(check_windows)] | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class Rule:
     """Instead of MODE: "draft" keeps the reply for the owner to send, edit or discard."""
     listen: Listen = "mentions"
     """Bot-account mode, guild channels: answer only when mentioned or replied to, or "all"."""
+    schedule: tuple[str, ...] | None = None
+    """Instead of AWAY_SCHEDULE: away hours such as "mon-fri 22:00-08:00" for this rule."""
 
 
 @dataclass(frozen=True)
