@@ -71,6 +71,9 @@ TimeZoneName = Annotated[str, AfterValidator(_time_zone)]
 """An IANA time zone name such as "Europe/Berlin"; "" = this machine's local time."""
 PublicKeyOrEmpty = Annotated[str, AfterValidator(_public_key_or_empty)]
 
+MAX_REPLY_AFTER_SECONDS = 3600.0
+"""The longest grace period (REPLY_AFTER_SECONDS): the owner's messages are kept this long."""
+
 # Settings that hold secrets: never logged, never echoed back in errors.
 SECRET_KEYS = ("OPENAI_API_KEY", "DISCORD_AUTHORIZATION", "WEBSOCKET_SECRET", "DISCORD_BOT_TOKEN")
 
@@ -112,6 +115,7 @@ class Settings(BaseModel):
     CONTEXT_TOKENS: Annotated[int, Field(ge=100, le=2_000_000)] = 3000
     SUMMARIZE: bool = False
     COALESCE_SECONDS: NonNegativeFloat = 2.0
+    REPLY_AFTER_SECONDS: Annotated[float, Field(ge=0, le=MAX_REPLY_AFTER_SECONDS)] = 0.0
     TAKEOVER_MINUTES: NonNegativeFloat = 15.0
     # Exactly once and guard rails.
     REPLY_WITHIN_MINUTES: PositiveFloat = 10.0

@@ -149,9 +149,7 @@ class LocalServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        server = site._server  # aiohttp keeps the asyncio server there; its sockets give the port
-        sockets = getattr(server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+        self.port = int(self._runner.addresses[0][1])  # the port bound, also when asked for 0
         self._sweeper = asyncio.create_task(self._sweep(), name="http session sweeper")
         return self.port
 

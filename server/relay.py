@@ -37,6 +37,7 @@ from server.reply_policy import (
     Presence,
     ReplyPolicy,
     burst_wait,
+    grace_left,
     ignore_reason,
 )
 from server.reply_writer import Reply, ReplyWriter
@@ -199,6 +200,7 @@ class Relay:
             return
         if not self._rules().watches_channel(message.channel):
             return
+        self._policy.owner_seen(message.channel, time.time())
         if self._settings.TAKEOVER_MINUTES > 0:
             until = self._policy.owner_wrote(message.channel, time.time())
             await self._stored(self._store.set_takeover(message.channel, until), None)
@@ -245,9 +247,17 @@ class Relay:
         """Answer the pair's bursts in order, showing the typing indicator (not for drafts, which
         may never be sent); exit when idle."""
         drafting = self._drafting(state.pending[0].rule)
-        typing = asyncio.create_task(self._keep_typing(pair[1], show=not drafting))
+        typing: asyncio.Task[None] | None = None
         try:
             while state.pending and not self._closing:
+                first = state.pending[0]
+                grace = grace_left(first.accepted_at, time.time(), self._reply_after(first.rule))
+                if grace > 0:  # the owner may answer first: no typing indicator meanwhile
+                    await _stopped(typing)
+                    typing = None
+                    await asyncio.sleep(grace)
+                if typing is None:
+                    typing = asyncio.create_task(self._keep_typing(pair[1], show=not drafting))
                 await self._wait_for_burst(state)
                 batch, state.pending = state.pending, []
                 try:
@@ -257,9 +267,7 @@ class Relay:
         finally:
             # Before any await: a message arriving from now on starts a new worker.
             del self._pairs[pair]
-            typing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await typing
+            await _stopped(typing)
 
     async def _wait_for_burst(self, state: _Pair) -> None:
         """Wait until COALESCE_SECONDS have passed since the pair's last message."""
@@ -286,6 +294,8 @@ class Relay:
         decision = self._policy.may_reply(pair, time.time())
         if decision.reply:
             decision = self._owner_allows(newest.rule)
+        if decision.reply:
+            decision = self._answered_first(pair[1], batch)
         if not decision.reply:
             log.log(
                 logging.DEBUG if decision.quiet else logging.INFO,
@@ -308,6 +318,8 @@ class Relay:
             return
         generated = generation.result()
         decision = self._may_speak(pair[1], newest.rule)  # the owner may be back by now
+        if decision.reply:
+            decision = self._answered_first(pair[1], batch)
         if generated is None:
             await self._skip(batch, "failed", "no LLM backend answered")
         elif not decision.reply:
@@ -376,6 +388,17 @@ class Relay:
             schedule = parse_schedule(rule.schedule, self._settings.TIMEZONE)
         return self._policy.owner_allows(rule.reply_when or self._settings.REPLY_WHEN, schedule)
 
+    def _reply_after(self, rule: Rule) -> float:
+        """The grace period of `rule`: its own, else REPLY_AFTER_SECONDS."""
+        own = rule.reply_after_seconds
+        return self._settings.REPLY_AFTER_SECONDS if own is None else own
+
+    def _answered_first(self, channel: str, batch: list[Pending]) -> Decision:
+        """With a grace period, no reply once the owner has written in `channel` since."""
+        if self._reply_after(batch[0].rule) <= 0:
+            return Decision(True)
+        return self._policy.answered_first(channel, since=batch[0].accepted_at)
+
     def _drafting(self, rule: Rule) -> bool:
         return (rule.mode or self._settings.MODE) == "draft"
 
@@ -418,3 +441,11 @@ class Relay:
         for worker in list(self._workers):
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+
+
+async def _stopped(task: asyncio.Task[None] | None) -> None:
+    """Cancel `task` (if any) and wait for it to end."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

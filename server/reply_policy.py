@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from server.away_schedule import NO_SCHEDULE, Active, AwaySchedule
-from server.config import ReplyWhen
+from server.config import MAX_REPLY_AFTER_SECONDS, ReplyWhen
 from server.memory import PairKey
 from server.protocol import IncomingMessage
 from server.rules import Rule
@@ -135,6 +135,7 @@ class ReplyPolicy:
         self._replies: dict[PairKey, deque[float]] = {}
         self._limit_said: dict[PairKey, float] = {}
         self._recent_texts: dict[str, deque[tuple[float, str]]] = {}
+        self._owner_wrote: dict[str, float] = {}
         self._swept_at = -math.inf
         self.presence = Presence(schedule=schedule)
 
@@ -155,6 +156,18 @@ class ReplyPolicy:
         until = max(now + self._takeover_seconds, self._takeovers.get(channel, 0.0))
         self._takeovers[channel] = until
         return until
+
+    def owner_seen(self, channel: str, now: float) -> None:
+        """The owner wrote in `channel` (whether or not that starts a takeover)."""
+        self._forget_old(now)
+        self._owner_wrote[channel] = now
+
+    def answered_first(self, channel: str, since: float) -> Decision:
+        """Did the owner write in `channel` after `since` (the first message waiting there)? If
+        so, the grace period (REPLY_AFTER_SECONDS) did its job: no reply."""
+        if self._owner_wrote.get(channel, -math.inf) >= since:
+            return Decision(False, "you answered first (within REPLY_AFTER_SECONDS)")
+        return REPLY
 
     def paused_until(self, channel: str, now: float) -> float | None:
         """When the takeover of `channel` ends, if one is in force."""
@@ -218,6 +231,9 @@ class ReplyPolicy:
             return
         self._swept_at = now
         self._takeovers = {c: until for c, until in self._takeovers.items() if until > now}
+        # A grace period is at most MAX_REPLY_AFTER_SECONDS, and a reply is due soon after it.
+        horizon = now - 2 * MAX_REPLY_AFTER_SECONDS
+        self._owner_wrote = {c: at for c, at in self._owner_wrote.items() if at > horizon}
         # A limit's window end is always after the `now` it was said at: an ended one never recurs.
         self._limit_said = {p: end for p, end in self._limit_said.items() if end > now}
         for pair, times in list(self._replies.items()):
@@ -235,6 +251,12 @@ class ReplyPolicy:
         """May the relay speak for the owner now, given whether they are away (by `schedule`, a
         rule's own away hours, if not None)?"""
         return self.presence.allows(reply_when, schedule)
+
+
+def grace_left(first_accepted: float, now: float, grace_seconds: float) -> float:
+    """Seconds the owner still has to answer first (REPLY_AFTER_SECONDS after the first message
+    waiting; never more than the whole grace, should the clock go back); 0 when it is over."""
+    return max(0.0, min(grace_seconds, first_accepted + grace_seconds - now))
 
 
 def burst_wait(last_arrival: float, now: float, coalesce_seconds: float) -> float:

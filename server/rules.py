@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from server.away_schedule import check_windows
-from server.config import ReplyMode, ReplyWhen
+from server.config import MAX_REPLY_AFTER_SECONDS, ReplyMode, ReplyWhen
 from server.memory import MAX_MEMORY_LENGTH
 
 WILDCARD = "*"
@@ -51,6 +51,7 @@ class _RuleEntry(BaseModel):
     mode: ReplyMode | None = None
     listen: Listen = "mentions"
     schedule: Annotated[tuple[str, ...], AfterValidator(check_windows)] | None = None
+    reply_after_seconds: Annotated[float, Field(ge=0, le=MAX_REPLY_AFTER_SECONDS)] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class Rule:
     """Bot-account mode, guild channels: answer only when mentioned or replied to, or "all"."""
     schedule: tuple[str, ...] | None = None
     """Instead of AWAY_SCHEDULE: away hours such as "mon-fri 22:00-08:00" for this rule."""
+    reply_after_seconds: float | None = None
+    """Instead of REPLY_AFTER_SECONDS: how long the owner has to answer first."""
 
 
 @dataclass(frozen=True)
