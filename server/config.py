@@ -55,6 +55,17 @@ def _public_key_or_empty(value: str) -> str:
 SnowflakeOrEmpty = Annotated[str, AfterValidator(_snowflake_or_empty)]
 
 
+def _host_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9.-]+|\[?[0-9A-Fa-f:]+\]?", value):
+        raise ValueError("must be a host name such as cdn.discordapp.com (no scheme, port or path)")
+    return value.lower().strip("[]")
+
+
+HostName = Annotated[str, AfterValidator(_host_name)]
+"""A host attachments may be downloaded from (any port)."""
+DEFAULT_ATTACHMENT_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
+
+
 def _away_window(value: str) -> str:
     parse_window(value)
     return value
@@ -125,6 +136,11 @@ class Settings(BaseModel):
     MACRO_IDLE_SECONDS: Annotated[float, Field(ge=0)] = 20.0
     # g4f backend: which provider to use ("" = g4f chooses)
     G4F_PROVIDER: str = ""
+    # Attachments: images for models that take them, voice notes transcribed, text files inlined.
+    ATTACHMENT_HOSTS: list[HostName] = Field(default_factory=lambda: list(DEFAULT_ATTACHMENT_HOSTS))
+    VISION: Literal["auto"] | bool = "auto"
+    TRANSCRIBE_MODEL: str = ""
+    TRANSCRIBE_BASE_URL: HttpUrlOrEmpty = ""
     # Away mode and drafts: when the relay speaks for the owner, and whether it asks first.
     REPLY_WHEN: ReplyWhen = "away"
     MODE: ReplyMode = "send"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from server.database import Database
-from server.llm.base import ChatMessage
+from server.llm.base import ChatMessage, Role
 from server.memory import PairKey
 
 TurnKind = Literal["message", "owner", "reply", "summary"]
@@ -37,10 +37,13 @@ class Turn:
     position: int
     kind: TurnKind
     content: str
+    images: tuple[str, ...] = ()
+    """Images sent with the newest turns only (data URLs); never stored."""
 
     def as_chat(self) -> ChatMessage:
         """The turn as a chat message: the other person is the user, the owner the assistant."""
-        return ChatMessage("user" if self.kind == "message" else "assistant", self.content)
+        role: Role = "user" if self.kind == "message" else "assistant"
+        return ChatMessage(role, self.content, self.images)
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,17 @@ class ConversationStore:
             return cursor.lastrowid if cursor.rowcount else None
 
         return await self.database.run_quick(insert)
+
+    async def rewrite_message(self, turn_id: int, content: str) -> None:
+        """Replace a message's remembered text: once its attachments were read (a voice note's
+        transcript, a text file's content), memory keeps that, not just the placeholder."""
+
+        def update(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE turns SET content = ? WHERE id = ? AND kind = 'message'", (content, turn_id)
+            )
+
+        await self.database.run_quick(update)
 
     async def settle(self, turn_ids: list[int], status: MessageStatus, reason: str) -> None:
         """Record why pending messages will get no reply (or no longer need one), and when."""

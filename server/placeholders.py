@@ -114,7 +114,7 @@ def turn_text(message: IncomingMessage, attachments: list[str] | None = None) ->
     if message.reference is not None:
         lines.append(reference_line(message.reference))
     if message.content.strip():
-        lines.append(message.content.strip())
+        lines.append(message.content)  # as written: a message of text alone is kept unchanged
     read = attachments or []
     for index, attachment in enumerate(message.attachments):
         lines.append(read[index] if index < len(read) else attachment_placeholder(attachment))

@@ -441,6 +441,7 @@ class Relay:
         for worker in list(self._workers):
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+        await self._writer.aclose()
 
 
 async def _stopped(task: asyncio.Task[None] | None) -> None:

@@ -7,20 +7,23 @@ answers, the reply is FALLBACK_MESSAGE, if there is one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from server.attachment_reader import AttachmentReader, ReadMessage
 from server.config import Settings
 from server.conversations import FALLBACK_BACKEND, ConversationStore, Turn, Window
 from server.inbox import Pending
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
 from server.llm.chain import BackendChain
+from server.llm.model_quirks import takes_images
 from server.memory import PairKey
 from server.placeholders import turn_text
 from server.prompt_window import PromptWindow, history_limit
-from server.rules import RuleSet
+from server.rules import Rule, RuleSet
 from server.store_guard import StoreGuard
 from server.tokens import TokenCounter
 
@@ -58,6 +61,7 @@ class ReplyWriter:
         self._window = PromptWindow(
             settings=settings, llm=llm, tokens=tokens, save_summary=self._save_summary
         )
+        self._reader = AttachmentReader(settings)
 
     async def write(self, pair: PairKey, batch: list[Pending]) -> Reply | None:
         """Ask the backends for a reply to `batch`, with the pair's memory; the fallback if none."""
@@ -91,15 +95,40 @@ class ReplyWriter:
         window = await self._stored(
             self._store.window(pair, limit=limit, upto=upto), Window(None, []), read_only=True
         )
+        read = await self._read(batch, rule)
         return await self._window.build(
             pair,
             prompt=self._rules().system_prompt(rule),
             summary=window.summary,
             history=[turn for turn in window.turns if turn.id not in batch_ids],
-            newest=[Turn(p.turn_id or 0, 0, "message", turn_text(p.message)) for p in batch],
+            newest=[
+                Turn(p.turn_id or 0, 0, "message", message.text, message.images)
+                for p, message in zip(batch, read, strict=True)
+            ],
             max_history=2 * memory_length,
             model=rule.model,
         )
+
+    async def _read(self, batch: list[Pending], rule: Rule) -> list[ReadMessage]:
+        """The burst's messages with their attachments read (images only for a model that takes
+        them); a message whose text changed (a transcript, a file) is remembered that way."""
+        vision = rule.vision if rule.vision is not None else self._settings.VISION
+        images = (
+            takes_images(rule.model or self._settings.OPENAI_MODEL) if vision == "auto" else vision
+        )
+        # Inlined files may take about half of CONTEXT_TOKENS (some 4 characters a token).
+        inline_chars = self._settings.CONTEXT_TOKENS * 2
+        read = await asyncio.gather(
+            *(self._reader.read(p.message, images=images, inline_chars=inline_chars) for p in batch)
+        )
+        for pending, message in zip(batch, read, strict=True):
+            if pending.turn_id and message.text != turn_text(pending.message):
+                await self._stored(self._store.rewrite_message(pending.turn_id, message.text), None)
+        return list(read)
+
+    async def aclose(self) -> None:
+        """Close the attachment reader's connections."""
+        await self._reader.aclose()
 
     async def _save_summary(self, pair: PairKey, text: str, covers_through: int) -> None:
         await self._stored(self._store.save_summary(pair, text, covers_through), None)

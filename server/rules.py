@@ -49,6 +49,7 @@ class _RuleEntry(BaseModel):
     memory_length: Annotated[int, Field(ge=0, le=MAX_MEMORY_LENGTH)] | None = None
     reply_when: ReplyWhen | None = None
     mode: ReplyMode | None = None
+    vision: bool | None = None
     listen: Listen = "mentions"
     schedule: Annotated[tuple[str, ...], AfterValidator(check_windows)] | None = None
     reply_after_seconds: Annotated[float, Field(ge=0, le=MAX_REPLY_AFTER_SECONDS)] | None = None
@@ -69,6 +70,8 @@ class Rule:
     """Instead of REPLY_WHEN: "away" replies only while the owner is away, "always" whenever."""
     mode: ReplyMode | None = None
     """Instead of MODE: "draft" keeps the reply for the owner to send, edit or discard."""
+    vision: bool | None = None
+    """Instead of VISION: whether this rule's model is sent images (None: VISION decides)."""
     listen: Listen = "mentions"
     """Bot-account mode, guild channels: answer only when mentioned or replied to, or "all"."""
     schedule: tuple[str, ...] | None = None

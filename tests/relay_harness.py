@@ -170,8 +170,10 @@ class PluginClient:
         is_self: bool = False,
         bot: bool = False,
         nonce: str | None = None,
+        **extra: Any,
     ) -> None:
-        """Forward a message and wait for its ack."""
+        """Forward a message (with `extra` frame fields: attachments, reference …) and wait for
+        its ack."""
         frame = {
             "type": "message",
             "id": message_id,
@@ -182,6 +184,7 @@ class PluginClient:
             "timestamp": "2026-11-22T10:00:00.000000+00:00",
             "self": is_self,
             "nonce": nonce,
+            **extra,
         }
         await self.connection.send(json.dumps(frame))
         ack = await self.next_frame()

@@ -11,10 +11,12 @@ Role = Literal["system", "user", "assistant"]
 
 @dataclass(frozen=True)
 class ChatMessage:
-    """One chat turn as sent to a model."""
+    """One chat turn as sent to a model; `images` (data URLs) go with it as image content parts
+    to a model that takes them, and are never stored (the text holds their placeholders)."""
 
     role: Role
     content: str
+    images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ class ModelQuirks:
     temperature: bool = True
     stream: bool = True
     system_role: bool = True
+    images: bool = True
+    """False once the model refused image content parts: the text placeholders must do."""
 
 
 # OpenAI's reasoning models (o-series, gpt-5 family) take `max_completion_tokens` and only their
@@ -39,6 +41,45 @@ KNOWN_MODELS: tuple[tuple[str, ModelQuirks], ...] = (
     ("gpt-5-chat", ModelQuirks(token_param="max_completion_tokens")),
     ("gpt-5", _REASONING),
 )
+
+
+# Model families that take images, by a part of their name (`llama3.2-vision:11b`, `gemma3:4b`,
+# `Qwen/Qwen2.5-VL-7B-Instruct` …). Mini reasoning models of OpenAI's o-series take text only.
+VISION_NAMES = (
+    "gpt-4o",
+    "gpt-4.1",
+    "gpt-4-turbo",
+    "gpt-4-vision",
+    "gpt-5",
+    "chatgpt-4o",
+    "gemma-3",
+    "gemma3",
+    "llama-3.2-vision",
+    "llama3.2-vision",
+    "llama-4",
+    "llama4",
+    "qwen-vl",
+    "qwen2-vl",
+    "qwen2.5-vl",
+    "qwen2.5vl",
+    "qwen3-vl",
+    "llava",
+    "bakllava",
+    "pixtral",
+    "minicpm-v",
+    "moondream",
+    "claude-3",
+    "claude-sonnet-4",
+    "claude-opus-4",
+    "gemini",
+)
+_VISION_REASONING = re.compile(r"^(o1|o3|o4-mini)(-\d|$)")
+
+
+def takes_images(model: str) -> bool:
+    """Whether a model is known by name to take images (VISION "auto")."""
+    name = model.rsplit("/", 1)[-1].lower()
+    return any(part in name for part in VISION_NAMES) or bool(_VISION_REASONING.match(name))
 
 
 def known_quirks(model: str) -> ModelQuirks:
@@ -82,16 +123,33 @@ _SYSTEM_REFUSED = re.compile(
     re.I,
 )
 _ROLE_PARAM = re.compile(r"^messages\[\d+\]\.role$")
+# How servers refuse image parts for a text-only model: OpenAI ("image_url is only supported by
+# certain models"), vLLM ("is not a multimodal model"), llama.cpp ("image input is not
+# supported"), Ollama and others ("does not support images", "vision is not supported").
+_IMAGES_REFUSED = re.compile(
+    r"image_url is only supported|not a multimodal model|image input is not supported"
+    r"|(does not|doesn't) support (image|vision)|images? (is|are) not supported"
+    r"|vision is not supported|multimodal.*not supported|image.*not supported",
+    re.I,
+)
 _TEMPLATE_STATUSES = frozenset({400, 422, 500})
 
 
-def learn(quirks: ModelQuirks, rejection: Rejection) -> Lesson | None:
-    """What `rejection` teaches about a model asked with `quirks`; None when nothing changes.
+def learn(
+    quirks: ModelQuirks, rejection: Rejection, *, sends_images: bool = False
+) -> Lesson | None:
+    """What `rejection` teaches about a model asked with `quirks` (a request with images if
+    `sends_images`); None when nothing changes.
 
     A lesson only ever removes something the request sent (or swaps the token parameter), so
     retrying with it cannot loop on the same error.
     """
     message, param = rejection.message, rejection.param or ""
+    images_refused = _IMAGES_REFUSED.search(message) or (
+        param.endswith(".type") and "image" in message
+    )
+    if rejection.status in _TEMPLATE_STATUSES and quirks.images and sends_images and images_refused:
+        return Lesson(replace(quirks, images=False), "does not take images")
     if rejection.status in _TEMPLATE_STATUSES and quirks.system_role:
         role_param = bool(_ROLE_PARAM.match(param)) and "'system'" in message
         if role_param or _SYSTEM_REFUSED.search(message):
@@ -148,6 +206,8 @@ def shape_request(
 ) -> RequestShape:
     """The request to send to a model with `quirks`."""
     by_name = quirks.token_param == "max_tokens"
+    if not quirks.images:
+        messages = [replace(m, images=()) if m.images else m for m in messages]
     return RequestShape(
         messages=list(messages) if quirks.system_role else fold_system_prompt(messages),
         stream=quirks.stream,
@@ -166,5 +226,5 @@ def fold_system_prompt(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
     first_user = next((i for i, m in enumerate(rest) if m.role == "user"), None)
     if first_user is None or first_user > 0:
         return [ChatMessage("user", persona), *rest]
-    folded = ChatMessage("user", f"{persona}\n\n{rest[0].content}")
+    folded = ChatMessage("user", f"{persona}\n\n{rest[0].content}", rest[0].images)
     return [folded, *rest[1:]]

@@ -32,8 +32,8 @@ PLACEHOLDER_KEY = "not-needed"
 MAX_DETAIL = 200
 CHAT_PATH = "/chat/completions"
 # One request, plus one retry per thing a model can refuse (token parameter, temperature,
-# streaming, system role).
-MAX_ATTEMPTS = 5
+# streaming, system role, images).
+MAX_ATTEMPTS = 6
 # As many requests at once as there are pairs waiting (the SDK's own cap), but at most ten idle
 # connections kept, not the SDK's hundred: before each request httpx probes every idle
 # connection it holds (a poll() each), which after a burst of replies cost more than the rest of
@@ -109,10 +109,12 @@ class OpenAIBackend:
         quirks = self._quirks.get(model) or known_quirks(model)
         for _ in range(MAX_ATTEMPTS):
             lesson: Lesson | None
+            shape = shape_request(messages, options, quirks)
             try:
-                text = await self._ask(model, shape_request(messages, options, quirks))
+                text = await self._ask(model, shape)
             except openai.APIStatusError as err:
-                lesson = learn(quirks, _rejection(err))
+                sends_images = any(m.images for m in shape.messages)
+                lesson = learn(quirks, _rejection(err), sends_images=sends_images)
                 if lesson is None:
                     raise self._error(self._reason(err)) from None
             except MalformedAnswer as err:
@@ -199,7 +201,7 @@ def request_body(model: str, shape: RequestShape) -> dict[str, Any]:
     """The JSON body of a chat completion request; parameters left out are not sent."""
     body: dict[str, Any] = {
         "model": model,
-        "messages": [{"role": m.role, "content": m.content} for m in shape.messages],
+        "messages": [{"role": m.role, "content": message_content(m)} for m in shape.messages],
     }
     optional = {
         "max_tokens": shape.max_tokens,
@@ -210,6 +212,16 @@ def request_body(model: str, shape: RequestShape) -> dict[str, Any]:
     if shape.stream:
         body["stream"] = True
     return body
+
+
+def message_content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    """A message's `content`: its text, or with images a text part and one image part each."""
+    if not message.images:
+        return message.content
+    return [
+        {"type": "text", "text": message.content},
+        *({"type": "image_url", "image_url": {"url": url}} for url in message.images),
+    ]
 
 
 def completion_text(completion: object) -> str:

@@ -1,5 +1,6 @@
 """A local fake of Discord's REST API (v9 and v10): create message, typing, the current user,
-rate limits and error shapes.
+rate limits and error shapes; and its CDN: attachments at signed URLs (`ex`, `is`, `hm`) that
+expire, as `cdn.discordapp.com` serves them.
 
 The bot routes (login, gateway URL, commands, interactions) are in `discord_bot_api.py`.
 Run standalone for other test suites: `python -m tests.fakes.discord_api [--port N]` prints
@@ -12,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import math
 import signal
@@ -182,6 +184,10 @@ class FakeDiscord:
         self._by_id: dict[str, dict[str, Any]] = {}
         self._increment = 0
         self._created = asyncio.Condition()
+        self.cdn_delay = 0.0
+        self.cdn_requests: list[str] = []
+        self._files: dict[str, tuple[bytes, str]] = {}
+        self._cdn_key = hashlib.sha256(str(time.time_ns()).encode()).digest()
 
     @property
     def base_url(self) -> str:
@@ -201,6 +207,7 @@ class FakeDiscord:
         for prefix in API_PREFIXES:
             for method, path, handler in self._routes():
                 app.router.add_route(method, prefix + path, handler)
+        app.router.add_get("/attachments/{channel_id}/{attachment_id}/{filename}", self._cdn_file)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         app.on_response_prepare.append(_plain_json_type)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
@@ -208,6 +215,45 @@ class FakeDiscord:
         site = web.TCPSite(self._runner, "127.0.0.1", self._requested_port)
         await site.start()
         self._port = self._runner.addresses[0][1]
+
+    def add_attachment(
+        self,
+        channel_id: str,
+        filename: str,
+        data: bytes,
+        content_type: str = "application/octet-stream",
+        *,
+        expires_in: float = 86400.0,
+    ) -> str:
+        """Serve `data` on the fake CDN; its signed URL, valid for `expires_in` seconds."""
+        if self._port is None:
+            raise RuntimeError("FakeDiscord is not started")
+        path = f"/attachments/{channel_id}/{self.snowflake()}/{filename}"
+        self._files[path] = (data, content_type)
+        issued = int(time.time())
+        query = f"ex={int(issued + expires_in):x}&is={issued:x}"
+        return f"http://127.0.0.1:{self._port}{path}?{query}&hm={self._signature(path, query)}&"
+
+    def _signature(self, path: str, query: str) -> str:
+        return hmac.new(self._cdn_key, f"{path}?{query}".encode(), hashlib.sha256).hexdigest()
+
+    async def _cdn_file(self, request: web.Request) -> web.StreamResponse:
+        """A CDN file, if its signature holds and it has not expired (Discord answers 404)."""
+        self.cdn_requests.append(request.path)
+        await asyncio.sleep(self.cdn_delay)
+        ex, issued, signature = (request.query.get(key, "") for key in ("ex", "is", "hm"))
+        stored = self._files.get(request.path)
+        valid = hmac.compare_digest(
+            signature, self._signature(request.path, f"ex={ex}&is={issued}")
+        )
+        try:
+            live = int(ex, 16) > time.time()
+        except ValueError:
+            live = False
+        if stored is None or not valid or not live:
+            return web.Response(status=404, text="This content is no longer available.")
+        data, content_type = stored
+        return web.Response(body=data, content_type=content_type)
 
     def _routes(self) -> Sequence[Route]:
         """The routes served under each API prefix."""

@@ -65,6 +65,8 @@ class ModelProfile:
     """
 
     max_tokens: bool = True
+    images: bool = True
+    """False: a text-only model, refusing image content parts with OpenAI's 400."""
     temperature: Literal["any", "unsupported_parameter", "default_only"] = "any"
     stream: Literal["yes", "rejected", "ignored", "malformed"] = "yes"
     system_role: Literal["yes", "openai", "vllm", "llamacpp"] = "yes"
@@ -79,6 +81,7 @@ GPT_5 = ModelProfile(max_tokens=False, temperature="default_only")
 GEMMA_ON_VLLM = ModelProfile(system_role="vllm")
 GEMMA_ON_LLAMA_CPP = ModelProfile(system_role="llamacpp")
 NO_STREAMING = ModelProfile(stream="ignored")
+TEXT_ONLY = ModelProfile(images=False)
 BROKEN_STREAMING = ModelProfile(stream="malformed")
 
 LLAMA_CPP_TEMPLATE_ERROR = (
@@ -91,6 +94,20 @@ LLAMA_CPP_TEMPLATE_ERROR = (
 
 def refusal(profile: ModelProfile, body: JSONDict) -> web.Response | None:
     """The error a model with `profile` answers to `body`, as its server words it; or None."""
+    if not profile.images:
+        for index, message in enumerate(body["messages"]):
+            parts = message.get("content")
+            for number, part in enumerate(parts if isinstance(parts, list) else []):
+                if part.get("type") == "image_url":
+                    return web.json_response(
+                        error_body(
+                            "Invalid content type. image_url is only supported by certain models.",
+                            "invalid_request_error",
+                            None,
+                            f"messages.[{index}].content.[{number}].type",
+                        ),
+                        status=400,
+                    )
     if not profile.max_tokens and "max_tokens" in body:
         return web.json_response(
             error_body(
@@ -218,6 +235,9 @@ class FakeOpenAI:
         self.chunk_delay = 0.0
         self.reply_fn: ReplyFn = reply
         self.reasoning = ""
+        self.transcript = "this is the voice message"
+        self.transcriptions: list[JSONDict] = []
+        self._transcription_failures = 0
         self.models: dict[str, ModelProfile] = {}
         self.requests: list[JSONDict] = []
         self._failures: deque[tuple[int, float]] = deque()
@@ -240,6 +260,7 @@ class FakeOpenAI:
         app = web.Application(middlewares=[self._openai_errors])
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
         app.on_response_prepare.append(add_request_id)
         # A short grace period: stop() must not wait out a long injected delay.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
@@ -304,6 +325,57 @@ class FakeOpenAI:
                 "retry-after-ms": str(round(retry_after * 1000)),
             }
         return web.json_response(error_body(message, type_, code), status=status, headers=headers)
+
+    def fail_transcriptions(self, count: int = 1) -> None:
+        """Answer the next `count` transcription requests with a 500, as an overloaded server."""
+        self._transcription_failures += count
+
+    async def _transcriptions(self, request: web.Request) -> web.Response:
+        """`POST /v1/audio/transcriptions`: multipart `file` and `model` (whisper-1 and local
+        servers alike); answers `{"text": transcript}`. Received forms go to `transcriptions`:
+        model, filename, content_type, size."""
+        refused = self._auth_error(request)
+        if refused is not None:
+            return refused
+        if not request.content_type.startswith("multipart/form-data"):
+            message = "Invalid Content-Type header, expected multipart/form-data."
+            return web.json_response(error_body(message, "invalid_request_error", None), status=400)
+        form = await request.post()
+        upload, model = form.get("file"), form.get("model")
+        if not isinstance(model, str) or not model:
+            return web.json_response(
+                error_body(
+                    "Missing required parameter: 'model'.",
+                    "invalid_request_error",
+                    "missing_required_parameter",
+                    "model",
+                ),
+                status=400,
+            )
+        if not isinstance(upload, web.FileField):
+            return web.json_response(
+                error_body(
+                    "Missing required parameter: 'file'.",
+                    "invalid_request_error",
+                    "missing_required_parameter",
+                    "file",
+                ),
+                status=400,
+            )
+        data = upload.file.read()
+        self.transcriptions.append(
+            {
+                "model": model,
+                "filename": upload.filename,
+                "content_type": upload.content_type,
+                "size": len(data),
+            }
+        )
+        if self._transcription_failures:
+            self._transcription_failures -= 1
+            type_, code, message = FAILURES[500]
+            return web.json_response(error_body(message, type_, code), status=500)
+        return web.json_response({"text": self.transcript})
 
     async def _models(self, request: web.Request) -> web.Response:
         refused = self._auth_error(request)
@@ -406,6 +478,9 @@ def validate(body: JSONDict) -> JSONDict | None:
                 "invalid_value",
                 f"messages[{index}].role",
             )
+        invalid = _invalid_content(index, message)
+        if invalid is not None:
+            return invalid
     for name in ("max_tokens", "max_completion_tokens"):
         value = body.get(name)
         if value is not None and (not isinstance(value, int) or value < 1):
@@ -416,6 +491,52 @@ def validate(body: JSONDict) -> JSONDict | None:
                 "integer_below_min_value",
                 name,
             )
+    return None
+
+
+_DATA_URL = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/]+=*$")
+
+
+def _invalid_content(index: int, message: JSONDict) -> JSONDict | None:
+    """OpenAI's 400 for a message whose content is neither text nor a list of valid parts: text
+    parts (`{"type": "text", "text": ...}`, any role) and, in user messages, image parts
+    (`{"type": "image_url", "image_url": {"url": https or a base64 data URL}}`)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return None
+    if not isinstance(content, list) or not content:
+        return error_body(
+            f"Invalid type for 'messages[{index}].content': expected one of a string or an "
+            "array of objects, but got something else instead.",
+            "invalid_request_error",
+            "invalid_type",
+            f"messages[{index}].content",
+        )
+    for number, part in enumerate(content):
+        where = f"messages[{index}].content[{number}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            continue
+        image = part.get("image_url") if kind == "image_url" else None
+        url = image.get("url") if isinstance(image, dict) else None
+        if message.get("role") == "user" and isinstance(url, str):
+            if url.startswith("https://") or _DATA_URL.match(url):
+                continue
+            return error_body(
+                f"Invalid '{where}.image_url.url'. Expected a base64-encoded data URL with an "
+                "image MIME type (e.g. 'data:image/png;base64,aW1nIGJ5dGVzIGhlcmU='), but got "
+                "a value that does not look like one.",
+                "invalid_request_error",
+                "invalid_value",
+                f"{where}.image_url.url",
+            )
+        return error_body(
+            f"Invalid value: '{kind}'. Supported values are: 'text', 'image_url', "
+            "'input_audio', 'refusal', 'audio', and 'file'.",
+            "invalid_request_error",
+            "invalid_value",
+            f"{where}.type",
+        )
     return None
 
 

@@ -29,7 +29,8 @@ const running = [];
 
 before(async () => {
     llm = await startFakeOpenAI({ delay: 0.3 }); // slow enough that the typing pulse comes first
-    server = await new RelayServer({ port: await freePort(), llm, rules: RULES }).start();
+    // No test reaches the real CDN: the attachments below name it, and are never downloaded.
+    server = await new RelayServer({ port: await freePort(), llm, rules: RULES, config: { ATTACHMENT_HOSTS: ["127.0.0.1"] } }).start();
 });
 
 after(async () => {
