@@ -25,6 +25,7 @@ from server.messengers.base import Messenger
 from server.messengers.macro import MacroMessenger
 from server.messengers.plugin import PluginMessenger
 from server.messengers.rest import RestMessenger
+from server.notifier import Notifier
 from server.owner_store import Draft, OwnerStore
 from server.relay import Relay
 from server.rules import RuleSet
@@ -124,10 +125,11 @@ class App:
         self.messenger = build_messenger(settings, self.gateway, echoes)
         self.store = ConversationStore(settings.DATABASE)
         self.records = OwnerStore(self.store)
+        self.notifier = Notifier(settings)
         self.drafts = Drafts(
             self.records,
             expire_seconds=settings.DRAFT_EXPIRE_MINUTES * 60,
-            notify=self.gateway.broadcast,
+            notify=self._tell_owner,
             deliver=self._deliver_draft,
         )
         self.relay = Relay(
@@ -138,6 +140,7 @@ class App:
             store=self.store,
             drafts=self.drafts,
             echoes=echoes,
+            events=self.notifier,
         )
         self.away = AwayMode(
             self.relay.presence,
@@ -145,7 +148,7 @@ class App:
             self.drafts,
             reply_when=settings.REPLY_WHEN,
             rules=lambda: self.rules_watcher.current,
-            notify=self.gateway.broadcast,
+            notify=self._tell_owner,
             zone_name=settings.TIMEZONE,
         )
         self._server: LocalServer | None = None
@@ -154,6 +157,11 @@ class App:
     def _watch_list(self) -> list[dict[str, str]]:
         """The current rules' watch list (read afresh: the rules are reloaded in place)."""
         return self.rules_watcher.current.watch_list()
+
+    def _tell_owner(self, frame: dict[str, Any]) -> None:
+        """Show `frame` in the owner's plugins; drafts and the summary are pushed too."""
+        self.gateway.broadcast(frame)
+        self.notifier.owner_frame(frame)
 
     async def _accept(self, message: protocol.IncomingMessage) -> None:
         await self.relay.accept(message)
@@ -184,6 +192,7 @@ class App:
         opened otherwise is reported, and the relay runs without memory.
         """
         settings = self.settings
+        await self.notifier.start()
         await self._open_store()
         await self.relay.start()
         await self.away.start()
@@ -249,5 +258,6 @@ class App:
         await self.away.aclose()
         await self.relay.aclose()
         await self.messenger.aclose()
+        await self.notifier.aclose()
         await self.llm.aclose()
         await self.store.close()

@@ -85,8 +85,27 @@ PublicKeyOrEmpty = Annotated[str, AfterValidator(_public_key_or_empty)]
 MAX_REPLY_AFTER_SECONDS = 3600.0
 """The longest grace period (REPLY_AFTER_SECONDS): the owner's messages are kept this long."""
 
+NoticeKind = Literal["draft", "urgent", "failure", "summary", "reply"]
+DEFAULT_NOTIFY_ON: tuple[NoticeKind, ...] = ("draft", "urgent", "failure", "summary")
+DEFAULT_URGENT_WORDS = ("urgent", "asap", "emergency", "call me")
+
+
+def _apprise_url(value: str) -> str:
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://\S", value):
+        raise ValueError("must be an Apprise URL such as ntfys://ntfy.sh/my-topic")
+    return value
+
+
+AppriseUrl = Annotated[str, AfterValidator(_apprise_url)]
+
 # Settings that hold secrets: never logged, never echoed back in errors.
-SECRET_KEYS = ("OPENAI_API_KEY", "DISCORD_AUTHORIZATION", "WEBSOCKET_SECRET", "DISCORD_BOT_TOKEN")
+SECRET_KEYS = (
+    "OPENAI_API_KEY",
+    "DISCORD_AUTHORIZATION",
+    "WEBSOCKET_SECRET",
+    "DISCORD_BOT_TOKEN",
+    "NOTIFY_URLS",  # Apprise URLs carry tokens and passwords
+)
 
 
 class ConfigError(Exception):
@@ -145,6 +164,11 @@ class Settings(BaseModel):
     REPLY_WHEN: ReplyWhen = "away"
     MODE: ReplyMode = "send"
     DRAFT_EXPIRE_MINUTES: PositiveFloat = 30.0
+    # Notifications through Apprise: what reaches the owner's phone, and whether texts go along.
+    NOTIFY_URLS: list[AppriseUrl] = Field(default_factory=list)
+    NOTIFY_ON: list[NoticeKind] = Field(default_factory=lambda: list(DEFAULT_NOTIFY_ON))
+    URGENT_WORDS: list[str] = Field(default_factory=lambda: list(DEFAULT_URGENT_WORDS))
+    NOTIFY_TEXT: bool = True
     # Away hours: windows in which the owner counts as away whatever their Discord status.
     AWAY_SCHEDULE: list[AwayWindow] = Field(default_factory=list)
     TIMEZONE: TimeZoneName = ""
@@ -166,8 +190,12 @@ class Settings(BaseModel):
         return parse_schedule(tuple(self.AWAY_SCHEDULE), self.TIMEZONE)
 
     def secret_values(self) -> list[str]:
-        """The non-empty secret values, for log redaction."""
-        return [value for key in SECRET_KEYS if (value := getattr(self, key))]
+        """The non-empty secret values, for log redaction (each URL of a list)."""
+        values: list[str] = []
+        for key in SECRET_KEYS:
+            value = getattr(self, key)
+            values.extend(value if isinstance(value, list) else [value])
+        return [value for value in values if value]
 
 
 def load_settings(path: Path, env: Mapping[str, str] = os.environ) -> Settings:

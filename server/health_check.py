@@ -27,10 +27,11 @@ from server.llm.base import ChatMessage, GenerationOptions, LLMError
 from server.llm.chain import build_backend, skip_reason
 from server.log_redaction import SecretRedactor
 from server.messengers.rest import USER_AGENT
+from server.notifier import Notice, Notifier, describe_url
 from server.rules import RulesError
 from server.rules_file import load_rules
 
-Kind = Literal["config", "rules", "llm", "server", "plugin", "messenger"]
+Kind = Literal["config", "rules", "llm", "server", "plugin", "messenger", "notify"]
 
 # The one-line prompt each backend is asked; with a system turn, as the relay sends them.
 PROMPT = [
@@ -65,11 +66,12 @@ async def run_checks(
     settings = loaded.settings
     messenger = settings.messenger_name()
     names = list(dict.fromkeys(settings.LLM_BACKENDS))
-    llm, (server, plugin), token, macro = await asyncio.gather(
+    llm, (server, plugin), token, macro, notify = await asyncio.gather(
         asyncio.gather(*(_check_backend(settings, name, loaded.folder) for name in names)),
         _check_server(settings),
         _check_token(settings) if messenger == "rest" else _nothing(),
         _check_macro(env) if messenger == "macro" else _nothing(),
+        _check_notifications(settings),
     )
     results = [*loaded.results, *llm]
     if not llm:
@@ -79,8 +81,35 @@ async def run_checks(
         detail = "posts through the connected plugin" if plugin.ok else "needs a connected plugin"
         results.append(CheckResult("messenger plugin", plugin.ok, detail, "messenger"))
     results += [r for r in (token, macro) if r is not None]
+    results += notify
     redactor = SecretRedactor(settings.secret_values())
     return [replace(r, detail=redactor.redact(r.detail)) for r in results]
+
+
+async def _check_notifications(settings: Settings) -> list[CheckResult]:
+    """A test notification to each of NOTIFY_URLS (none configured: no rows)."""
+    if not settings.NOTIFY_URLS:
+        return []
+    notifier = Notifier(settings)
+    try:
+        await notifier.start()
+    except ConfigError as exc:
+        await notifier.aclose()
+        return [CheckResult("notifications", False, str(exc), "notify")]
+    test = Notice("failure", "discord-auto-reply", "A test notification from `check`.")
+    try:
+        errors = await notifier.send(test)
+    finally:
+        await notifier.aclose()
+    return [
+        CheckResult(
+            f"notify {describe_url(url)}",
+            error is None,
+            "test notification sent" if error is None else error,
+            "notify",
+        )
+        for url, error in zip(settings.NOTIFY_URLS, errors, strict=True)
+    ]
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from server.inbox import Pending, SeenIds
 from server.llm.chain import BackendChain
 from server.memory import PairKey
 from server.messengers.base import Messenger, MessengerError
+from server.notifier import NoEvents, RelayEvents
 from server.outbox import Outbox
 from server.owner_store import Draft
 from server.placeholders import turn_text
@@ -47,6 +48,7 @@ from server.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
+_UNDELIVERABLE = "Discord refused the account's token (or the messenger stopped for good)"
 SHUTDOWN_GRACE_SECONDS = 5.0
 """At shutdown, how long a reply already being sent may take to finish and be recorded."""
 
@@ -76,8 +78,11 @@ class Relay:
         echoes: EchoTracker | None = None,
         tokens: TokenCounter | None = None,
         drafts: Drafts | None = None,
+        events: RelayEvents | None = None,
     ) -> None:
+        """`events`: told of messages, replies and failures (the notifier)."""
         self._settings = settings
+        self._events = events or NoEvents()
         self._rules = rules
         self._messenger = messenger
         self._store = store
@@ -165,6 +170,7 @@ class Relay:
         if reason or rule is None:
             log.debug("message %s ignored: %s", message.id, reason)
             return
+        self._events.incoming(message, rule, away=self.presence.away)
         pair = (message.author.id, message.channel)
         now = time.time()
         automatic = self._policy.automatic(message.channel, message.content, now)
@@ -284,6 +290,7 @@ class Relay:
                 "message %s not answered: the messenger can deliver nothing", newest.message.id
             )
             await self._skip(batch, "failed", "the messenger can deliver nothing more")
+            self._events.undeliverable(_UNDELIVERABLE)
             return
         if time.time() > self._due(newest.accepted_at):
             log.warning(
@@ -317,6 +324,7 @@ class Relay:
             await self._skip(batch, "skipped", "the owner took over while it was being written")
             return
         generated = generation.result()
+        self._events.llm_result(generated is not None)
         decision = self._may_speak(pair[1], newest.rule)  # the owner may be back by now
         if decision.reply:
             decision = self._answered_first(pair[1], batch)
@@ -340,11 +348,20 @@ class Relay:
                 None,
             )
         else:
-            state.sending = True
-            try:
-                await self._outbox.send(pair, batch, generated, due=self._due(batch[0].accepted_at))
-            finally:
-                state.sending = False
+            await self._send(pair, batch, generated, state)
+
+    async def _send(self, pair: PairKey, batch: list[Pending], reply: Reply, state: _Pair) -> None:
+        """Send `reply` through the outbox, and tell the events what came of it."""
+        state.sending = True
+        try:
+            due = self._due(batch[0].accepted_at)
+            delivered = await self._outbox.send(pair, batch, reply, due=due)
+        finally:
+            state.sending = False
+        if delivered:
+            self._events.replied(batch[-1].message, reply.text)
+        if not self._messenger.available:
+            self._events.undeliverable(_UNDELIVERABLE)
 
     def _due(self, accepted_at: float) -> float:
         """When a reply to a message accepted at `accepted_at` is too late (Unix time)."""

@@ -53,6 +53,7 @@ class _RuleEntry(BaseModel):
     listen: Listen = "mentions"
     schedule: Annotated[tuple[str, ...], AfterValidator(check_windows)] | None = None
     reply_after_seconds: Annotated[float, Field(ge=0, le=MAX_REPLY_AFTER_SECONDS)] | None = None
+    notify: Literal["all"] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class Rule:
     """Instead of AWAY_SCHEDULE: away hours such as "mon-fri 22:00-08:00" for this rule."""
     reply_after_seconds: float | None = None
     """Instead of REPLY_AFTER_SECONDS: how long the owner has to answer first."""
+    notify: Literal["all"] | None = None
+    """"all": every message of this rule is pushed (NOTIFY_URLS) while the owner is away."""
 
 
 @dataclass(frozen=True)
