@@ -1309,7 +1309,9 @@ module.exports = class DiscordAutoReply {
         if (status === null || !this.welcomed) return;
         const customStatus = DiscordInternals.ownCustomStatus();
         if (!force && status === this.reportedStatus && customStatus === this.reportedCustomStatus) return;
-        if (this.send({ type: "presence", status, custom_status: customStatus })) {
+        const selfId = DiscordInternals.currentUserId();
+        const name = selfId == null ? null : DiscordInternals.userName(selfId);
+        if (this.send({ type: "presence", status, custom_status: customStatus, ...(name ? { name } : {}) })) {
             this.reportedStatus = status;
             this.reportedCustomStatus = customStatus;
         }

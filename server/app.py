@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from server import protocol
 from server.away_mode import AwayMode
+from server.away_note import AwayNote
 from server.config import ConfigError, Settings
 from server.conversations import ConversationStore
 from server.database import Database, DatabaseError, SchemaTooNewError
@@ -27,6 +28,7 @@ from server.messengers.plugin import PluginMessenger
 from server.messengers.rest import RestMessenger
 from server.notifier import Notifier
 from server.owner_store import Draft, OwnerStore
+from server.prompt_context import OwnerContext
 from server.relay import Relay
 from server.rules import RuleSet
 from server.rules_file import RulesWatcher
@@ -151,6 +153,8 @@ class App:
             notify=self._tell_owner,
             zone_name=settings.TIMEZONE,
         )
+        self.away_note = AwayNote(self.records, configured=settings.AWAY_NOTE)
+        self.relay.owner_context = self._owner_context
         self._server: LocalServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -163,16 +167,27 @@ class App:
         self.gateway.broadcast(frame)
         self.notifier.owner_frame(frame)
 
+    def _owner_context(self) -> OwnerContext:
+        """The owner as the replies know them: name, away since when, the away note."""
+        note = self.away_note
+        since = self.away.away_since
+        return OwnerContext(note.owner_name, self.relay.presence.away, since, note.text)
+
     async def _accept(self, message: protocol.IncomingMessage) -> None:
         await self.relay.accept(message)
 
     async def _control(self, frame: protocol.OwnerFrame) -> dict[str, Any] | None:
         """The owner's frames: presence reports, the away switch, actions on drafts."""
         if isinstance(frame, protocol.PresenceReport):
+            self.away_note.reported(frame.custom_status, frame.name)
             await self.away.report(frame.status)
             return None
         if isinstance(frame, protocol.AwayRequest):
-            return self.away.status() if frame.mode is None else await self.away.switch(frame.mode)
+            if frame.note is not None:
+                await self.away_note.set(frame.note)
+            mode = frame.mode
+            status = self.away.status() if mode is None else await self.away.switch(mode)
+            return {**status, "note": self.away_note.text, "note_source": self.away_note.source}
         return await self.drafts.act(frame.id, frame.action, frame.content)
 
     async def _deliver_draft(self, draft: Draft, text: str) -> int:
@@ -196,6 +211,7 @@ class App:
         await self._open_store()
         await self.relay.start()
         await self.away.start()
+        await self.away_note.start()
         await self.drafts.start()
         self._server = await self.gateway.start(
             settings.WEBSOCKET_HOST,

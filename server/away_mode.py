@@ -121,6 +121,11 @@ class AwayMode:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._timer
 
+    @property
+    def away_since(self) -> float | None:
+        """When the current away period began (Unix time); None while the owner is present."""
+        return self._away_since
+
     def status(self) -> dict[str, Any]:
         """The `away_status` frame: switch, last status, whether replies go out now."""
         presence = self._presence

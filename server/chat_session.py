@@ -14,17 +14,21 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from server.away_schedule import zone_named
 from server.config import Settings
 from server.conversations import ConversationStore
 from server.llm.chain import BackendChain, build_backend_chain
 from server.memory import PairKey
 from server.messengers.base import Messenger
 from server.owner_store import OwnerStore
+from server.prompt_context import PromptContext, system_prompt
 from server.protocol import Author, IncomingMessage
 from server.relay import Relay
 from server.rules import Rule, RulesError, RuleSet
 
 PROMPT = "them> "
+CHAT_NAME = "them"
+"""The other person's name in a try-out."""
 SCRATCH = ":memory:"
 
 
@@ -117,7 +121,7 @@ class ChatSession:
             type="message",
             id=f"chat-{time.time_ns()}-{self._count}",
             channel=self.pair[1],
-            author=Author(id=self.pair[0], username="them"),
+            author=Author(id=self.pair[0], username=CHAT_NAME),
             content=text,
         )
         await self.relay.accept(message)
@@ -144,12 +148,18 @@ class ChatSession:
 def introduce(session: ChatSession, keep: bool) -> list[str]:
     """The lines printed before the first prompt."""
     rule = session.rules.rules[0]
-    prompt = session.rules.system_prompt(rule) or "(no system prompt)"
+    persona = session.rules.system_prompt(rule)
+    prompt = persona or "(no system prompt)"
     backends = ", ".join(session.llm.names) or "none (only FALLBACK_MESSAGE can be sent)"
     memory = f"kept in {session.store.path}" if keep else "a scratch store (nothing is kept)"
+    zone = zone_named(session.settings.TIMEZONE)
+    context = PromptContext(CHAT_NAME, session.relay.owner_context(), time.time(), zone)
+    sent = system_prompt(persona, context)
+    told = f"Context line: {context.line()}" if sent.endswith(context.line()) else f"Sent: {sent}"
     return [
         f"You are user {session.pair[0]} in channel {session.pair[1]}.",
         f"System prompt: {prompt}",
+        told,
         f"Backends: {backends}. Memory: {memory}.",
         "Type as them; /reset starts over, /quit or Ctrl-D ends.",
     ]

@@ -153,9 +153,13 @@ def _add_owner_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     away = commands.add_parser("away", help="switch away mode, or show it (talks to the server)")
     away.add_argument(
         "mode",
-        choices=["on", "off", "auto", "status"],
-        help="on: reply as if away; off: as if present; auto: follow your Discord status",
+        choices=["on", "off", "auto", "status", "note"],
+        help="on: reply as if away; off: as if present; auto: follow your Discord status; "
+        "note TEXT: what replies may say about your absence",
     )
+    away.add_argument("text", nargs="?", help="with note: the away note")
+    away.add_argument("--note", help='with on: set the away note too, e.g. "back at 18:00"')
+    away.add_argument("--clear", action="store_true", help="with note: remove the away note")
     away.add_argument("--config", type=Path, default=Path("config.json"))
     away.set_defaults(command=_away)
 
@@ -259,7 +263,19 @@ async def _run_memory_command(store: ConversationStore, args: argparse.Namespace
 
 
 def _away(args: argparse.Namespace) -> int:
-    return asyncio.run(owner_commands.away(load_settings(args.config), args.mode))
+    note: str | None = args.note
+    if args.mode == "note":
+        if args.clear == bool(args.text):
+            print("away note: give the note text, or --clear to remove it", file=sys.stderr)
+            return 2
+        note = "" if args.clear else args.text
+    elif args.text is not None or args.clear:
+        print(
+            f"away {args.mode}: unexpected {args.text or '--clear'}; see away note", file=sys.stderr
+        )
+        return 2
+    settings = load_settings(args.config)
+    return asyncio.run(owner_commands.away(settings, args.mode, note=note))
 
 
 def _drafts(args: argparse.Namespace) -> int:

@@ -45,6 +45,10 @@ def describe_away_status(status: dict[str, Any]) -> list[str]:
     always = int(status.get("always_rules") or 0)
     if always and reply_when != "always":
         lines.append(f'{"":17}({always} rule(s) with "reply_when": "always" reply anyway)')
+    if status.get("note"):
+        lines.append(f'away note:       "{status["note"]}" ({status.get("note_source")})')
+    elif "note" in status:
+        lines.append("away note:       none (set one with: away note TEXT)")
     schedule = status.get("schedule")
     if schedule:
         lines.append(f"away hours:      {_describe_schedule(schedule, str(status.get('switch')))}")
@@ -67,11 +71,16 @@ def _describe_schedule(schedule: dict[str, Any], switch: str) -> str:
     return "none now"
 
 
-async def away(settings: Settings, mode: str, out: TextIO = sys.stdout) -> int:
-    """Set the away switch (on, off, auto) or print the status (status)."""
+async def away(
+    settings: Settings, mode: str, out: TextIO = sys.stdout, *, note: str | None = None
+) -> int:
+    """Set the away switch (on, off, auto) and/or the away note (`note`, "" clears it), or print
+    the status (status)."""
     frame: dict[str, Any] = {"type": "away"}
-    if mode != "status":
+    if mode not in ("status", "note"):
         frame["mode"] = mode
+    if note is not None:
+        frame["note"] = note
     status = await ask(
         settings, frame, lambda answer: answer.get("type") == "away_status", timeout=10.0
     )

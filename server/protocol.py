@@ -175,13 +175,17 @@ class PresenceReport(_Frame):
     type: Literal["presence"]
     status: Literal["online", "idle", "dnd", "invisible", "offline"]
     custom_status: str | None = None
+    name: str | None = None
+    """The owner's display name (None: a plugin that does not report it)."""
 
 
 class AwayRequest(_Frame):
-    """Set the away switch (`mode`), or just ask for the away status (no `mode`)."""
+    """Set the away switch (`mode`) and/or the away note (`note`, "" clears it), or just ask for
+    the away status (neither)."""
 
     type: Literal["away"]
     mode: Literal["on", "off", "auto"] | None = None
+    note: str | None = None
 
 
 class DraftAction(_Frame):

@@ -30,6 +30,7 @@ from server.notifier import NoEvents, RelayEvents
 from server.outbox import Outbox
 from server.owner_store import Draft
 from server.placeholders import turn_text
+from server.prompt_context import NOBODY_AWAY, OwnerContext
 from server.protocol import Author, IncomingMessage
 from server.recovery import Recovery
 from server.reply_policy import (
@@ -102,10 +103,13 @@ class Relay:
         self._closing = False
         # The parts the relay hands its steps to share its store guard, policy and shutdown.
         self._stored = StoreGuard(store.path)
+        self.owner_context: Callable[[], OwnerContext] = lambda: NOBODY_AWAY
+        """The owner's name, absence and away note for the system prompt (the app sets it)."""
         self._writer = ReplyWriter(
             settings=settings,
             rules=rules,
             llm=llm,
+            owner=lambda: self.owner_context(),  # noqa: PLW0108 (read late: the app sets it)
             store=store,
             stored=self._stored,
             tokens=self._tokens,

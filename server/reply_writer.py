@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from server.attachment_reader import AttachmentReader, ReadMessage
+from server.away_schedule import zone_named
 from server.config import Settings
 from server.conversations import FALLBACK_BACKEND, ConversationStore, Turn, Window
 from server.inbox import Pending
@@ -22,12 +24,18 @@ from server.llm.chain import BackendChain
 from server.llm.model_quirks import takes_images
 from server.memory import PairKey
 from server.placeholders import turn_text
+from server.prompt_context import OwnerContext, PromptContext, system_prompt
 from server.prompt_window import PromptWindow, history_limit
-from server.rules import Rule, RuleSet
+from server.rules import WILDCARD, Rule, RuleSet
 from server.store_guard import StoreGuard
 from server.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
+
+
+def participant_name(name: str) -> str:
+    """A name as OpenAI's `name` field takes it: letters, digits, _ and -, at most 64."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:64] or "someone"
 
 
 @dataclass(frozen=True)
@@ -52,8 +60,12 @@ class ReplyWriter:
         store: ConversationStore,
         stored: StoreGuard,
         tokens: TokenCounter,
+        owner: Callable[[], OwnerContext],
     ) -> None:
+        """`owner`: the owner's name, absence and away note now, for the system prompt."""
         self._settings = settings
+        self._owner = owner
+        self._zone = zone_named(settings.TIMEZONE)
         self._rules = rules
         self._llm = llm
         self._store = store
@@ -96,9 +108,11 @@ class ReplyWriter:
             self._store.window(pair, limit=limit, upto=upto), Window(None, []), read_only=True
         )
         read = await self._read(batch, rule)
-        return await self._window.build(
+        sender = batch[-1].message.author.name
+        context = PromptContext(sender, self._owner(), time.time(), self._zone)
+        chat = await self._window.build(
             pair,
-            prompt=self._rules().system_prompt(rule),
+            prompt=system_prompt(self._rules().system_prompt(rule), context),
             summary=window.summary,
             history=[turn for turn in window.turns if turn.id not in batch_ids],
             newest=[
@@ -108,6 +122,11 @@ class ReplyWriter:
             max_history=2 * memory_length,
             model=rule.model,
         )
+        if rule.user != WILDCARD:
+            return chat
+        # Where anyone may write, each of their turns carries their name.
+        name = participant_name(sender)
+        return [replace(m, name=name) if m.role == "user" else m for m in chat]
 
     async def _read(self, batch: list[Pending], rule: Rule) -> list[ReadMessage]:
         """The burst's messages with their attachments read (images only for a model that takes

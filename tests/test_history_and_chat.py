@@ -203,6 +203,7 @@ async def test_chat_answers_like_the_relay_would_through_a_terminal(
     intro = await terminal.expect("them> ")
     assert "You are user 114 in channel 225." in intro
     assert "System prompt: Talk like a pirate." in intro
+    assert "Context line: You are answering them for the owner. It is " in intro
     assert "Memory: a scratch store (nothing is kept)." in intro
 
     # The rule says draft and away; the chat shows the reply anyway, with the prefix.
@@ -211,7 +212,8 @@ async def test_chat_answers_like_the_relay_would_through_a_terminal(
     shown = await terminal.expect("them> ")
     assert "(openai, " in shown and " s)" in shown
     request = fake_openai.requests[-1]
-    assert request["messages"][0] == {"role": "system", "content": "Talk like a pirate."}
+    system = request["messages"][0]["content"]
+    assert system.startswith("Talk like a pirate.\n\nYou are answering them for the owner.")
 
     long = ("lorem ipsum " * 180).strip()  # its echo is longer than a Discord message
     terminal.type(long + "\n")
@@ -263,7 +265,7 @@ async def test_chat_tries_a_persona_and_keeps_memory_only_when_asked(
     await terminal.expect("them> ")
     terminal.type("/quit\n")
     assert await terminal.exit_code() == 0
-    assert fake_openai.requests[-1]["messages"][0]["content"] == "You are terse."
+    assert fake_openai.requests[-1]["messages"][0]["content"].startswith("You are terse.\n\n")
     store = ConversationStore(tmp_path / "auto_reply.db")
     await store.open()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import threading
 import time
@@ -63,7 +64,14 @@ async def test_whole_path_frame_in_discord_post_out(
         [posted] = await fake_discord.wait_for_messages(1)
 
         [request] = fake_openai.requests
-        assert request["messages"][0] == {"role": "system", "content": "You are Sam's stand-in."}
+        persona, context = request["messages"][0]["content"].split("\n\n")
+        assert persona == "You are Sam's stand-in."
+        # One context line: who writes (the display name, else the username), the owner's time.
+        assert re.fullmatch(
+            r"You are answering user111 for the owner\. It is \w+day \d{4}-\d\d-\d\d, "
+            r"\d\d:\d\d where the owner is\.",
+            context,
+        ), context
         assert request["messages"][-1] == {"role": "user", "content": "are you around tonight?"}
         assert request["max_tokens"] == 500
         assert posted["channel_id"] == "222"
@@ -111,7 +119,7 @@ async def test_guild_messages_are_answered_as_replies_and_rule_settings_apply(
         request = fake_openai.requests[1]
         assert request["model"] == "pirate-1"
         assert request["max_tokens"] == 42
-        assert request["messages"][0]["content"] == "Talk like a pirate."
+        assert request["messages"][0]["content"].startswith("Talk like a pirate.\n\nYou are")
         assert user_texts(request) == ["again"]  # memory_length 0 for this rule
         await client.close()
 

@@ -17,6 +17,8 @@ class ChatMessage:
     role: Role
     content: str
     images: tuple[str, ...] = ()
+    name: str | None = None
+    """Who wrote a user turn, where several people talk (OpenAI's `name`: letters, digits, _ -)."""
 
 
 @dataclass(frozen=True)

@@ -226,5 +226,5 @@ def fold_system_prompt(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
     first_user = next((i for i, m in enumerate(rest) if m.role == "user"), None)
     if first_user is None or first_user > 0:
         return [ChatMessage("user", persona), *rest]
-    folded = ChatMessage("user", f"{persona}\n\n{rest[0].content}", rest[0].images)
+    folded = replace(rest[0], content=f"{persona}\n\n{rest[0].content}")
     return [folded, *rest[1:]]

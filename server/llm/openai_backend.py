@@ -201,7 +201,10 @@ def request_body(model: str, shape: RequestShape) -> dict[str, Any]:
     """The JSON body of a chat completion request; parameters left out are not sent."""
     body: dict[str, Any] = {
         "model": model,
-        "messages": [{"role": m.role, "content": message_content(m)} for m in shape.messages],
+        "messages": [
+            {"role": m.role, "content": message_content(m), **({"name": m.name} if m.name else {})}
+            for m in shape.messages
+        ],
     }
     optional = {
         "max_tokens": shape.max_tokens,

@@ -8,7 +8,7 @@ const fs = require("node:fs");
 const { before, after, afterEach, describe, it } = require("node:test");
 
 const { createFakeBdApi, createFakeDiscord } = require("./fake-bdapi");
-const { loadPlugin, setup, waitFor, freePort, startFakeOpenAI, RelayServer } = require("./harness");
+const { loadPlugin, setup, waitFor, sleep, freePort, startFakeOpenAI, RelayServer } = require("./harness");
 
 const { internals } = loadPlugin({ BdApi: createFakeBdApi(createFakeDiscord()).BdApi });
 const { channelPath, draftNoticeText } = internals;
@@ -96,6 +96,19 @@ const awayStatus = (spy) => spy.received.filter((frame) => frame.type === "away_
 const sentIn = (discord, channel) => discord.sent.filter((call) => call.channelId === channel).map((call) => call.message.content);
 
 describe("away mode with the relay server", () => {
+    it("reports the owner's custom status text and name with the status, and again when it changes", async () => {
+        const { discord, spy } = await connected();
+        const reports = () => spy.sent.filter((frame) => frame.type === "presence");
+        await waitFor(() => reports().length === 1, { what: "the presence at welcome" });
+        assert.deepEqual({ ...reports()[0], socket: undefined }, { socket: undefined, type: "presence", status: "online", custom_status: "", name: "owner" });
+        discord.setCustomStatus("at the gym, back at 18:00");
+        await waitFor(() => reports().length === 2, { what: "the new custom status" });
+        assert.equal(reports()[1].custom_status, "at the gym, back at 18:00");
+        assert.equal(reports()[1].status, "online");
+        await sleep(100);
+        assert.ok(!spy.received.some((frame) => frame.type === "error"), "the server took the frames");
+    });
+
     it("reports the status at the welcome and on each change; the server replies only while away", async () => {
         const { discord, spy, plugin, fake } = await connected();
         await waitFor(() => presenceFrames(spy).length === 1, { what: "the presence at welcome" });
