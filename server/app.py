@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from server.drafts import Drafts
 from server.echoes import EchoTracker
 from server.gateway import Gateway
 from server.llm.chain import BackendChain, build_backend_chain
-from server.local_server import LocalServer
+from server.local_server import LocalServer, is_loopback
 from server.messengers.base import Messenger
 from server.messengers.macro import MacroMessenger
 from server.messengers.plugin import PluginMessenger
@@ -36,16 +35,6 @@ from server.rules_file import RulesWatcher
 log = logging.getLogger(__name__)
 
 PRUNE_INTERVAL_SECONDS = 24 * 3600.0
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_settings(settings: Settings, *, allow_remote: bool) -> None:

@@ -65,6 +65,16 @@ def _peer(request: web.Request) -> str:
     return str(request.remote or "?")
 
 
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _is_loopback_host(host_header: str) -> bool:
     """Whether a `Host` header names this machine (localhost, 127.0.0.0/8, ::1), any port."""
     host = host_header.strip().lower()
@@ -72,12 +82,15 @@ def _is_loopback_host(host_header: str) -> bool:
         host = host[1 : host.find("]")] if "]" in host else host
     elif host.count(":") == 1:
         host = host.split(":", 1)[0]
-    if host == "localhost":
-        return True
+    return is_loopback(host)
+
+
+def _frame_text(line: bytes) -> str | bytes:
+    """A posted line as text; invalid UTF-8 stays bytes, which the gateway answers with an error."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        return line.decode()
+    except UnicodeDecodeError:
+        return line
 
 
 def _json(status: int, body: dict[str, Any]) -> web.Response:
@@ -217,8 +230,10 @@ class LocalServer:
             return _json(401, {"error": "bad secret: copy WEBSOCKET_SECRET from config.json"})
         return None
 
-    def _session(self, request: web.Request) -> HttpLink | web.Response:
-        """The request's session, or the answer for a missing or ended one."""
+    def _authorized_session(self, request: web.Request) -> HttpLink | web.Response:
+        """The request's session, or the answer for a refused request or an unknown session."""
+        if (refused := self._refusal(request, _peer(request))) is not None:
+            return refused
         link = self.sessions.get(request.query.get("session", ""))
         if link is None:
             return _json(404, {"error": "no such session (the server may have restarted)"})
@@ -246,10 +261,7 @@ class LocalServer:
             link.end(1000, "")
 
     async def _frames(self, request: web.Request) -> web.Response:
-        peer = _peer(request)
-        if (refused := self._refusal(request, peer)) is not None:
-            return refused
-        link = self._session(request)
+        link = self._authorized_session(request)
         if isinstance(link, web.Response):
             return link
         try:
@@ -264,20 +276,13 @@ class LocalServer:
             link.end(CLOSE_TOO_BIG, "frame too big")
             return _json(413, {"error": f"a frame may hold at most {MAX_FRAME_BYTES} bytes"})
         try:
-            frames: list[str | bytes] = [line.decode() for line in lines]
-        except UnicodeDecodeError:
-            frames = [line for line in lines]  # the gateway answers each with an error frame
-        try:
-            await link.deliver(frames)
+            await link.deliver([_frame_text(line) for line in lines])
         except LinkClosed:
             return _json(410, {"error": "the session has ended"})
         return _json(200, {"ok": True})
 
     async def _poll(self, request: web.Request) -> web.Response:
-        peer = _peer(request)
-        if (refused := self._refusal(request, peer)) is not None:
-            return refused
-        link = self._session(request)
+        link = self._authorized_session(request)
         if isinstance(link, web.Response):
             return link
         try:
@@ -290,10 +295,7 @@ class LocalServer:
         return web.Response(text=answer.encode(), content_type="application/json")
 
     async def _close(self, request: web.Request) -> web.Response:
-        peer = _peer(request)
-        if (refused := self._refusal(request, peer)) is not None:
-            return refused
-        link = self._session(request)
+        link = self._authorized_session(request)
         if isinstance(link, web.Response):
             return link
         link.end(1000, "closed by the client")

@@ -286,3 +286,19 @@ async def test_a_new_session_replacing_an_old_one_ends_it_at_once(tmp_path: Path
                 break
             await asyncio.sleep(0.02)
         assert running.app.gateway._status()["plugins"] == 0
+
+
+async def test_a_posted_line_that_is_not_utf8_gets_an_error_and_the_others_are_read(
+    tmp_path: Path,
+) -> None:
+    async with running_app(tmp_path, RULES) as running, aiohttp.ClientSession() as http:
+        base = http_base(running.url)
+        session = await open_session(http, base)
+        body = b"\n".join([HELLO.encode(), b'{"type": "status"}\xff', message("9").encode()])
+        async with http.post(
+            f"{base}/plugin/frames?session={session}", data=body, headers=AUTH
+        ) as response:
+            assert response.status == 200
+        entries = await poll_until(http, base, session, "ack")
+        kinds = [entry["frame"]["type"] for entry in entries]
+        assert kinds[0] == "welcome" and "error" in kinds and "ack" in kinds, kinds

@@ -13,7 +13,7 @@ import aiohttp
 import discord
 from aiohttp import web
 
-from server.app import describe_backends, is_loopback
+from server.app import describe_backends
 from server.bot.client import BotClient, ShardedBotClient, point_discord_py_at
 from server.bot.commands import COMMANDS, SlashCommands
 from server.bot.endpoints import bot_api_base
@@ -28,6 +28,7 @@ from server.bot.webhooks import DiscordRestError, InteractionWebhooks
 from server.config import ConfigError, Settings
 from server.conversations import ConversationStore
 from server.llm.chain import BackendChain, build_backend_chain
+from server.local_server import is_loopback
 from server.memory import MemoryStore
 from server.reply_policy import REMEMBERED_SECONDS, ReplyPolicy
 from server.rules_file import RulesWatcher
