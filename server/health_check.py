@@ -22,16 +22,19 @@ import httpx2
 
 from server import control_client
 from server.app import check_settings, describe_backend
+from server.bot.commands import COMMANDS
+from server.bot.endpoints import bot_api_base
+from server.bot.registration import name_commands
 from server.config import BackendName, ConfigError, Settings, load_settings
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
 from server.llm.chain import build_backend, skip_reason
 from server.log_redaction import SecretRedactor
-from server.messengers.rest import USER_AGENT
+from server.messengers.rest import USER_AGENT, first_field_error
 from server.notifier import Notice, Notifier, describe_url
 from server.rules import RulesError
 from server.rules_file import load_rules
 
-Kind = Literal["config", "rules", "llm", "server", "plugin", "messenger", "notify"]
+Kind = Literal["config", "rules", "llm", "server", "plugin", "messenger", "notify", "bot"]
 
 # The one-line prompt each backend is asked; with a system turn, as the relay sends them.
 PROMPT = [
@@ -66,12 +69,13 @@ async def run_checks(
     settings = loaded.settings
     messenger = settings.messenger_name()
     names = list(dict.fromkeys(settings.LLM_BACKENDS))
-    llm, (server, plugin), token, macro, notify = await asyncio.gather(
+    llm, (server, plugin), token, macro, notify, commands = await asyncio.gather(
         asyncio.gather(*(_check_backend(settings, name, loaded.folder) for name in names)),
         _check_server(settings),
         _check_token(settings) if messenger == "rest" else _nothing(),
         _check_macro(env) if messenger == "macro" else _nothing(),
         _check_notifications(settings),
+        _check_bot_commands(settings) if settings.DISCORD_BOT_TOKEN else _nothing(),
     )
     results = [*loaded.results, *llm]
     if not llm:
@@ -80,7 +84,7 @@ async def run_checks(
     if messenger == "plugin":
         detail = "posts through the connected plugin" if plugin.ok else "needs a connected plugin"
         results.append(CheckResult("messenger plugin", plugin.ok, detail, "messenger"))
-    results += [r for r in (token, macro) if r is not None]
+    results += [r for r in (token, macro, commands) if r is not None]
     results += notify
     redactor = SecretRedactor(settings.secret_values())
     return [replace(r, detail=redactor.redact(r.detail)) for r in results]
@@ -279,6 +283,49 @@ async def _check_token(settings: Settings) -> CheckResult:
     else:
         detail = f"Discord answered HTTP {status}: {body.get('message', response.reason_phrase)}"
     return CheckResult(part, False, detail, "messenger")
+
+
+async def _check_bot_commands(settings: Settings) -> CheckResult:
+    """Register the bot's slash commands as `bot` does at start (a bulk overwrite: the same
+    commands again change nothing). A refusal is ✘ but not needed: the bot answers messages
+    without its commands, and keeps trying to register them."""
+    part = "bot slash commands"
+    api = bot_api_base(settings.DISCORD_API_BASE)
+    headers = {"Authorization": f"Bot {settings.DISCORD_BOT_TOKEN}", "User-Agent": USER_AGENT}
+    try:
+        async with httpx2.AsyncClient(headers=headers, timeout=DISCORD_TIMEOUT_SECONDS) as http:
+            application = settings.DISCORD_APPLICATION_ID
+            if not application:
+                asked = await http.get(f"{api}/oauth2/applications/@me")
+                application = str(_json_object(asked).get("id", "")) if asked.is_success else ""
+                if not application:
+                    detail = f"the application's id could not be had (HTTP {asked.status_code})"
+                    return CheckResult(part, False, detail, "bot", needed=False)
+            response = await http.put(f"{api}/applications/{application}/commands", json=COMMANDS)
+    except httpx2.TransportError as exc:
+        detail = f"cannot reach {api}: {type(exc).__name__}: {exc}"
+        return CheckResult(part, False, detail, "bot", needed=False)
+    names = ", ".join(f"/{command['name']}" for command in COMMANDS)
+    if response.is_success:
+        return CheckResult(part, True, f"{names} registered", "bot")
+    body = _json_object(response)
+    said = f"HTTP {response.status_code}, code {body.get('code', '?')}: {body.get('message', '')}"
+    if (field := first_field_error(body.get("errors"))) is not None:
+        said += f"; In {field}"
+    detail = (
+        f"the server refused them ({name_commands(said, COMMANDS)}); "
+        "the bot still answers messages and tries again"
+    )
+    return CheckResult(part, False, detail, "bot", needed=False)
+
+
+def _json_object(response: httpx2.Response) -> dict[str, object]:
+    """The response's JSON object, or {} for anything else."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 async def _check_macro(env: Mapping[str, str]) -> CheckResult:

@@ -28,6 +28,7 @@ from server.health_check import (
     run_checks,
 )
 from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.discord_bot_api import FakeDiscordBot
 from tests.fakes.openai_api import FakeOpenAI
 from tests.relay_harness import SECRET, PluginClient, RunningApp, running_app
 
@@ -430,3 +431,40 @@ async def test_a_plugin_over_the_http_transport_counts_as_connected(
     rows = report.rows()
     assert rows["plugin"].startswith("✔"), rows
     assert "1 plugin(s) connected (1 over HTTP (BdApi.Net.fetch))" in rows["plugin"]
+
+
+@pytest.mark.parametrize("flavour", ["discord", "spacebar"])
+async def test_the_bot_s_slash_commands_are_registered_or_the_refusal_is_named(
+    tmp_path: Path, fake_openai: FakeOpenAI, flavour: str
+) -> None:
+    """With DISCORD_BOT_TOKEN, check registers the commands as `bot` does; a server that refuses
+    them (Spacebar: no max_length) gets a row naming the command, not needed for the path."""
+    api = FakeDiscordBot(flavour=flavour)
+    await api.start()
+    try:
+        values = {
+            "WEBSOCKET_SECRET": SECRET,
+            "DISCORD_BOT_TOKEN": FakeDiscordBot.BOT_TOKEN,
+            "DISCORD_API_BASE": api.base_url,
+            "OPENAI_BASE_URL": fake_openai.base_url,
+            "OPENAI_API_KEY": FakeOpenAI.API_KEY,
+            "LLM_BACKENDS": ["openai"],
+        }
+        write_config(tmp_path, values)
+        report = await check_here(tmp_path)
+    finally:
+        await api.stop()
+    row = report.rows()["bot slash commands"]
+    if flavour == "discord":
+        assert row.startswith("✔") and "/reset, /persona, /ask, /session registered" in row
+        assert [command["name"] for command in api.commands] == [
+            "reset",
+            "persona",
+            "ask",
+            "session",
+        ]
+    else:
+        assert row.startswith("✘") and "In /persona.options.0: must NOT have additional" in row
+        assert "the bot still answers messages" in row
+        assert api.commands == []
+    assert FakeDiscordBot.BOT_TOKEN not in report.stdout
