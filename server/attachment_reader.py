@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from server.attachments import MAX_AUDIO_BYTES, MAX_IMAGE_BYTES, AttachmentFetcher
 from server.config import Settings
+from server.llm.model_quirks import takes_images
 from server.placeholders import (
     attachment_placeholder,
     is_image,
@@ -24,6 +25,7 @@ from server.placeholders import (
     voice_placeholder,
 )
 from server.protocol import Attachment, IncomingMessage
+from server.rules import Rule
 from server.transcriber import Transcriber
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,12 @@ class ReadMessage:
 
     text: str
     images: tuple[str, ...] = ()
+
+
+def sends_images(settings: Settings, rule: Rule) -> bool:
+    """Whether `rule`'s model is sent images: its `vision`, else VISION ("auto": by model name)."""
+    vision = rule.vision if rule.vision is not None else settings.VISION
+    return takes_images(rule.model or settings.OPENAI_MODEL) if vision == "auto" else vision
 
 
 def image_type(data: bytes) -> str | None:

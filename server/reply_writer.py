@@ -14,14 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from server.attachment_reader import AttachmentReader, ReadMessage
+from server.attachment_reader import AttachmentReader, ReadMessage, sends_images
 from server.away_schedule import zone_named
 from server.config import Settings
 from server.conversations import FALLBACK_BACKEND, ConversationStore, Turn, Window
 from server.inbox import Pending
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
 from server.llm.chain import BackendChain
-from server.llm.model_quirks import takes_images
 from server.memory import PairKey
 from server.placeholders import turn_text
 from server.prompt_context import OwnerContext, PromptContext, system_prompt
@@ -131,10 +130,7 @@ class ReplyWriter:
     async def _read(self, batch: list[Pending], rule: Rule) -> list[ReadMessage]:
         """The burst's messages with their attachments read (images only for a model that takes
         them); a message whose text changed (a transcript, a file) is remembered that way."""
-        vision = rule.vision if rule.vision is not None else self._settings.VISION
-        images = (
-            takes_images(rule.model or self._settings.OPENAI_MODEL) if vision == "auto" else vision
-        )
+        images = sends_images(self._settings, rule)
         # Inlined files may take about half of CONTEXT_TOKENS (some 4 characters a token).
         inline_chars = self._settings.CONTEXT_TOKENS * 2
         read = await asyncio.gather(

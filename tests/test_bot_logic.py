@@ -70,13 +70,18 @@ def test_a_listed_dm_is_answered_with_its_rule() -> None:
         ({"author_is_bot": True}, "author is a bot"),
         ({"author_id": "2"}, "pair is not allow-listed"),
         ({"in_guild": True}, "guild message that neither mentions nor replies to the bot"),
-        ({"content": "  "}, "no text (attachment or sticker only)"),
+        ({"content": "  "}, "nothing to answer (no text, attachment, sticker or forward)"),
     ],
 )
 def test_what_is_not_answered_and_why(changes: dict[str, object], reason: str) -> None:
     decision = decide(seen(**changes), RULES)
     assert decision.rule is None
     assert decision.reason == reason
+
+
+def test_a_message_with_only_an_attachment_is_answered() -> None:
+    decision = decide(seen(content="", carries=True), RULES)
+    assert decision.rule is not None
 
 
 def test_in_a_guild_a_mention_a_reply_or_listen_all_is_enough() -> None:

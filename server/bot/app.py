@@ -119,8 +119,9 @@ class BotParts:
             self.limits.restore_replies((pair_of(key), text, at) for key, text, at in answers)
 
     async def close(self) -> None:
-        """Close the LLM clients and the database."""
+        """Close the LLM clients, the attachment reader and the database."""
         await self.llm.aclose()
+        await self.responder.aclose()
         if self.store is not None:
             await self.store.close()
 

@@ -21,6 +21,7 @@ from discord.http import Route
 
 from server.bot.commands import COMMANDS, SlashCommands, ephemeral, read_command_data
 from server.bot.gateway_payloads import PayloadGuard, describe
+from server.bot.incoming import incoming_message
 from server.bot.pair_turns import PairTurns
 from server.bot.policy import SeenMessage, decide, screen, without_mention
 from server.bot.registration import CommandRegistration, retry_delays
@@ -160,6 +161,7 @@ class BotClient(discord.Client):
         if decision.rule is None:
             log.debug("message %s not answered: %s", seen.id, decision.reason)
             return
+        incoming = incoming_message(message, seen.content, me.id)
         pair = (seen.author_id, seen.channel_id)
         async with self._turns.turn(pair):
             # In the pair's turn: the replies before this one are counted by now.
@@ -167,11 +169,11 @@ class BotClient(discord.Client):
             if not held.reply:
                 level = logging.DEBUG if held.quiet else logging.INFO
                 log.log(level, "message %s remembered, not answered: %s", seen.id, held.reason)
-                await self._responder.remember_unanswered(pair, seen.content)
+                await self._responder.remember_unanswered(pair, incoming)
                 return
             typing = asyncio.create_task(self._keep_typing(message.channel))
             try:
-                answer = await self._responder.answer(pair, seen.content, decision.rule)
+                answer = await self._responder.answer(pair, incoming, decision.rule)
             finally:
                 typing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -284,4 +286,5 @@ def _seen(message: discord.Message, bot_id: int) -> SeenMessage:
         mentions_bot=any(user.id == bot_id for user in message.mentions),
         replies_to_bot=isinstance(resolved, discord.Message) and resolved.author.id == bot_id,
         content=without_mention(message.content, str(bot_id)),
+        carries=bool(message.attachments or message.stickers or message.message_snapshots),
     )

@@ -24,6 +24,8 @@ class SeenMessage:
     mentions_bot: bool
     replies_to_bot: bool
     content: str
+    carries: bool = False
+    """It carries something besides text: an attachment, a sticker or a forwarded message."""
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,8 @@ def decide(message: SeenMessage, rules: RuleSet) -> Decision:
     addressed = message.mentions_bot or message.replies_to_bot
     if message.in_guild and not addressed and rule.listen != "all":
         return Decision(None, "guild message that neither mentions nor replies to the bot")
-    if not message.content.strip():
-        return Decision(None, "no text (attachment or sticker only)")
+    if not message.content.strip() and not message.carries:
+        return Decision(None, "nothing to answer (no text, attachment, sticker or forward)")
     return Decision(rule, "allow-listed" + (" and addressed" if addressed else ""))
 
 

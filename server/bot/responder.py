@@ -1,6 +1,7 @@
-"""The bot's side of a conversation: the system prompt, the memory window (within CONTEXT_TOKENS
-and, with SUMMARIZE, with a summary of older turns: the relay's `PromptWindow`), the LLM, the
-record.
+"""The bot's side of a conversation: the system prompt (with who writes and when, as the relay's),
+the message read as the relay reads it (images, voice transcripts, text files, what it replies
+to), the memory window (within CONTEXT_TOKENS and, with SUMMARIZE, with a summary of older turns:
+the relay's `PromptWindow`), the LLM, the record.
 
 Shared by replies to messages and by the slash commands, over the gateway or HTTP.
 """
@@ -8,16 +9,23 @@ Shared by replies to messages and by the slash commands, over the gateway or HTT
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from server.attachment_reader import AttachmentReader, sends_images
+from server.away_schedule import zone_named
 from server.bot.state import MAIN_SESSION, BotStateStore, memory_key
 from server.config import Settings
 from server.conversations import Turn, Window
 from server.llm.base import ChatMessage, GenerationOptions, LLMBackend, LLMError
 from server.memory import MemoryStore, PairKey
+from server.placeholders import turn_text
+from server.prompt_context import OwnerContext, PromptContext, system_prompt
 from server.prompt_window import PromptWindow, SummaryStore, history_limit
-from server.rules import Rule, RuleSet
+from server.protocol import IncomingMessage
+from server.reply_writer import participant_name
+from server.rules import WILDCARD, Rule, RuleSet
 from server.store_guard import StoreGuard
 from server.tokens import TokenCounter
 
@@ -65,6 +73,8 @@ class Responder:
             tokens=tokens or TokenCounter(),
             save_summary=self._save_summary if summaries is not None else None,
         )
+        self._reader = AttachmentReader(settings)
+        self._zone = zone_named(settings.TIMEZONE)
 
     async def system_prompt(self, pair: PairKey, rule: Rule) -> str:
         """The persona chosen with /persona if PERSONAS still has it, else the rule's own."""
@@ -82,15 +92,33 @@ class Responder:
         session = self._state.current_session(pair)
         return memory_key(pair, await self._stored(session, MAIN_SESSION, read_only=True))
 
-    async def answer(self, pair: PairKey, text: str, rule: Rule) -> Answer | None:
-        """Answer `text` with the current session's memory; the person's turn is remembered now,
-        the answer by `remember` once it is delivered. None when there is nothing to send."""
+    async def answer(self, pair: PairKey, message: IncomingMessage, rule: Rule) -> Answer | None:
+        """Answer `message` with the current session's memory: its attachments read (images for
+        a model that takes them), the sender and the time in the system prompt. The person's turn
+        is remembered now (as read: transcripts, placeholders), the answer by `remember` once it
+        is delivered. None when there is nothing to send."""
         key = await self.current_memory_key(pair)
         length = self._memory_length(rule)
         window = await self._history(key, history_limit(self._settings, length))
-        turn = _user_turn(text)
-        chat = await self._chat(pair, key, rule, window, [turn], max_history=2 * length)
-        await self._remember(key, ChatMessage("user", text))
+        read = await self._reader.read(
+            message,
+            images=sends_images(self._settings, rule),
+            inline_chars=self._settings.CONTEXT_TOKENS * 2,  # files: about half the budget
+        )
+        turn = Turn(0, 0, "message", read.text, read.images)
+        context = PromptContext(
+            message.author.name,
+            OwnerContext(note=self._settings.AWAY_NOTE),
+            time.time(),
+            self._zone,
+        )
+        chat = await self._chat(
+            pair, key, rule, window, [turn], max_history=2 * length, context=context
+        )
+        if rule.user == WILDCARD:  # where anyone may write, their turn carries their name
+            name = participant_name(message.author.name)
+            chat = [replace(m, name=name) if m is chat[-1] else m for m in chat]
+        await self._remember(key, ChatMessage("user", read.text))
         reply = await self._generate(chat, rule)
         if reply is not None:
             return Answer(reply, remember_as=key)
@@ -103,9 +131,10 @@ class Responder:
         reply = await self._generate(chat, rule)
         return Answer(reply, remember_as=None) if reply is not None else self._fallback()
 
-    async def remember_unanswered(self, pair: PairKey, text: str) -> None:
+    async def remember_unanswered(self, pair: PairKey, message: IncomingMessage) -> None:
         """Remember what the person wrote though it gets no answer (a guard rail held it back),
-        so a later answer knows it, as the relay does."""
+        with placeholders for what it carries, so a later answer knows it, as the relay does."""
+        text = turn_text(message)
         await self._remember(await self.current_memory_key(pair), ChatMessage("user", text))
 
     async def remember(self, answer: Answer) -> None:
@@ -143,13 +172,16 @@ class Responder:
         newest: Sequence[Turn],
         *,
         max_history: int,
+        context: PromptContext | None = None,
     ) -> list[ChatMessage]:
-        """The system prompt and the turns of `window`, then `newest` (never dropped), within
-        CONTEXT_TOKENS by the relay's window: with SUMMARIZE, what does not fit is summarised
-        under memory key `key`, else the oldest turns go first; an over-long newest one is cut."""
+        """The system prompt (told `context`, who writes and when, if given) and the turns of
+        `window`, then `newest` (never dropped), within CONTEXT_TOKENS by the relay's window:
+        with SUMMARIZE, what does not fit is summarised under memory key `key`, else the oldest
+        turns go first; an over-long newest one is cut."""
+        persona = await self.system_prompt(pair, rule)
         return await self._window.build(
             key,
-            prompt=await self.system_prompt(pair, rule),
+            prompt=persona if context is None else system_prompt(persona, context),
             summary=window.summary,
             history=window.turns,
             newest=newest,
@@ -173,13 +205,17 @@ class Responder:
             return None
         return reply
 
+    async def aclose(self) -> None:
+        """Close the attachment reader's connections."""
+        await self._reader.aclose()
+
     def _fallback(self) -> Answer | None:
         fallback = self._settings.FALLBACK_MESSAGE.strip()
         return Answer(fallback, remember_as=None) if fallback else None
 
 
 def _user_turn(text: str) -> Turn:
-    """What the person wrote now, as the window sees it (not stored yet: no id or position)."""
+    """What the person asked now, as the window sees it (not stored yet: no id or position)."""
     return Turn(0, 0, "message", text)
 
 

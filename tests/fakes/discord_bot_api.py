@@ -296,18 +296,52 @@ class FakeDiscordBot(FakeDiscord):
         mentions_bot: bool = False,
         reply_to: str | None = None,
         author_is_bot: bool = False,
+        attachments: list[dict[str, Any]] | None = None,
+        flags: int = 0,
+        stickers: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Someone writes in a channel (a guild's, or else a DM with the bot); listeners see it."""
+        """Someone writes in a channel (a guild's, or else a DM with the bot); listeners see it.
+        `attachments` as Discord describes them (see `attachment`), `flags` the message's
+        (IS_VOICE_MESSAGE 1 << 13), `stickers` by name."""
         author = _user(author_id, f"user{author_id[-4:]}", bot=author_is_bot)
         body: dict[str, Any] = {"content": content}
         if reply_to is not None:
             body["message_reference"] = {"message_id": reply_to, "channel_id": channel_id}
         message = self._new_message(channel_id, body, author)
+        message["attachments"] = attachments or []
+        message["flags"] = flags
+        message["sticker_items"] = [
+            {"id": self.snowflake(), "name": name, "format_type": 1} for name in stickers or []
+        ]
         if mentions_bot:
             message["mentions"] = [self.bot_user]
         for listener in self.message_listeners:
             listener(message)
         return message
+
+    def attachment(
+        self,
+        channel_id: str,
+        filename: str,
+        data: bytes,
+        content_type: str,
+        *,
+        duration_secs: float | None = None,
+    ) -> dict[str, Any]:
+        """An attachment object as MESSAGE_CREATE carries it, its file served on the fake CDN."""
+        url = self.add_attachment(channel_id, filename, data, content_type)
+        attachment: dict[str, Any] = {
+            "id": self.snowflake(),
+            "filename": filename,
+            "content_type": content_type,
+            "size": len(data),
+            "url": url,
+            "proxy_url": url,
+        }
+        if duration_secs is not None:
+            attachment["duration_secs"] = duration_secs
+            attachment["waveform"] = "AAAA"
+        return attachment
 
     def new_interaction(
         self,
