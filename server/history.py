@@ -19,6 +19,7 @@ from rich.text import Text
 
 from server.memory import PairKey
 from server.owner_store import HistoryEntry, OwnerStore
+from server.turn_parts import styled, turn_parts
 
 UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -48,7 +49,10 @@ def _when(at: float) -> str:
 
 
 def as_json(entry: HistoryEntry) -> dict[str, Any]:
-    """One entry as `history --json` prints it."""
+    """One entry as `history --json` prints it; `placeholders`: what a turn carried besides
+    words (attachments, voice transcripts, the message it replies to), as fields."""
+    said = entry.kind != "skipped"  # a skipped entry's text is the reason, not a turn
+    extras = [p.as_json() for p in turn_parts(entry.text) if p.kind != "text"] if said else []
     return {
         "at": entry.at,
         "time": datetime.fromtimestamp(entry.at).astimezone().isoformat(timespec="seconds"),
@@ -59,6 +63,7 @@ def as_json(entry: HistoryEntry) -> dict[str, Any]:
         "backend": entry.backend,
         "seconds": entry.seconds,
         "note": entry.note,
+        "placeholders": extras,
     }
 
 
@@ -66,7 +71,10 @@ def table(entries: list[HistoryEntry], title: str) -> Table:
     """The entries as a rich table."""
     view = Table("TIME", "CHAT", "WHO", "WHAT", "BACKEND", "TOOK", title=title)
     for entry in entries:
-        what = Text(entry.text, style=STYLE.get(entry.kind, ""))
+        style = STYLE.get(entry.kind, "")
+        what = (
+            Text(entry.text, style=style) if entry.kind == "skipped" else styled(entry.text, style)
+        )
         if entry.note:
             what.append(f" ({entry.note})", style="dim")
         view.add_row(

@@ -14,8 +14,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from rich.text import Text
+
 from server.conversations import ConversationStore, StoredTurn
+from server.history import console_for
 from server.memory import PairKey
+from server.turn_parts import styled
 
 
 def _when(at: float) -> str:
@@ -56,8 +60,11 @@ async def show(store: ConversationStore, pair: PairKey, out: TextIO = sys.stdout
     if not turns:
         print(f"no conversation with user {pair[0]} in channel {pair[1]}", file=out)
         return 0
+    console = console_for(out)
     for turn in turns:
-        print(f"{_when(turn.at)}  {_speaker(turn)}: {turn.content}", file=out)
+        line = Text(f"{_when(turn.at)}  {_speaker(turn)}: ")
+        line.append_text(styled(turn.content))  # placeholders dim and italic in a terminal
+        console.print(line, soft_wrap=True)
     return 0
 
 
