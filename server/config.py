@@ -55,6 +55,15 @@ def _public_key_or_empty(value: str) -> str:
 SnowflakeOrEmpty = Annotated[str, AfterValidator(_snowflake_or_empty)]
 
 
+def _user_id_or_empty(value: str) -> str:
+    if value and not re.fullmatch(r"[0-9]{1,25}", value):
+        raise ValueError("must be your Discord user id (digits: Copy User ID in Developer Mode)")
+    return value
+
+
+UserIdOrEmpty = Annotated[str, AfterValidator(_user_id_or_empty)]
+
+
 def _host_name(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9.-]+|\[?[0-9A-Fa-f:]+\]?", value):
         raise ValueError("must be a host name such as cdn.discordapp.com (no scheme, port or path)")
@@ -179,6 +188,10 @@ class Settings(BaseModel):
     DISCORD_PUBLIC_KEY: PublicKeyOrEmpty = ""
     # "auto": as many gateway connections as Discord recommends (it requires them from 2,500 guilds)
     BOT_SHARDS: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
+    # The owner's remote: that bot also DMs the owner drafts (with buttons), urgent messages and
+    # failures, and takes /away, /drafts and /history from them alone.
+    OWNER_BOT: bool = False
+    OWNER_ID: UserIdOrEmpty = ""
 
     def messenger_name(self) -> Literal["rest", "plugin", "macro"]:
         """Resolve `MESSENGER: "auto"`: REST when a token is set, else the plugin."""

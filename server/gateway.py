@@ -89,6 +89,8 @@ class Gateway:
         self._control = control
         self._greeting = greeting
         self._control_tasks: set[asyncio.Task[None]] = set()
+        self.self_id: str | None = None
+        """The owner's Discord user id, as the last plugin's hello reported it."""
 
     async def start(self, host: str, port: int, *, check_host: bool = True) -> LocalServer:
         """Listen on host:port for both transports; the returned server's `close()` stops it.
@@ -120,6 +122,8 @@ class Gateway:
             hello.client or "?",
             hello.version,
         )
+        if hello.self_id:
+            self.self_id = hello.self_id
         self._clients.append(connection)
         self._client_connected.set()
         try:

@@ -69,14 +69,20 @@ async def run_checks(
     settings = loaded.settings
     messenger = settings.messenger_name()
     names = list(dict.fromkeys(settings.LLM_BACKENDS))
+    bot_commands = settings.DISCORD_BOT_TOKEN and not settings.OWNER_BOT
+    owner_bot = asyncio.create_task(
+        _check_owner_bot(settings) if settings.OWNER_BOT else _nothing()
+    )
     llm, (server, plugin), token, macro, notify, commands = await asyncio.gather(
         asyncio.gather(*(_check_backend(settings, name, loaded.folder) for name in names)),
         _check_server(settings),
         _check_token(settings) if messenger == "rest" else _nothing(),
         _check_macro(env) if messenger == "macro" else _nothing(),
         _check_notifications(settings),
-        _check_bot_commands(settings) if settings.DISCORD_BOT_TOKEN else _nothing(),
+        # The owner's bot registers its own commands (a bulk overwrite would replace them).
+        _check_bot_commands(settings) if bot_commands else _nothing(),
     )
+    owner = await owner_bot
     results = [*loaded.results, *llm]
     if not llm:
         results.append(CheckResult("LLM", False, "LLM_BACKENDS is empty", "llm"))
@@ -84,7 +90,7 @@ async def run_checks(
     if messenger == "plugin":
         detail = "posts through the connected plugin" if plugin.ok else "needs a connected plugin"
         results.append(CheckResult("messenger plugin", plugin.ok, detail, "messenger"))
-    results += [r for r in (token, macro, commands) if r is not None]
+    results += [r for r in (token, macro, commands, owner) if r is not None]
     results += notify
     redactor = SecretRedactor(settings.secret_values())
     return [replace(r, detail=redactor.redact(r.detail)) for r in results]
@@ -114,6 +120,14 @@ async def _check_notifications(settings: Settings) -> list[CheckResult]:
         )
         for url, error in zip(settings.NOTIFY_URLS, errors, strict=True)
     ]
+
+
+async def _check_owner_bot(settings: Settings) -> CheckResult:
+    """The owner's bot (OWNER_BOT) logs in and sends OWNER_ID a test DM; not needed for replies."""
+    from server.owner_remote.reachability import check_owner_bot  # noqa: PLC0415
+
+    ok, detail = await check_owner_bot(settings)
+    return CheckResult("owner bot", ok, detail, "bot", needed=False)
 
 
 @dataclass(frozen=True)

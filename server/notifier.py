@@ -16,7 +16,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -239,6 +239,8 @@ class Notifier:
         self._senders: list[Any] = []
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
+        self.listeners: list[Callable[[Notice], None]] = []
+        """Also told of every notice, whatever NOTIFY_URLS and NOTIFY_ON (the owner's bot)."""
 
     @property
     def enabled(self) -> bool:
@@ -260,6 +262,8 @@ class Notifier:
 
     def notify(self, notice: Notice) -> None:
         """Queue `notice` if its kind is in NOTIFY_ON; never waits."""
+        for listener in self.listeners:
+            listener(notice)
         if not self.enabled or notice.kind not in self._on:
             return
         try:
