@@ -63,6 +63,9 @@ const ACTIVITY_EVENTS = ["keydown", "mousedown", "mousemove", "wheel"];
 const POSTED_NONCES_LIMIT = 1000;
 const POSTED_NONCES_MAX_AGE_MS = 10 * 60 * 1000;
 const PRESENCE_STATUSES = new Set(["online", "idle", "dnd", "invisible", "offline"]);
+// The away note: as long as the server keeps one, and how `away_status` says it was set here.
+const AWAY_NOTE_MAX = 500;
+const AWAY_NOTE_SET = "set with away note";
 const AWAY_SWITCHES = [
     ["auto", "Auto: follow my Discord status"],
     ["on", "On: I am away, reply for me"],
@@ -818,6 +821,7 @@ module.exports = class DiscordAutoReply {
         this.reportedCustomStatus = null; // and the custom status text with it
         this.awayStatus = null; // the server's away_status
         this.awaySelect = null;
+        this.awayNoteInput = null;
         this.draftNotices = new Map(); // draft id -> function closing its notice
     }
 
@@ -1238,6 +1242,7 @@ module.exports = class DiscordAutoReply {
         field("Enabled", input("enabled", "checkbox", settings.enabled));
         field("Connect with", this.choice("transport", TRANSPORTS, settings.transport, (value) => this.updateSettings({ transport: value })));
         field("Away mode (replies go out only while you are away)", this.awaySwitch());
+        field("Away note (the replies may tell it; empty: AWAY_NOTE, else your custom status)", this.awayNoteField());
         this.statusElement = document.createElement("div");
         this.statusElement.className = "discord-auto-reply-status";
         panel.appendChild(this.statusElement);
@@ -1320,7 +1325,36 @@ module.exports = class DiscordAutoReply {
     onAwayStatus(frame) {
         this.awayStatus = frame;
         if (this.awaySelect) this.awaySelect.value = String(frame.switch);
+        this.showAwayNote();
         this.renderStatus();
+    }
+
+    awayNoteField() {
+        const element = document.createElement("input");
+        element.name = "away_note";
+        element.type = "text";
+        element.maxLength = AWAY_NOTE_MAX;
+        element.addEventListener("change", () => this.setAwayNote(element.value));
+        this.awayNoteInput = element;
+        this.showAwayNote();
+        return element;
+    }
+
+    /** The note set on the server in the field; a note from elsewhere (AWAY_NOTE, the custom
+     * status) as its placeholder, since typing one replaces it. */
+    showAwayNote() {
+        const element = this.awayNoteInput;
+        const status = this.awayStatus;
+        if (!element || !status || typeof status.note !== "string") return;
+        const own = status.note_source === AWAY_NOTE_SET;
+        element.value = own ? status.note : "";
+        element.placeholder = !own && status.note ? `${status.note} (${status.note_source})` : "e.g. at the gym, back at 18:00";
+    }
+
+    /** Set the away note on the server ("" clears it); `away_status` frames bring it back. */
+    setAwayNote(text) {
+        const note = String(text).trim().slice(0, AWAY_NOTE_MAX);
+        if (!this.send({ type: "away", note })) this.toast("not connected to the auto-reply server: away note not changed", "error");
     }
 
     awaySwitch() {

@@ -87,6 +87,8 @@ class AwayMode:
         self._away_since: float | None = None
         self._told: dict[str, Any] | None = None
         self._timer: asyncio.Task[None] | None = None
+        self.note_fields: Callable[[], dict[str, str]] = dict
+        """The away note's fields every `away_status` frame carries (`note`, `note_source`)."""
 
     async def start(self) -> None:
         """Take up the switch and the away period stored before a restart. The Discord status is
@@ -127,17 +129,28 @@ class AwayMode:
         return self._away_since
 
     def status(self) -> dict[str, Any]:
-        """The `away_status` frame: switch, last status, whether replies go out now."""
+        """The `away_status` frame: switch, last status, whether replies go out now, the away
+        note and where it comes from."""
         presence = self._presence
-        return protocol.away_status(
-            switch=presence.switch,
-            presence=presence.status,
-            away=presence.away,
-            reply_when=self._reply_when,
-            replying=presence.allows(self._reply_when).reply,
-            always_rules=sum(rule.reply_when == "always" for rule in self._rules().rules),
-            schedule=self._schedule_status(),
+        return (
+            protocol.away_status(
+                switch=presence.switch,
+                presence=presence.status,
+                away=presence.away,
+                reply_when=self._reply_when,
+                replying=presence.allows(self._reply_when).reply,
+                always_rules=sum(rule.reply_when == "always" for rule in self._rules().rules),
+                schedule=self._schedule_status(),
+            )
+            | self.note_fields()
         )
+
+    def retell(self) -> None:
+        """Tell the plugins the status again if it changed (the away note was set)."""
+        status = self.status()
+        if status != self._told:
+            self._told = status
+            self._notify(status)
 
     def _schedule_status(self) -> dict[str, Any] | None:
         """The away hours in force now (window, end) or the next start; None without any."""

@@ -168,6 +168,32 @@ describe("away mode with the relay server", () => {
         await waitFor(() => awayStatus(spy)?.switch === "auto", { what: "the switch back to auto" });
         assert.equal(select.value, "auto");
     });
+
+    it("the settings panel's away note sets the server's; every plugin's away_status carries it", async () => {
+        const first = await connected();
+        const second = await connected();
+        await waitFor(() => awayStatus(first.spy) && awayStatus(second.spy), { what: "the away status" });
+        assert.equal(typeof awayStatus(first.spy).note, "string", "the greeting carries the note");
+        const panel = first.plugin.getSettingsPanel();
+        const input = panel.find((element) => element.name === "away_note");
+        assert.equal(input.value, "");
+
+        input.value = "  at the gym, back at 18:00 ";
+        input.dispatchEvent({ type: "change" });
+        await waitFor(() => awayStatus(second.spy)?.note === "at the gym, back at 18:00", { what: "the note pushed to the other plugin" });
+        assert.deepEqual(first.spy.sent.filter((frame) => frame.type === "away").map(({ socket, ...frame }) => frame), [{ type: "away", note: "at the gym, back at 18:00" }]);
+        assert.equal(awayStatus(second.spy).note_source, "set with away note");
+        await waitFor(() => awayStatus(first.spy)?.note === "at the gym, back at 18:00", { what: "the note back in the first" });
+        assert.equal(input.value, "at the gym, back at 18:00");
+
+        // A custom status applies once the note is cleared, and shows as the field's placeholder.
+        first.discord.setCustomStatus("in a meeting");
+        input.value = "";
+        input.dispatchEvent({ type: "change" });
+        await waitFor(() => awayStatus(first.spy)?.note === "in a meeting", { what: "the custom status as the note" });
+        assert.equal(input.value, "");
+        assert.equal(input.placeholder, "in a meeting (your Discord custom status)");
+    });
 });
 
 describe("drafts with the relay server", () => {
