@@ -143,6 +143,10 @@ class App:
             zone_name=settings.TIMEZONE,
         )
         self.away_note = AwayNote(self.records, configured=settings.AWAY_NOTE)
+        self.away.note_fields = lambda: {
+            "note": self.away_note.text,
+            "note_source": self.away_note.source,
+        }
         self.relay.owner_context = self._owner_context
         self._server: LocalServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -174,9 +178,9 @@ class App:
         if isinstance(frame, protocol.AwayRequest):
             if frame.note is not None:
                 await self.away_note.set(frame.note)
+                self.away.retell()  # every plugin's panel shows the new note
             mode = frame.mode
-            status = self.away.status() if mode is None else await self.away.switch(mode)
-            return {**status, "note": self.away_note.text, "note_source": self.away_note.source}
+            return self.away.status() if mode is None else await self.away.switch(mode)
         return await self.drafts.act(frame.id, frame.action, frame.content)
 
     async def _deliver_draft(self, draft: Draft, text: str) -> int:
