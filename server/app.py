@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from server import protocol
@@ -32,6 +32,9 @@ from server.relay import Relay
 from server.rules import RuleSet
 from server.rules_file import RulesWatcher
 
+if TYPE_CHECKING:
+    from server.owner_remote.remote import OwnerRemote
+
 log = logging.getLogger(__name__)
 
 PRUNE_INTERVAL_SECONDS = 24 * 3600.0
@@ -51,6 +54,8 @@ def check_settings(settings: Settings, *, allow_remote: bool) -> None:
         )
     if settings.messenger_name() == "rest" and not settings.DISCORD_AUTHORIZATION:
         raise ConfigError("MESSENGER is 'rest' but DISCORD_AUTHORIZATION is empty")
+    if settings.OWNER_BOT and not settings.DISCORD_BOT_TOKEN:
+        raise ConfigError("OWNER_BOT is true but DISCORD_BOT_TOKEN is empty")
 
 
 def build_messenger(settings: Settings, gateway: Gateway, echoes: EchoTracker) -> Messenger:
@@ -148,6 +153,7 @@ class App:
             "note_source": self.away_note.source,
         }
         self.relay.owner_context = self._owner_context
+        self.owner_remote = self._owner_remote() if settings.OWNER_BOT else None
         self._server: LocalServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -159,6 +165,26 @@ class App:
         """Show `frame` in the owner's plugins; drafts and the summary are pushed too."""
         self.gateway.broadcast(frame)
         self.notifier.owner_frame(frame)
+        if self.owner_remote is not None:
+            self.owner_remote.owner_frame(frame)
+
+    def _owner_remote(self) -> OwnerRemote:
+        """The owner's bot (OWNER_BOT), told of drafts and of the notifier's notices."""
+        try:
+            from server.owner_remote.client import OwnerDesk  # noqa: PLC0415 (the `bot` extra)
+            from server.owner_remote.remote import OwnerRemote  # noqa: PLC0415
+        except ImportError as exc:
+            raise ConfigError(
+                f"OWNER_BOT needs discord.py ({exc}): pip install 'discord-auto-reply[bot]'"
+            ) from None
+        desk = OwnerDesk(
+            control=self._control, drafts=self.drafts.frames, history=self.records.history
+        )
+        remote = OwnerRemote(
+            self.settings, desk, lambda: self.settings.OWNER_ID or self.gateway.self_id
+        )
+        self.notifier.listeners.append(remote.notice)
+        return remote
 
     def _owner_context(self) -> OwnerContext:
         """The owner as the replies know them: name, away since when, the away note."""
@@ -226,6 +252,8 @@ class App:
         log.info("watching %d pair(s) from %s", watched, self.rules_watcher.path)
         if not watched:
             log.warning("nobody gets replies yet: add pairs to REPLY_TO in that file")
+        if self.owner_remote is not None:
+            await self.owner_remote.start()
         return port
 
     async def _open_store(self) -> None:
@@ -263,6 +291,8 @@ class App:
         if self._server is not None:
             await self._server.close()
         await self.gateway.aclose()
+        if self.owner_remote is not None:
+            await self.owner_remote.aclose()
         await self.drafts.aclose()
         await self.away.aclose()
         await self.relay.aclose()
