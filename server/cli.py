@@ -1,5 +1,5 @@
 """Command line: `discord-auto-reply serve | init | plugin install | check | memory | away |
-drafts | history | chat | bot | interactions`."""
+drafts | history | chat | style | bot | interactions`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from server import (
     log_redaction,
     memory_commands,
     owner_commands,
+    style_commands,
 )
 from server.app import App
 from server.bot.keys import BOT_KEYS, INTERACTIONS_KEYS, require
@@ -38,6 +39,7 @@ from server.plugin_installer import (
 )
 from server.rules import RulesError, RuleSet
 from server.rules_file import load_rules
+from server.style_profile import PackageError
 
 log = logging.getLogger("server")
 
@@ -62,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         InstallError,
         ControlError,
         history.SpanError,
+        PackageError,
     ) as exc:
         print(f"discord-auto-reply: error: {exc}", file=sys.stderr)
         return 2
@@ -184,6 +187,13 @@ def _add_owner_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     chat.add_argument("--config", type=Path, default=Path("config.json"))
     chat.add_argument("--reply-config", type=Path, default=Path("reply_config.py"))
     chat.set_defaults(command=_chat)
+
+    style = commands.add_parser("style", help="learn, show, set or reset your writing style")
+    style.add_argument("action", choices=["learn", "show", "set", "reset"])
+    style.add_argument("--from", dest="package", type=Path, help="learn: Discord's data package")
+    style.add_argument("--file", type=Path, help="set: a file holding the profile")
+    style.add_argument("--config", type=Path, default=Path("config.json"))
+    style.set_defaults(command=_style)
 
 
 def _setup_logging(settings: Settings, verbosity: int) -> None:
@@ -314,6 +324,13 @@ async def _run_history_command(settings: Settings, span: float, args: argparse.N
         return await history.history(OwnerStore(store), span, pair, json_output=args.json)
     finally:
         await store.close()
+
+
+def _style(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log_redaction.install(settings.secret_values(), logging.getLogger().handlers)
+    return asyncio.run(style_commands.run(settings, args.action, args.file, args.package))
 
 
 def _chat(args: argparse.Namespace) -> int:

@@ -174,6 +174,8 @@ class Settings(BaseModel):
     MODE: ReplyMode = "send"
     DRAFT_EXPIRE_MINUTES: PositiveFloat = 30.0
     AWAY_NOTE: Annotated[str, Field(max_length=500)] = ""
+    STYLE: bool = False
+    """The owner's style profile (`style learn`) joins the system prompt."""
     # Notifications through Apprise: what reaches the owner's phone, and whether texts go along.
     NOTIFY_URLS: list[AppriseUrl] = Field(default_factory=list)
     NOTIFY_ON: list[NoticeKind] = Field(default_factory=lambda: list(DEFAULT_NOTIFY_ON))

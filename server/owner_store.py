@@ -110,6 +110,17 @@ class OwnerStore:
 
         await self._run(write)
 
+    async def owner_lines(self, limit: int) -> list[str]:
+        """The newest `limit` messages the owner wrote in watched chats (for `style learn`)."""
+
+        def read(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute(
+                "SELECT content FROM turns WHERE kind = 'owner' ORDER BY id DESC LIMIT ?", (limit,)
+            )
+            return [str(content) for (content,) in rows]
+
+        return await self._run(read)
+
     # Drafts.
 
     async def add_draft(

@@ -22,11 +22,13 @@ from server.inbox import Pending
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
 from server.llm.chain import BackendChain
 from server.memory import PairKey
+from server.owner_store import OwnerStore
 from server.placeholders import turn_text
 from server.prompt_context import OwnerContext, PromptContext, system_prompt
 from server.prompt_window import PromptWindow, history_limit
 from server.rules import WILDCARD, Rule, RuleSet
 from server.store_guard import StoreGuard
+from server.style_profile import PROFILE_KEY, with_style
 from server.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
@@ -109,9 +111,10 @@ class ReplyWriter:
         read = await self._read(batch, rule)
         sender = batch[-1].message.author.name
         context = PromptContext(sender, self._owner(), time.time(), self._zone)
+        prompt = system_prompt(self._rules().system_prompt(rule), context)
         chat = await self._window.build(
             pair,
-            prompt=system_prompt(self._rules().system_prompt(rule), context),
+            prompt=with_style(prompt, await self._style(rule)),
             summary=window.summary,
             history=[turn for turn in window.turns if turn.id not in batch_ids],
             newest=[
@@ -126,6 +129,13 @@ class ReplyWriter:
         # Where anyone may write, each of their turns carries their name.
         name = participant_name(sender)
         return [replace(m, name=name) if m.role == "user" else m for m in chat]
+
+    async def _style(self, rule: Rule) -> str:
+        """The owner's style profile when STYLE (or the rule's "style") is on; else ""."""
+        if not (rule.style if rule.style is not None else self._settings.STYLE):
+            return ""
+        state = OwnerStore(self._store).owner_state()
+        return (await self._stored(state, {}, read_only=True)).get(PROFILE_KEY, "")
 
     async def _read(self, batch: list[Pending], rule: Rule) -> list[ReadMessage]:
         """The burst's messages with their attachments read (images only for a model that takes

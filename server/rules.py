@@ -54,6 +54,7 @@ class _RuleEntry(BaseModel):
     schedule: Annotated[tuple[str, ...], AfterValidator(check_windows)] | None = None
     reply_after_seconds: Annotated[float, Field(ge=0, le=MAX_REPLY_AFTER_SECONDS)] | None = None
     notify: Literal["all"] | None = None
+    style: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class Rule:
     """Instead of REPLY_AFTER_SECONDS: how long the owner has to answer first."""
     notify: Literal["all"] | None = None
     """"all": every message of this rule is pushed (NOTIFY_URLS) while the owner is away."""
+    style: bool | None = None
+    """Instead of STYLE: whether replies follow the owner's style profile (`style learn`)."""
 
 
 @dataclass(frozen=True)
