@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRUNE_INTERVAL_SECONDS = 24 * 3600.0
+PLUGIN_WATCH_SECONDS = 1.0
+"""How often the relay looks whether a plugin it must post through is still connected."""
 
 
 def check_settings(settings: Settings, *, allow_remote: bool) -> None:
@@ -242,6 +244,8 @@ class App:
             asyncio.create_task(self.rules_watcher.run(), name="rules watcher"),
             asyncio.create_task(self._prune_daily(), name="retention"),
         ]
+        if self.messenger.name in ("plugin", "macro"):  # replies go out through the plugin
+            self._tasks.append(asyncio.create_task(self._watch_plugin(), name="plugin watch"))
         if not is_loopback(settings.WEBSOCKET_HOST):
             log.warning("listening on a non-loopback address: other machines can reach the relay")
         log.info("listening on ws://%s:%d", settings.WEBSOCKET_HOST, port)
@@ -267,6 +271,16 @@ class App:
             self.store.database = Database(":memory:")
             await self.store.open()
         log.info("conversations are kept in %s", self.store.path)
+
+    async def _watch_plugin(self) -> None:
+        """Tell the owner (once per absence) when no plugin has been connected for longer than
+        SEND_TIMEOUT_SECONDS while replies only a plugin can post wait, or failed meanwhile."""
+        limit = self.settings.SEND_TIMEOUT_SECONDS
+        while True:
+            await asyncio.sleep(PLUGIN_WATCH_SECONDS)
+            gone_since = self.gateway.plugins_gone_since()
+            stalled = gone_since is not None and self.relay.stalled_since(gone_since)
+            self.notifier.plugin_absent(gone_since, stalled, limit)
 
     async def _prune_daily(self) -> None:
         """Delete what is older than RETENTION_DAYS, now and then once a day."""

@@ -84,6 +84,7 @@ class Gateway:
         self._hello_timeout = hello_timeout
         self._clients: list[PluginLink] = []  # plugins only (never cli clients), oldest first
         self._client_connected = asyncio.Event()
+        self._plugins_gone_since: float | None = time.monotonic()  # none has connected yet
         self._pending: dict[str, _Waiter] = {}
         self._last_activity: float | None = None
         self._control = control
@@ -126,6 +127,7 @@ class Gateway:
             self.self_id = hello.self_id
         self._clients.append(connection)
         self._client_connected.set()
+        self._plugins_gone_since = None
         try:
             connection.send(
                 protocol.encode(
@@ -269,6 +271,8 @@ class Gateway:
             self._clients.remove(connection)
         if not self._clients:
             self._client_connected.clear()
+            if self._plugins_gone_since is None:
+                self._plugins_gone_since = time.monotonic()
         for waiter in self._pending.values():
             if waiter.connection is connection and not waiter.future.done():
                 waiter.future.set_exception(
@@ -301,6 +305,11 @@ class Gateway:
         """
         nonce = secrets.token_hex(8)
         return await self._ask(protocol.open_channel(nonce, channel_id), nonce, timeout, Opened)
+
+    def plugins_gone_since(self) -> float | None:
+        """Since when no plugin has been connected (monotonic seconds: the start, or when the
+        last one left); None while one is."""
+        return self._plugins_gone_since
 
     def last_activity(self) -> float | None:
         """When the person last used the keyboard or mouse in Discord (epoch seconds), if known."""

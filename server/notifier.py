@@ -180,6 +180,7 @@ class FailureWatch:
         self._failing_since: float | None = None
         self._llm_told = False
         self._undeliverable_told = False
+        self._plugin_told_for: float | None = None
 
     def llm_result(self, ok: bool, now: float) -> Notice | None:
         """An LLM answer (or every backend failing) at `now`; a notice once per failure streak."""
@@ -195,6 +196,22 @@ class FailureWatch:
         return failure_notice(
             f"Every LLM backend has failed for {minutes:.0f} min: messages get no reply. "
             "See the server log, or run `discord-auto-reply check`."
+        )
+
+    def plugin_absent(
+        self, gone_since: float | None, now: float, stalled: bool, limit: float
+    ) -> Notice | None:
+        """No plugin connected since `gone_since` (None: one is) while replies it must post wait
+        or fail (`stalled`); a notice once per absence longer than `limit` seconds."""
+        if gone_since is None or now - gone_since <= limit or not stalled:
+            return None
+        if self._plugin_told_for == gone_since:
+            return None
+        self._plugin_told_for = gone_since
+        return failure_notice(
+            f"No plugin has been connected for {now - gone_since:.0f} s, and replies it must "
+            "post wait or were not delivered: is Discord open, with DiscordAutoReply enabled and "
+            "connected (its settings panel says)?"
         )
 
     def undeliverable(self, reason: str) -> Notice | None:
@@ -305,6 +322,13 @@ class Notifier:
     def undeliverable(self, reason: str) -> None:
         """Tell once that the messenger can deliver nothing more."""
         notice = self._failures.undeliverable(reason)
+        if notice is not None:
+            self.notify(notice)
+
+    def plugin_absent(self, gone_since: float | None, stalled: bool, limit: float) -> None:
+        """Tell once per absence when no plugin has been connected for longer than `limit`
+        seconds while replies wait for it or fail (see `FailureWatch.plugin_absent`)."""
+        notice = self._failures.plugin_absent(gone_since, time.monotonic(), stalled, limit)
         if notice is not None:
             self.notify(notice)
 

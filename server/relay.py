@@ -99,6 +99,8 @@ class Relay:
         )
         self._seen = SeenIds()
         self._pairs: dict[PairKey, _Pair] = {}
+        self.last_undelivered: float | None = None
+        """When a reply was last not delivered (monotonic seconds), if ever."""
         self._workers: set[asyncio.Task[None]] = set()
         self._closing = False
         # The parts the relay hands its steps to share its store guard, policy and shutdown.
@@ -364,6 +366,8 @@ class Relay:
             state.sending = False
         if delivered:
             self._events.replied(batch[-1].message, reply.text)
+        else:
+            self.last_undelivered = time.monotonic()
         if not self._messenger.available:
             self._events.undeliverable(_UNDELIVERABLE)
 
@@ -445,13 +449,22 @@ class Relay:
         while self._workers:
             await asyncio.gather(*self._workers, return_exceptions=True)
 
+    def waiting(self) -> int:
+        """How many accepted messages are still waiting for their reply, in every pair."""
+        return sum(len(state.pending) for state in self._pairs.values())
+
+    def stalled_since(self, since: float) -> bool:
+        """Whether messages wait for a reply now, or a reply failed since `since` (monotonic)."""
+        failed = self.last_undelivered
+        return bool(self.waiting()) or (failed is not None and failed >= since)
+
     async def aclose(self) -> None:
         """Stop the workers: a reply being sent may finish (briefly); the others stop now.
 
         Unanswered messages stay stored, and a warning says how many.
         """
         self._closing = True
-        pending = sum(len(state.pending) for state in self._pairs.values())
+        pending = self.waiting()
         if pending:
             log.warning("shutting down with %d message(s) still waiting for a reply", pending)
         for state in list(self._pairs.values()):

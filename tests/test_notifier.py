@@ -372,3 +372,41 @@ async def test_check_sends_a_test_notification_to_each_url(endpoint: JsonEndpoin
     assert f"✔  notify json://127.0.0.1:{endpoint.port}" in table
     assert f"✘  notify json://127.0.0.1:{closed_port}" in table
     assert await _check_notifications(Settings()) == []
+
+
+async def test_a_plugin_gone_longer_than_the_send_timeout_while_messages_wait_is_told_once(
+    tmp_path: Path,
+    fake_openai: FakeOpenAI,
+    endpoint: JsonEndpoint,
+) -> None:
+    """With the plugin messenger, replies wait for a plugin: gone for longer than
+    SEND_TIMEOUT_SECONDS while a reply waits or failed for want of one, the owner is told, once
+    per absence."""
+    settings = {
+        "MESSENGER": "plugin",
+        "OPENAI_BASE_URL": fake_openai.base_url,
+        "OPENAI_API_KEY": FakeOpenAI.API_KEY,
+        "NOTIFY_URLS": [endpoint.url],
+        "SEND_TIMEOUT_SECONDS": 0.5,
+        "REPLY_WITHIN_MINUTES": 1.0,
+    }
+    async with running_app(tmp_path, RULES, **settings) as running:
+        client = await PluginClient.connect(running.url)
+        client.answer_sends = False  # the plugin leaves before it posts the reply
+        await client.message("2001", "111", "222", "anyone there?")
+        await client.wait_for_sends(1)
+        await client.close()
+        [told] = await endpoint.wait_for(1)
+        assert told["title"] == "Auto-replies stopped"
+        assert "No plugin has been connected for" in told["message"]
+        assert "replies it must post wait or were not delivered" in told["message"]
+        await asyncio.sleep(1.5)  # still gone: not told again
+        assert len([n for n in endpoint.received if "No plugin" in n["message"]]) == 1
+
+        back = await PluginClient.connect(running.url)  # back: the next absence is news again
+        await back.message("2002", "111", "222", "and now?")
+        back.answer_sends = False
+        await back.wait_for_sends(1, timeout=10)
+        await back.close()
+        await endpoint.wait_for(2)
+        assert len([n for n in endpoint.received if "No plugin" in n["message"]]) == 2
