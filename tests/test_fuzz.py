@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +36,7 @@ from server.protocol import (
     parse_client_frame,
 )
 from tests.fakes.openai_api import FakeOpenAI
+from tests.server_subprocess import ServerSubprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "fuzz-websocket-secret-0123456789"
@@ -193,7 +192,7 @@ def test_hostile_json_is_a_protocol_error(text: str, expected: str) -> None:
 WATCHED_USER, WATCHED_CHANNEL = "111", "222"
 
 
-class ServerProcess:
+class ServerProcess(ServerSubprocess):
     """`python -m server serve` on a free port, logging to a file, answering with the fake LLM
     (its own process); its RSS read from /proc, its database read with sqlite3."""
 
@@ -222,29 +221,7 @@ class ServerProcess:
         rules = f'REPLY_TO = [("{WATCHED_USER}", "{WATCHED_CHANNEL}")]\n'
         (directory / "reply_config.py").write_text(rules)
         self.database = directory / "auto_reply.db"
-        self.log_path = directory / "server.log"
-        with self.log_path.open("w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "server", "serve"],
-                cwd=directory,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-                stdout=log,
-                stderr=log,
-            )
-        self.url = f"ws://127.0.0.1:{self._wait_for_port()}"
-
-    def _wait_for_port(self) -> int:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for line in self.log().splitlines():
-                if "listening on ws://127.0.0.1:" in line:
-                    return int(line.rsplit(":", 1)[1])
-            assert self.process.poll() is None, self.log()
-            time.sleep(0.05)
-        raise AssertionError(f"the server did not start:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        super().__init__(directory, [sys.executable, "-m", "server", "serve"])
 
     def rss_mib(self) -> float:
         status = Path(f"/proc/{self.process.pid}/status").read_text()

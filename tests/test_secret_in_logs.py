@@ -13,12 +13,9 @@ whatever a library logs, the redaction wired by `serve` must catch it.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -26,6 +23,8 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+
+from tests.server_subprocess import ServerSubprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 PIECE = 12
@@ -66,7 +65,7 @@ def hello_with_the_secret_last(secret: str) -> str:
     return json.dumps({**fields, "secret": secret})
 
 
-class Served:
+class Served(ServerSubprocess):
     """`python -m server serve -vv` with its log in a file, until `stop`."""
 
     def __init__(self, directory: Path, secret: str, *, probe: bool) -> None:
@@ -80,31 +79,12 @@ class Served:
         }
         (directory / "config.json").write_text(json.dumps(config))
         (directory / "reply_config.py").write_text('REPLY_TO = [("111", "222")]\n')
-        self.log_path = directory / "serve.log"
-        with self.log_path.open("w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", FRAME_PROBE]
-                if probe
-                else [sys.executable, "-m", "server", "serve", "-vv"],
-                cwd=directory,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-                stdout=log,
-                stderr=log,
-            )
-        self.url = f"ws://127.0.0.1:{self._port()}"
-
-    def _port(self) -> int:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for line in self.log().splitlines():
-                if "listening on ws://127.0.0.1:" in line:
-                    return int(line.rsplit(":", 1)[1])
-            assert self.process.poll() is None, self.log()
-            time.sleep(0.05)
-        raise AssertionError(f"the server did not start:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        command = (
+            [sys.executable, "-c", FRAME_PROBE]
+            if probe
+            else [sys.executable, "-m", "server", "serve", "-vv"]
+        )
+        super().__init__(directory, command, "serve.log")
 
     def stop(self) -> str:
         """SIGTERM, wait, and return the whole log."""
