@@ -50,6 +50,20 @@ def point_discord_py_at(api_base: str) -> None:
     Route.BASE = api_base
 
 
+async def overwrite_commands(
+    http: discord.http.HTTPClient, app_id: int, commands: list[dict[str, Any]]
+) -> str | None:
+    """One bulk overwrite of an application's commands; None if it worked, else what the
+    server said (for `CommandRegistration`)."""
+    try:
+        await http.bulk_upsert_global_commands(app_id, commands)
+    except discord.HTTPException as exc:
+        return str(exc)
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        return f"cannot reach it: {exc or type(exc).__name__}"
+    return None
+
+
 class BotClient(discord.Client):
     """Answers allow-listed people's messages and runs the slash commands.
 
@@ -96,20 +110,12 @@ class BotClient(discord.Client):
                 f"DISCORD_APPLICATION_ID is {configured}, but DISCORD_BOT_TOKEN belongs to "
                 f"application {app_id}; fix one of them"
             )
-        self.registration = CommandRegistration(lambda: self._register_commands(app_id), COMMANDS)
+        self.registration = CommandRegistration(
+            lambda: overwrite_commands(self.http, app_id, COMMANDS), COMMANDS
+        )
         await self.registration.start()
         if self.registration.registered:
             log.info("registered %d slash commands for application %s", len(COMMANDS), app_id)
-
-    async def _register_commands(self, app_id: int) -> str | None:
-        """One bulk overwrite; None if it worked, else what the server said."""
-        try:
-            await self.http.bulk_upsert_global_commands(app_id, COMMANDS)
-        except discord.HTTPException as exc:
-            return str(exc)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            return f"cannot reach it: {exc or type(exc).__name__}"
-        return None
 
     async def connect(self, *, reconnect: bool = True) -> None:
         """discord.py's gateway loop, started again (with backoff) when a payload it could not

@@ -16,6 +16,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from server import protocol
+from server.bot.client import overwrite_commands
 from server.bot.gateway_payloads import PayloadGuard, describe
 from server.bot.registration import CommandRegistration
 from server.owner_remote.draft_messages import edit_modal, modal_value, read_custom_id
@@ -71,17 +72,10 @@ class OwnerBotClient(discord.Client):
         app_id = self.application_id
         if app_id is None:
             return
-        self.registration = CommandRegistration(lambda: self._register(app_id), OWNER_COMMANDS)
+        self.registration = CommandRegistration(
+            lambda: overwrite_commands(self.http, app_id, OWNER_COMMANDS), OWNER_COMMANDS
+        )
         await self.registration.start()
-
-    async def _register(self, app_id: int) -> str | None:
-        try:
-            await self.http.bulk_upsert_global_commands(app_id, OWNER_COMMANDS)
-        except discord.HTTPException as exc:
-            return str(exc)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            return f"cannot reach it: {exc or type(exc).__name__}"
-        return None
 
     async def close(self) -> None:
         """Stop retrying the registration, then disconnect."""
