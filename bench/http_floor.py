@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 
 from server.config import load_settings
+from server.delivery.outbox import new_nonce
 from server.event_loop import run
 from server.llm.base import ChatMessage, GenerationOptions
 from server.llm.chain import build_backend
 from server.messengers.rest import RestMessenger
-from server.outbox import new_nonce
 
 
 async def relay_without_relay(config: Path, persona: str) -> None:

@@ -46,8 +46,8 @@ from aiohttp import web
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
+from server.conversation.recovery import RETRY_MAX_SECONDS
 from server.messengers.rest import backoff_delay
-from server.recovery import RETRY_MAX_SECONDS
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FAILURES, FakeOpenAI, error_body, reply
 

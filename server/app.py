@@ -10,30 +10,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from server import protocol
-from server.away_mode import AwayMode
-from server.away_note import AwayNote
 from server.config import ConfigError, Settings
-from server.conversations import ConversationStore
-from server.database import Database, DatabaseError, SchemaTooNewError
-from server.drafts import Drafts
-from server.echoes import EchoTracker
-from server.gateway import Gateway
+from server.conversation.prompt_context import OwnerContext
+from server.conversation.relay import Relay
+from server.conversation.rules import RuleSet
+from server.conversation.rules_file import RulesWatcher
+from server.delivery.echoes import EchoTracker
 from server.llm.chain import BackendChain, build_backend_chain
-from server.local_server import LocalServer, is_loopback
 from server.messengers.base import Messenger
 from server.messengers.macro import MacroMessenger
 from server.messengers.plugin import PluginMessenger
 from server.messengers.rest import RestMessenger
-from server.notifier import Notifier
-from server.owner_store import Draft, OwnerStore
-from server.prompt_context import OwnerContext
-from server.relay import Relay
-from server.rules import RuleSet
-from server.rules_file import RulesWatcher
+from server.owner.away_mode import AwayMode
+from server.owner.away_note import AwayNote
+from server.owner.drafts import Drafts
+from server.owner.notifier import Notifier
+from server.storage.conversations import ConversationStore
+from server.storage.database import Database, DatabaseError, SchemaTooNewError
+from server.storage.owner_store import Draft, OwnerStore
+from server.transport import protocol
+from server.transport.gateway import Gateway
+from server.transport.local_server import LocalServer, is_loopback
 
 if TYPE_CHECKING:
-    from server.owner_remote.remote import OwnerRemote
+    from server.owner.remote.remote import OwnerRemote
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +173,8 @@ class App:
     def _owner_remote(self) -> OwnerRemote:
         """The owner's bot (OWNER_BOT), told of drafts and of the notifier's notices."""
         try:
-            from server.owner_remote.client import OwnerDesk  # noqa: PLC0415 (the `bot` extra)
-            from server.owner_remote.remote import OwnerRemote  # noqa: PLC0415
+            from server.owner.remote.client import OwnerDesk  # noqa: PLC0415 (the `bot` extra)
+            from server.owner.remote.remote import OwnerRemote  # noqa: PLC0415
         except ImportError as exc:
             raise ConfigError(
                 f"OWNER_BOT needs discord.py ({exc}): pip install 'discord-auto-reply[bot]'"

@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from server.away_schedule import AwaySchedule, parse_schedule, parse_window, zone_named
-from server.memory import MAX_MEMORY_LENGTH
+from server.conversation.memory import MAX_MEMORY_LENGTH
+from server.owner.away_schedule import AwaySchedule, parse_schedule, parse_window, zone_named
 
 DEFAULT_ORIGINS = (
     "https://discord.com",

@@ -17,7 +17,7 @@ import json
 import sys
 
 from server.config import DEFAULT_ORIGINS
-from server.gateway import Gateway
+from server.transport.gateway import Gateway
 
 
 async def _answer(gateway: Gateway, line: str) -> dict[str, object]:

@@ -15,9 +15,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 from server.config import Settings
-from server.owner_store import OwnerStore
-from server.reply_policy import Presence
-from server.rules import RulesError, parse_rules
+from server.conversation.reply_policy import Presence
+from server.conversation.rules import RulesError, parse_rules
+from server.storage.owner_store import OwnerStore
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI
 from tests.relay_harness import SECRET, PluginClient, run_cli, running_app, write_cli_config

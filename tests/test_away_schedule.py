@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from server.away_schedule import AwaySchedule, parse_schedule, parse_window
+from server.cli.owner_commands import describe_away_status
 from server.config import ConfigError, Settings, load_settings
-from server.owner_commands import describe_away_status
-from server.reply_policy import Presence
-from server.rules import RulesError, parse_rules
+from server.conversation.reply_policy import Presence
+from server.conversation.rules import RulesError, parse_rules
+from server.owner.away_schedule import AwaySchedule, parse_schedule, parse_window
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI
 from tests.relay_harness import PluginClient, running_app

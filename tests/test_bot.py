@@ -14,8 +14,8 @@ import pytest
 from server.bot.app import Bot
 from server.bot.commands import REFUSAL, TOO_OFTEN
 from server.config import ConfigError
-from server.context_window import REPLY_PRIMING_TOKENS
-from server.tokens import TOKENS_PER_MESSAGE, TokenCounter
+from server.conversation.context_window import REPLY_PRIMING_TOKENS
+from server.conversation.tokens import TOKENS_PER_MESSAGE, TokenCounter
 from tests.bot_harness import (
     DM_CHANNEL,
     FRIEND,

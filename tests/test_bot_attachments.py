@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from server.memory import PairKey
+from server.conversation.memory import PairKey
 from tests.bot_harness import DM_CHANNEL, FRIEND, GUILD_CHANNEL, running_bot
 from tests.fakes.openai_api import FakeOpenAI
 from tests.test_attachments import png

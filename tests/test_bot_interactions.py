@@ -16,7 +16,7 @@ from nacl.signing import SigningKey
 from server.bot.app import InteractionsServer
 from server.bot.commands import REFUSAL
 from server.config import ConfigError
-from server.splitter import split_message
+from server.delivery.splitter import split_message
 from tests.bot_harness import DM_CHANNEL, FRIEND, GUILD, GUILD_CHANNEL, STRANGER, bot_settings
 from tests.fakes.discord_bot_api import EPHEMERAL, FakeDiscordBot
 from tests.fakes.openai_api import FakeOpenAI

@@ -26,12 +26,12 @@ from server.bot.policy import SeenMessage, decide, screen, without_mention
 from server.bot.responder import Responder
 from server.bot.state import MAIN_SESSION, InMemoryBotState, memory_key
 from server.config import Settings
+from server.conversation.memory import InMemoryStore
+from server.conversation.reply_policy import ReplyPolicy
+from server.conversation.rules import RuleSet, parse_rules
 from server.llm.base import ChatMessage
 from server.llm.chain import BackendChain
-from server.memory import InMemoryStore
-from server.reply_policy import ReplyPolicy
-from server.rules import RuleSet, parse_rules
-from server.store_guard import StoreGuard
+from server.storage.store_guard import StoreGuard
 from tests.fakes.discord_bot_api import FakeDiscordBot, _command_errors
 
 RULES = parse_rules(

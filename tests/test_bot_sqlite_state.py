@@ -6,7 +6,7 @@ from pathlib import Path
 
 from server.bot.sqlite_state import SqliteBotState
 from server.bot.state import MAIN_SESSION, InMemoryBotState
-from server.database import Database
+from server.storage.database import Database
 
 PAIR = ("111", "222")
 

@@ -105,7 +105,7 @@ import asyncio, sys
 def refuse(self, *args, **kwargs):
     raise NotImplementedError("no loop signal handlers, as on Windows")
 type(asyncio.new_event_loop()).add_signal_handler = refuse
-from server.cli import main
+from server.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -180,7 +180,7 @@ def test_plugin_install_fills_in_the_config_and_refuses_without_a_secret(tmp_pat
 
 def test_optional_heavy_packages_are_imported_only_by_their_backends(tmp_path: Path) -> None:
     code = (
-        "import sys, server.cli, server.app\n"
+        "import sys, server.cli.main, server.app\n"
         "heavy = ('g4f', 'pyautogui', 'pyperclip', 'requests')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )

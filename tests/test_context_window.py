@@ -5,10 +5,15 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.context_window import REPLY_PRIMING_TOKENS, fit_window, truncate, window_cost
-from server.conversations import Turn
+from server.conversation.context_window import (
+    REPLY_PRIMING_TOKENS,
+    fit_window,
+    truncate,
+    window_cost,
+)
+from server.conversation.tokens import TOKENS_PER_MESSAGE, token_ceiling
 from server.llm.base import ChatMessage
-from server.tokens import TOKENS_PER_MESSAGE, token_ceiling
+from server.storage.conversations import Turn
 
 
 def words(text: str) -> int:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from server import database
-from server.conversations import ConversationStore, ReplyPart
-from server.database import Database, DatabaseError, SchemaTooNewError
 from server.llm.base import ChatMessage
-from server.owner_store import OwnerStore
+from server.storage import database
+from server.storage.conversations import ConversationStore, ReplyPart
+from server.storage.database import Database, DatabaseError, SchemaTooNewError
+from server.storage.owner_store import OwnerStore
 
 PAIR = ("111", "222")
 

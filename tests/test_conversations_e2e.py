@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from server.conversations import ConversationStore, ReplyPart
-from server.recovery import RESEND_WINDOW_SECONDS
+from server.conversation.recovery import RESEND_WINDOW_SECONDS
+from server.storage.conversations import ConversationStore, ReplyPart
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI, reply
 from tests.relay_harness import PluginClient, running_app

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from server import database
-from server.database import Database, DatabaseError
+from server.storage import database
+from server.storage.database import Database, DatabaseError
 
 
 async def open_database(path: Path) -> Database:

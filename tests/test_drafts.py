@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from server.owner_store import OwnerStore
+from server.storage.owner_store import OwnerStore
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI
 from tests.relay_harness import PluginClient, run_cli, running_app, write_cli_config

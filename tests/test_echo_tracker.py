@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.echoes import EchoTracker
+from server.delivery.echoes import EchoTracker
 
 
 class Clock:

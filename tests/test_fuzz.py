@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as connect_sync
 
-from server.protocol import (
+from server.transport.protocol import (
     AwayRequest,
     ClientFrameType,
     DraftAction,

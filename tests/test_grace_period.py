@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from server.config import Settings
-from server.owner_store import OwnerStore
-from server.reply_policy import ReplyPolicy, grace_left
-from server.rules import RulesError, parse_rules
+from server.conversation.reply_policy import ReplyPolicy, grace_left
+from server.conversation.rules import RulesError, parse_rules
+from server.storage.owner_store import OwnerStore
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI
 from tests.relay_harness import PluginClient, running_app

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from server.config import Settings
-from server.health_check import (
+from server.cli.health_check import (
     CheckResult,
     path_works,
     problems,
@@ -27,6 +26,7 @@ from server.health_check import (
     render_table,
     run_checks,
 )
+from server.config import Settings
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.discord_bot_api import FakeDiscordBot
 from tests.fakes.openai_api import FakeOpenAI

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from server.conversations import ConversationStore
-from server.history import SpanError, parse_span
+from server.owner.history import SpanError, parse_span
+from server.storage.conversations import ConversationStore
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI
 from tests.relay_harness import ROOT, PluginClient, run_cli, running_app, write_cli_config

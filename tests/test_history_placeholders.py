@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from server.turn_parts import TurnPart, styled, turn_parts
+from server.conversation.turn_parts import TurnPart, styled, turn_parts
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI
 from tests.relay_harness import PluginClient, run_cli, running_app, write_cli_config

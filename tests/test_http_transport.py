@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server import local_server
+from server.transport import local_server
 from tests.fakes.openai_api import FakeOpenAI
 from tests.http_connection import HttpClosed, HttpConnection, http_base
 from tests.relay_harness import SECRET, PluginClient, running_app

@@ -24,9 +24,9 @@ import pyperclip
 import pytest
 import pytest_asyncio
 
-from server.gateway import Gateway
 from server.messengers.base import MessengerError
 from server.messengers.macro import MacroMessenger
+from server.transport.gateway import Gateway
 from tests.fakes.openai_api import FakeOpenAI
 from tests.relay_harness import PluginClient, RunningApp, opened, running_app
 

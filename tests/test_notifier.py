@@ -17,10 +17,11 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from server import notifier as notifier_module
+from server.cli.health_check import _check_notifications, render_table
 from server.config import ConfigError, Settings, load_settings
-from server.health_check import _check_notifications, render_table
-from server.notifier import (
+from server.conversation.rules import parse_rules
+from server.owner import notifier as notifier_module
+from server.owner.notifier import (
     FailureWatch,
     Notice,
     Notifier,
@@ -29,7 +30,6 @@ from server.notifier import (
     merge,
     urgent_word,
 )
-from server.rules import parse_rules
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI
 from tests.relay_harness import PluginClient, running_app
@@ -339,7 +339,7 @@ async def test_a_hanging_or_failing_endpoint_delays_no_reply_and_is_logged_once(
         await client.message("1005", "111", "222", "urgent, again")
         await fake_discord.wait_for_messages(5)
         await asyncio.sleep(1.0)
-        logged = [r.getMessage() for r in caplog.records if r.name == "server.notifier"]
+        logged = [r.getMessage() for r in caplog.records if r.name == "server.owner.notifier"]
         failed = [line for line in logged if "failed" in line]
         assert len(failed) == 1, logged  # once per failure streak
         assert f"NOTIFY_URLS[0] (json://127.0.0.1:{endpoint.port})" in failed[0]

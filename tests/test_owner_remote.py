@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from server.notifier import Notice
-from server.owner_remote import draft_messages
-from server.owner_remote.owner_commands import history_since
+from server.owner.notifier import Notice
+from server.owner.remote import draft_messages
+from server.owner.remote.owner_commands import history_since
 from tests.fakes.discord_bot_api import EPHEMERAL
 from tests.fakes.discord_gateway import FakeGateway
 from tests.fakes.discord_owner_dm import FakeDiscordOwnerBot
@@ -267,7 +267,7 @@ def test_draft_messages_are_discord_shaped() -> None:
 
 async def test_check_sends_a_test_dm_or_says_in_one_line_why_not(fake_openai: FakeOpenAI) -> None:
     from server.config import Settings  # noqa: PLC0415
-    from server.owner_remote.reachability import check_owner_bot  # noqa: PLC0415
+    from server.owner.remote.reachability import check_owner_bot  # noqa: PLC0415
 
     api = FakeDiscordOwnerBot()
     await api.start()

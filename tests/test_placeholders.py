@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from server.placeholders import size_text, turn_text
-from server.protocol import IncomingMessage, parse_client_frame
+from server.conversation.placeholders import size_text, turn_text
+from server.transport.protocol import IncomingMessage, parse_client_frame
 
 
 def frame(**fields: Any) -> IncomingMessage:

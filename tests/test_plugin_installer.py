@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from server.cli import main
-from server.plugin_installer import (
+from server.cli.main import main
+from server.cli.plugin_installer import (
     PLUGIN_FILE_NAME,
     PLUGIN_SOURCE,
     InstallError,

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from server.prompt_context import OwnerContext, PromptContext, system_prompt
+from server.conversation.prompt_context import OwnerContext, PromptContext, system_prompt
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI
 from tests.relay_harness import PluginClient, run_cli, running_app, write_cli_config

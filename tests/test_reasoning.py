@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from server.conversation.reasoning import strip_reasoning
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
 from server.llm.chain import BackendChain
 from server.llm.openai_backend import OpenAIBackend
-from server.reasoning import strip_reasoning
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import NO_STREAMING, FakeOpenAI
 from tests.relay_harness import PluginClient, running_app

@@ -18,15 +18,15 @@ from g4f.Provider import ProviderLoader
 from g4f.providers.base_provider import AsyncGeneratorProvider, ProviderModelMixin
 
 from server.config import Settings
-from server.conversations import ConversationStore
-from server.echoes import EchoTracker
+from server.conversation.relay import Relay
+from server.conversation.rules import parse_rules
+from server.delivery.echoes import EchoTracker
 from server.llm.chain import BackendChain
 from server.llm.openai_backend import OpenAIBackend
 from server.messengers.rest import RestMessenger
-from server.owner_store import OwnerStore
-from server.protocol import Author, IncomingMessage
-from server.relay import Relay
-from server.rules import parse_rules
+from server.storage.conversations import ConversationStore
+from server.storage.owner_store import OwnerStore
+from server.transport.protocol import Author, IncomingMessage
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI, reply
 from tests.relay_harness import PluginClient, running_app
@@ -127,7 +127,7 @@ async def test_guild_messages_are_answered_as_replies_and_rule_settings_apply(
 async def test_ignored_messages_are_acked_but_never_answered(
     tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, caplog: Any
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="server.relay")
+    caplog.set_level(logging.DEBUG, logger="server.conversation.relay")
     # No takeover here: the owner's message below must not pause the channel.
     settings = rest_settings(fake_discord, fake_openai, TAKEOVER_MINUTES=0.0)
     async with running_app(tmp_path, RULES, **settings) as running:
@@ -142,7 +142,9 @@ async def test_ignored_messages_are_acked_but_never_answered(
         await running.app.relay.drain()
 
         # Each message met its own fate, for its own reason.
-        relay_lines = [r.getMessage() for r in caplog.records if r.name == "server.relay"]
+        relay_lines = [
+            r.getMessage() for r in caplog.records if r.name == "server.conversation.relay"
+        ]
         for line in [
             "message 3001 ignored: pair is not allow-listed",
             "message 3002 ignored: author is a bot",
@@ -261,7 +263,7 @@ async def test_long_replies_are_split_under_discords_limit(
 async def test_a_split_reply_whose_second_part_fails_is_remembered_only_as_delivered(
     tmp_path: Path, fake_discord: FakeDiscord, fake_openai: FakeOpenAI, caplog: Any
 ) -> None:
-    caplog.set_level(logging.INFO, logger="server.outbox")
+    caplog.set_level(logging.INFO, logger="server.delivery.outbox")
     story = "\n\n".join(f"part{n} " + "word " * 300 for n in (1, 2, 3)).replace(" \n", "\n")
 
     def answer(messages: list[dict[str, Any]]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.reply_policy import HOUR, SWEEP_SECONDS, ReplyPolicy, burst_wait
+from server.conversation.reply_policy import HOUR, SWEEP_SECONDS, ReplyPolicy, burst_wait
 
 PAIR = ("111", "c1")
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from server.delivery.splitter import discord_length, split_message
 from server.messengers.base import MessengerError, MessengerUnavailable
 from server.messengers.rest import (
     MESSAGES_ROUTE,
@@ -34,7 +35,6 @@ from server.messengers.rest_rate_limit import (
     parse_rate_limited_body,
     rate_limit_wait,
 )
-from server.splitter import discord_length, split_message
 from tests.fakes.discord_api import FakeDiscord, utf16_length
 
 MESSAGES_PATH = "/api/v9/channels/{}/messages"

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.rules import WILDCARD, Rule, RulesError, RuleSet, parse_rules
-from server.rules_file import RulesWatcher, load_rules
+from server.conversation.rules import WILDCARD, Rule, RulesError, RuleSet, parse_rules
+from server.conversation.rules_file import RulesWatcher, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 

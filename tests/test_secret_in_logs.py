@@ -32,7 +32,8 @@ PIECE = 12
 FRAME_PROBE = """
 import logging, sys
 from websockets.frames import Frame, Opcode
-from server import cli, protocol
+from server.cli.main import main
+from server.transport import protocol
 
 parse = protocol.parse_client_frame
 
@@ -42,7 +43,7 @@ def logged_parse(text):
     return parse(text)
 
 protocol.parse_client_frame = logged_parse
-sys.exit(cli.main(["serve", "-vv"]))
+sys.exit(main(["serve", "-vv"]))
 """
 """`serve -vv`, logging each frame it parses at debug level as websockets' own log does."""
 

@@ -18,7 +18,7 @@ from bench.soak import (
     recorded_answers,
     tally,
 )
-from server.conversations import ConversationStore, ReplyPart
+from server.storage.conversations import ConversationStore, ReplyPart
 
 
 def created(channel: str, text: str, nonce: str, reference: str | None = None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from server.splitter import MIN_LIMIT, discord_length, split_message
+from server.delivery.splitter import MIN_LIMIT, discord_length, split_message
 
 # The spec's fence: three backticks, with a language tag (up to 16 characters) ending its line.
 FENCE = re.compile(r"```(?:([A-Za-z0-9_+\-.#]{1,16})(?=\r?\n))?")

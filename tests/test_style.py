@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from server.style_profile import INSTRUCTION, MAX_LINES, PROMPT_HEADING, sample
+from server.owner.style_profile import INSTRUCTION, MAX_LINES, PROMPT_HEADING, sample
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.openai_api import FakeOpenAI, reply
 from tests.relay_harness import PluginClient, run_cli, running_app, write_cli_config

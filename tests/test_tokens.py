@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from server.tokens import TokenCounter, estimate_tokens
+from server.conversation.tokens import TokenCounter, estimate_tokens
 
 TEXT = "Hello world! Où est la bibliothèque? 你好"
 
@@ -40,7 +40,7 @@ def test_the_vocabularies_load_with_no_network_at_all() -> None:
             raise OSError("network use is not allowed here")
         socket.socket.connect = refuse
         socket.create_connection = refuse
-        from server.tokens import TokenCounter
+        from server.conversation.tokens import TokenCounter
         counter = TokenCounter()
         print(counter.count("Hello world", "gpt-4o"), counter.count("Hello world", "gpt-4"))
         """

@@ -11,7 +11,7 @@ from server.messengers.window_guard import (
     clearance,
     idle_clearance,
 )
-from server.protocol import Opened
+from server.transport.protocol import Opened
 
 NOW = 1_800_000_000.0
 

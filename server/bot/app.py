@@ -26,13 +26,13 @@ from server.bot.sqlite_state import SqliteBotState
 from server.bot.state import BotStateStore, pair_of
 from server.bot.webhooks import DiscordRestError, InteractionWebhooks
 from server.config import ConfigError, Settings
-from server.conversations import ConversationStore
+from server.conversation.memory import MemoryStore
+from server.conversation.reply_policy import REMEMBERED_SECONDS, ReplyPolicy
+from server.conversation.rules_file import RulesWatcher
 from server.llm.chain import BackendChain, build_backend_chain
-from server.local_server import is_loopback
-from server.memory import MemoryStore
-from server.reply_policy import REMEMBERED_SECONDS, ReplyPolicy
-from server.rules_file import RulesWatcher
-from server.store_guard import StoreGuard
+from server.storage.conversations import ConversationStore
+from server.storage.store_guard import StoreGuard
+from server.transport.local_server import is_loopback
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from server.bot.policy import SeenMessage, decide, screen, without_mention
 from server.bot.registration import CommandRegistration, retry_delays
 from server.bot.responder import Answer, Responder
 from server.config import ConfigError, Settings
-from server.reply_policy import ReplyPolicy
-from server.rules import RuleSet
-from server.splitter import split_message
+from server.conversation.reply_policy import ReplyPolicy
+from server.conversation.rules import RuleSet
+from server.delivery.splitter import split_message
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from typing import Any
 from server.bot.pair_turns import PairTurns
 from server.bot.responder import Responder
 from server.bot.state import MAIN_SESSION, MAX_TITLE_LENGTH, BotStateStore
-from server.memory import MemoryStore, PairKey
-from server.reply_policy import ReplyPolicy
-from server.rules import MAX_PERSONA_NAME, RuleSet
+from server.conversation.memory import MemoryStore, PairKey
+from server.conversation.reply_policy import ReplyPolicy
+from server.conversation.rules import MAX_PERSONA_NAME, RuleSet
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import discord
 
-from server.placeholders import MAX_QUOTE
-from server.protocol import Attachment, Author, Embed, IncomingMessage, Quoted
+from server.conversation.placeholders import MAX_QUOTE
+from server.transport.protocol import Attachment, Author, Embed, IncomingMessage, Quoted
 
 MAX_EMBED_TEXT = 300
 """Characters of an embed's title or description kept (the plugin shortens them the same way)."""

@@ -24,7 +24,7 @@ from server.bot.commands import (
     read_interaction,
 )
 from server.bot.webhooks import EPHEMERAL, NO_PINGS, DiscordRestError, InteractionWebhooks
-from server.splitter import split_message
+from server.delivery.splitter import split_message
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from server.memory import PairKey
+from server.conversation.memory import PairKey
 
 
 class PairTurns:

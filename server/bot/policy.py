@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from server import reply_policy
-from server.memory import PairKey
-from server.reply_policy import ReplyPolicy
-from server.rules import Rule, RuleSet
+from server.conversation import reply_policy
+from server.conversation.memory import PairKey
+from server.conversation.reply_policy import ReplyPolicy
+from server.conversation.rules import Rule, RuleSet
 
 
 @dataclass(frozen=True)

@@ -13,21 +13,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from server.attachment_reader import AttachmentReader, sends_images
-from server.away_schedule import zone_named
 from server.bot.state import MAIN_SESSION, BotStateStore, memory_key
 from server.config import Settings
-from server.conversations import Turn, Window
+from server.conversation.memory import MemoryStore, PairKey
+from server.conversation.placeholders import turn_text
+from server.conversation.prompt_context import OwnerContext, PromptContext, system_prompt
+from server.conversation.prompt_window import PromptWindow, SummaryStore, history_limit
+from server.conversation.reply_writer import participant_name
+from server.conversation.rules import WILDCARD, Rule, RuleSet
+from server.conversation.tokens import TokenCounter
 from server.llm.base import ChatMessage, GenerationOptions, LLMBackend, LLMError
-from server.memory import MemoryStore, PairKey
-from server.placeholders import turn_text
-from server.prompt_context import OwnerContext, PromptContext, system_prompt
-from server.prompt_window import PromptWindow, SummaryStore, history_limit
-from server.protocol import IncomingMessage
-from server.reply_writer import participant_name
-from server.rules import WILDCARD, Rule, RuleSet
-from server.store_guard import StoreGuard
-from server.tokens import TokenCounter
+from server.media.attachment_reader import AttachmentReader, sends_images
+from server.owner.away_schedule import zone_named
+from server.storage.conversations import Turn, Window
+from server.storage.store_guard import StoreGuard
+from server.transport.protocol import IncomingMessage
 
 log = logging.getLogger(__name__)
 

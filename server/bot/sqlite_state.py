@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 
 from server.bot.state import MAIN_SESSION
-from server.database import Database
-from server.memory import PairKey
+from server.conversation.memory import PairKey
+from server.storage.database import Database
 
 
 class SqliteBotState:

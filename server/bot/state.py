@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from server.memory import PairKey
+from server.conversation.memory import PairKey
 
 MAIN_SESSION = "main"
 """The title of the session every person starts with in a channel."""

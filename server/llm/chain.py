@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server.config import BackendName, ConfigError, Settings
+from server.conversation.reasoning import strip_reasoning
 from server.llm.base import ChatMessage, GenerationOptions, LLMBackend, LLMError
 from server.llm.g4f_backend import G4FBackend, g4f_installed
 from server.llm.openai_backend import OpenAIBackend
-from server.reasoning import strip_reasoning
 
 log = logging.getLogger(__name__)
 

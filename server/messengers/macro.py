@@ -22,7 +22,7 @@ from server.messengers.window_guard import (
     clearance,
     idle_clearance,
 )
-from server.protocol import Opened
+from server.transport.protocol import Opened
 
 log = logging.getLogger(__name__)
 

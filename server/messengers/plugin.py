@@ -7,9 +7,9 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from server import protocol
 from server.messengers.base import Messenger, MessengerError
-from server.protocol import Sent
+from server.transport import protocol
+from server.transport.protocol import Sent
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from server.protocol import Opened
+from server.transport.protocol import Opened
 
 
 class WindowGuard(Protocol):

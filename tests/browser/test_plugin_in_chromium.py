@@ -125,7 +125,7 @@ async def test_a_refused_connection_is_retried_until_the_server_is_up(
 async def test_a_server_restart_loses_nothing_and_answers_each_once(
     chromium: Browser, relay: RelayServer, pages: list[PluginPage], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="server.outbox")
+    caplog.set_level(logging.INFO, logger="server.delivery.outbox")
     await relay.start()
     page = await open_plugin(chromium, relay, pages)
     await page.wait_for("(t) => t.plugin.status === 'connected'", "the welcome")

@@ -1,0 +1,85 @@
+"""The command line's own websocket client: asks the running server something, as the owner.
+
+It says hello with the secret and `role: "cli"`, so the server never picks it to post replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from server import __version__
+from server.config import Settings
+from server.transport import protocol
+
+CLIENT_NAME = "discord-auto-reply-cli"
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+class ControlError(Exception):
+    """The server could not be asked: not running, another secret, or an error answer."""
+
+
+def server_url(settings: Settings) -> str:
+    """The websocket URL of the server these settings describe, on this machine."""
+    host = settings.WEBSOCKET_HOST
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"ws://{host}:{settings.WEBSOCKET_PORT}"
+
+
+async def ask(
+    settings: Settings,
+    frame: dict[str, Any],
+    answered_by: Callable[[dict[str, Any]], bool],
+    *,
+    timeout: float,
+) -> dict[str, Any]:
+    """Send `frame` to the running server and return the first frame `answered_by` accepts.
+
+    Raises `ControlError` saying what went wrong (never with the secret in it).
+    """
+    url = server_url(settings)
+    hello = {
+        "type": "hello",
+        "secret": settings.WEBSOCKET_SECRET,
+        "client": CLIENT_NAME,
+        "version": __version__,
+        "role": "cli",
+    }
+    try:
+        async with asyncio.timeout(timeout + CONNECT_TIMEOUT_SECONDS):
+            async with connect(url, open_timeout=CONNECT_TIMEOUT_SECONDS) as connection:
+                await connection.send(protocol.encode(hello))
+                welcome = json.loads(await connection.recv())
+                if welcome.get("type") != "welcome":
+                    raise ControlError(f"{url} did not welcome us: {welcome}")
+                await connection.send(protocol.encode(frame))
+                async for text in connection:
+                    answer = json.loads(text)
+                    if answer.get("type") == "error":
+                        raise ControlError(f"the server says: {answer.get('error')}")
+                    if answered_by(answer):
+                        return dict(answer)
+    except TimeoutError:
+        raise ControlError(f"no answer from the server at {url} in time") from None
+    except ConnectionClosed as exc:
+        if exc.rcvd is not None and exc.rcvd.code == protocol.CLOSE_BAD_SECRET:
+            raise ControlError(
+                f"the server at {url} refused the secret: WEBSOCKET_SECRET in the config file "
+                "is not the running server's"
+            ) from None
+        raise ControlError(f"the server at {url} closed the connection") from None
+    except (OSError, InvalidHandshake) as exc:
+        why = f"HTTP {exc.response.status_code}" if isinstance(exc, InvalidStatus) else str(exc)
+        raise ControlError(
+            f"no relay server at {url} ({why}): is `discord-auto-reply serve` running?"
+        ) from None
+    raise ControlError(f"the server at {url} closed the connection without answering")

@@ -1,0 +1,1 @@
+"""One message's life: rules, policy, memory, the prompt and the reply."""

@@ -1,0 +1,1 @@
+"""Getting a reply out exactly once: the outbox, the splitter, recognising echoes."""

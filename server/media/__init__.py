@@ -1,0 +1,1 @@
+"""What a message carries besides text: attachments downloaded, read and transcribed."""

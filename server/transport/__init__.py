@@ -1,0 +1,1 @@
+"""How the plugin reaches the server: the local port, its WebSocket and HTTP links, the protocol."""
