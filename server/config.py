@@ -6,6 +6,7 @@ import json
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
@@ -247,16 +248,51 @@ def database_path(settings: Settings, config_dir: Path) -> Path:
     return config_dir / Path(settings.DATABASE).expanduser()
 
 
-def write_initial_config(path: Path) -> None:
-    """Write `path` with every default and a fresh random `WEBSOCKET_SECRET`; never overwrite."""
-    settings = Settings(WEBSOCKET_SECRET=secrets.token_urlsafe(32))
+def write_initial_config(
+    path: Path, values: Mapping[str, object] | None = None, *, replace: bool = False
+) -> None:
+    """Write `path` with every default, `values` over them, and a random `WEBSOCKET_SECRET`.
+
+    An existing file is kept (`ConfigError`) unless `replace`; then its secret, if it has one,
+    stays, so an installed plugin still connects. Raises `ConfigError` for invalid `values`.
+    """
+    secret = (_existing_secret(path) if replace else "") or secrets.token_urlsafe(32)
+    settings = _validate(
+        {**(values or {}), "WEBSOCKET_SECRET": secret}, source=f"the settings for {path}"
+    )
     text = json.dumps(settings.model_dump(), indent=2) + "\n"
+    if replace:
+        _replace_privately(path, text)
+        return
     try:
         with path.open("x", encoding="utf-8") as file:
             os.chmod(path, 0o600)  # POSIX only: on Windows the file takes the folder's ACL
             file.write(text)
     except FileExistsError as exc:
         raise ConfigError(f"{path} already exists; not overwriting it") from exc
+
+
+def _existing_secret(path: Path) -> str:
+    """The WEBSOCKET_SECRET of the config file at `path`, or "" when there is none to read."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return ""
+    secret = raw.get("WEBSOCKET_SECRET") if isinstance(raw, dict) else None
+    return secret if isinstance(secret, str) else ""
+
+
+def _replace_privately(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one step, readable by the owner alone (POSIX)."""
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(temp_name, 0o600)
+        os.replace(temp_name, path)
+    except OSError as exc:
+        Path(temp_name).unlink(missing_ok=True)
+        raise ConfigError(f"{path}: cannot be written ({exc.strerror or exc})") from exc
 
 
 def _parse_env(key: str, text: str) -> object:
