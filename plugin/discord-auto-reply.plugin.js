@@ -23,6 +23,7 @@ const TRANSPORT_NAMES = { websocket: "WebSocket", http: "HTTP" };
 const PLUGIN_NAME = "DiscordAutoReply";
 const PLUGIN_VERSION = "0.1.0";
 const WILDCARD = "*";
+const DMS = "@dms"; // the rule channel for every DM and group DM with the owner
 const BUFFER_LIMIT = 200; // unacknowledged messages kept for re-sending
 const BUFFER_MAX_AGE_MS = 60 * 60 * 1000;
 const BACKOFF = { baseMs: 1000, capMs: 30000 };
@@ -66,6 +67,13 @@ const PRESENCE_STATUSES = new Set(["online", "idle", "dnd", "invisible", "offlin
 // The away note: as long as the server keeps one, and how `away_status` says it was set here.
 const AWAY_NOTE_MAX = 500;
 const AWAY_NOTE_SET = "set with away note";
+// Chats chosen from Discord's context menus (rule_set / rule_remove frames).
+const MENU_NAV_IDS = ["user-context", "channel-context", "gdm-context"];
+const MENU_ID = "discord-auto-reply";
+const DM_CHANNEL = 1;
+const GROUP_DM_CHANNEL = 3;
+const RULE_GUILD_CHANNELS = new Set([0, 5]); // GUILD_TEXT, GUILD_ANNOUNCEMENT
+const MAX_RULE_LABEL = 200;
 const AWAY_SWITCHES = [
     ["auto", "Auto: follow my Discord status"],
     ["on", "On: I am away, reply for me"],
@@ -164,6 +172,45 @@ const DiscordInternals = {
     },
     channelStore() {
         return this.lookup("ChannelStore", (Webpack) => Webpack.getStore("ChannelStore") ?? null);
+    },
+    guildStore() {
+        return this.lookup("GuildStore", (Webpack) => Webpack.getStore("GuildStore") ?? null);
+    },
+    /** The name of a server, or null when the client does not know it. */
+    guildName(guildId) {
+        const name = this.guildStore()?.getGuild?.(guildId)?.name;
+        return name ? String(name) : null;
+    },
+    /** How a chat is known in the client: `{dm, recipients}`, or null when the client does not know it. */
+    chatKind(channelId) {
+        const channel = this.channelStore()?.getChannel?.(channelId);
+        if (!channel) return null;
+        const dm = channel.type === DM_CHANNEL || channel.type === GROUP_DM_CHANNEL;
+        return { dm, recipients: dm ? recipientIds(channel) : [] };
+    },
+    /**
+     * A rule's chat by name ("Sam · DM", "everyone · #general · My Server", "Sam · all DMs"), or
+     * null when the client knows neither who nor where.
+     */
+    ruleName(rule) {
+        const who = rule.user === WILDCARD ? "everyone" : this.userName(rule.user);
+        let where = null;
+        if (rule.channel === DMS) where = "all DMs";
+        else if (rule.channel === WILDCARD) where = "everywhere";
+        else {
+            const channel = this.channelStore()?.getChannel?.(rule.channel);
+            if (channel?.type === DM_CHANNEL) where = "DM";
+            else if (channel?.type === GROUP_DM_CHANNEL) where = channel.name ? `group ${channel.name}` : "group DM";
+            else if (channel?.name) where = `#${channel.name}${channel.guild_id ? ` · ${this.guildName(channel.guild_id) ?? "server"}` : ""}`;
+        }
+        return who && where ? `${who} · ${where}` : null;
+    },
+    /** BetterDiscord's ContextMenu API (BD 1.8+), or null. */
+    contextMenu() {
+        return this.lookup("ContextMenu", () => {
+            const menu = BdApi.ContextMenu;
+            return typeof menu?.patch === "function" && typeof menu?.buildItem === "function" ? menu : null;
+        });
     },
     selectedChannelStore() {
         return this.lookup("SelectedChannelStore", (Webpack) => {
@@ -348,11 +395,12 @@ function messageFrame(action, selfId) {
 
 /**
  * True if the server's watch list allows forwarding this frame: a rule matching the author and
- * channel, or for the owner's own messages any rule whose channel matches.
+ * channel, or for the owner's own messages any rule whose channel matches. The channel "@dms"
+ * matches every message without a guild (a DM or a group DM).
  */
 function isWatched(watch, frame) {
     return watch.some((rule) => {
-        const channelMatches = rule.channel === WILDCARD || rule.channel === frame.channel;
+        const channelMatches = rule.channel === WILDCARD || rule.channel === frame.channel || (rule.channel === DMS && frame.guild == null);
         if (!channelMatches) return false;
         return frame.self || rule.user === WILDCARD || rule.user === frame.author.id;
     });
@@ -370,6 +418,172 @@ function watchList(value) {
     return value
         .filter((rule) => rule && typeof rule.user === "string" && typeof rule.channel === "string")
         .map((rule) => ({ user: rule.user, channel: rule.channel }));
+}
+
+/* ---------- Chats chosen from Discord: pure parts ---------- */
+
+/** The name Discord shows for a user object (display name, else username, else id). */
+function personName(user) {
+    return shortText(String(user?.globalName || user?.global_name || user?.username || user?.id || "someone"), MAX_NAME);
+}
+
+/** The user ids of a DM's or group DM's recipients (ChannelRecord keeps ids; raw JSON keeps users). */
+function recipientIds(channel) {
+    const list = Array.isArray(channel?.recipients) ? channel.recipients : [];
+    return list.map((entry) => String(entry && typeof entry === "object" ? entry.id : entry));
+}
+
+/** A server channel a rule may name: a text or announcement channel with a guild. */
+function isRuleGuildChannel(channel) {
+    return channel?.guild_id != null && channel?.id != null && RULE_GUILD_CHANNELS.has(channel.type);
+}
+
+/**
+ * The chats a context menu can turn auto-reply on for, most specific first: `[{user, channel,
+ * text, label}]` (`text` for the menu, `label` for the rule); [] when the menu is not about one.
+ * `props` are Discord's menu props (`user`, `channel`, `guild`); `guildName(id)` names a server.
+ */
+function menuTargets(navId, props, { selfId = null, guildName = () => null } = {}) {
+    const channel = props?.channel ?? null;
+    if (navId === "user-context") {
+        const user = props?.user;
+        if (user?.id == null || String(user.id) === selfId) return [];
+        const id = String(user.id);
+        const name = personName(user);
+        const targets = [];
+        if (channel?.type === DM_CHANNEL && recipientIds(channel).includes(id)) {
+            targets.push({ user: id, channel: String(channel.id), text: `Auto-reply to ${name} here`, label: `${name} (DM)` });
+        } else if (isRuleGuildChannel(channel)) {
+            const where = `#${channel.name} · ${guildName(String(channel.guild_id)) ?? "server"}`;
+            targets.push({ user: id, channel: String(channel.id), text: `Auto-reply to ${name} in #${channel.name}`, label: `${name} in ${where}` });
+        }
+        targets.push({ user: id, channel: DMS, text: `Auto-reply to ${name} in all our DMs`, label: `${name} (all DMs)` });
+        return targets.map((target) => ({ ...target, label: shortText(target.label, MAX_RULE_LABEL) }));
+    }
+    if (navId === "gdm-context" && channel?.type === GROUP_DM_CHANNEL && channel.id != null) {
+        return [{ user: WILDCARD, channel: String(channel.id), text: "Auto-reply to everyone here", label: shortText(`${channel.name || "Group DM"} (group DM)`, MAX_RULE_LABEL) }];
+    }
+    if (navId === "channel-context" && isRuleGuildChannel(channel)) {
+        const guild = props?.guild?.name ?? guildName(String(channel.guild_id)) ?? "server";
+        return [{ user: WILDCARD, channel: String(channel.id), text: `Auto-reply to everyone in #${channel.name}`, label: shortText(`#${channel.name} · ${guild}`, MAX_RULE_LABEL) }];
+    }
+    return [];
+}
+
+/** Keep only well-formed rule objects from a server `rules` frame, and its persona names. */
+function rulesState(frame) {
+    const rules = (Array.isArray(frame?.rules) ? frame.rules : [])
+        .filter((rule) => rule && typeof rule.user === "string" && typeof rule.channel === "string")
+        .map((rule) => ({
+            user: rule.user,
+            channel: rule.channel,
+            source: rule.source === "discord" ? "discord" : "file",
+            label: typeof rule.label === "string" ? rule.label : null,
+            persona: typeof rule.persona === "string" ? rule.persona : null,
+            mode: typeof rule.mode === "string" ? rule.mode : null,
+            reply_when: typeof rule.reply_when === "string" ? rule.reply_when : null,
+            where: typeof rule.where === "string" ? rule.where : null,
+        }));
+    const personas = (Array.isArray(frame?.personas) ? frame.personas : []).filter((name) => typeof name === "string");
+    return { rules, personas };
+}
+
+/** The rule for exactly this (user, channel) pair, or null. */
+function ruleFor(rules, user, channel) {
+    return rules.find((rule) => rule.user === user && rule.channel === channel) ?? null;
+}
+
+/** The whole desired state of a Discord rule for `target`, from `rule` (or the defaults) and `changes`. */
+function ruleSetFrame(target, rule, changes = {}) {
+    return {
+        type: "rule_set",
+        user: target.user,
+        channel: target.channel,
+        persona: rule?.persona ?? null,
+        mode: rule?.mode === "draft" ? "draft" : null,
+        reply_when: rule?.reply_when === "always" ? "always" : null,
+        label: rule?.label ?? target.label,
+        ...changes,
+    };
+}
+
+/**
+ * The "Auto-reply" submenu for BdApi.ContextMenu.buildItem, or null when there are no targets.
+ * `state`: {connected, rules, personas}; `send(frame)` is called with rule_set / rule_remove.
+ * Which items it holds depends on the targets alone (never on the rules or the connection):
+ * BetterDiscord's toggle items call a React hook, and a menu that re-renders (after the rules
+ * change, say) must call as many hooks as before. Items that do not apply are disabled instead.
+ */
+function autoReplyMenu(targets, { connected, rules, personas }, send) {
+    if (!targets.length) return null;
+    const found = targets.map((target) => ({ target, rule: ruleFor(rules, target.user, target.channel) }));
+    const active = found.find((entry) => entry.rule) ?? null; // the chat's rule the options change
+    const rule = active?.rule ?? null;
+    const editable = rule?.source === "discord";
+    const change = (changes) => () => send(ruleSetFrame(active.target, rule, changes));
+    const remove = (target) => () => send({ type: "rule_remove", user: target.user, channel: target.channel });
+    const items = found.map(({ target, rule: own }, index) => ({
+        type: "toggle",
+        id: `${MENU_ID}-target-${index}`,
+        label: target.text,
+        checked: own !== null,
+        disabled: own?.source === "file",
+        action: own ? remove(target) : () => send(ruleSetFrame(target, null)),
+    }));
+    items.push({ type: "separator" });
+    if (rule && !editable) items.push({ type: "text", id: `${MENU_ID}-file`, label: `Set in ${rule.where ?? "reply_config.py"}`, disabled: true });
+    const names = [...personas];
+    if (rule?.persona != null && !names.includes(rule.persona)) names.push(rule.persona); // "custom", or a persona since removed
+    const persona = (name, label) => ({
+        type: "radio",
+        id: `${MENU_ID}-persona-${name ?? "default"}`,
+        group: `${MENU_ID}-persona`,
+        label,
+        checked: rule !== null && (rule.persona ?? null) === name,
+        disabled: !editable || (name !== null && !personas.includes(name)),
+        action: change({ persona: name }),
+    });
+    items.push({ type: "submenu", id: `${MENU_ID}-persona`, label: "Persona", disabled: !editable, items: [persona(null, "Default"), ...names.map((name) => persona(name, name))] });
+    items.push({ type: "toggle", id: `${MENU_ID}-draft`, label: "Draft first", checked: rule?.mode === "draft", disabled: !editable, action: change({ mode: rule?.mode === "draft" ? null : "draft" }) });
+    items.push({ type: "toggle", id: `${MENU_ID}-always`, label: "Even while I'm here", checked: rule?.reply_when === "always", disabled: !editable, action: change({ reply_when: rule?.reply_when === "always" ? null : "always" }) });
+    items.push({ type: "text", id: `${MENU_ID}-stop`, label: "Stop auto-replying here", disabled: rule === null, action: rule ? remove(active.target) : () => {} });
+    return { type: "submenu", id: MENU_ID, label: connected ? "Auto-reply" : "Auto-reply (server not connected)", disabled: !connected, items };
+}
+
+/** Add a built item to a context menu's tree, whose children may be an array or one element. */
+function appendMenuItem(tree, item) {
+    if (!tree?.props) return false;
+    const children = tree.props.children;
+    if (Array.isArray(children)) children.push(item);
+    else tree.props.children = children == null ? [item] : [children, item];
+    return true;
+}
+
+/**
+ * The rules that cover a chat: its own, and for a DM or group DM (`dm` true) the "@dms" and "*"
+ * rules of one of its `recipients` (or "@dms" of everyone).
+ */
+function chatRules(rules, channel, { dm = false, recipients = [] } = {}) {
+    return rules.filter((rule) => {
+        if (rule.channel === channel) return true;
+        if (!dm || (rule.channel !== DMS && rule.channel !== WILDCARD)) return false;
+        return rule.user === WILDCARD ? rule.channel === DMS : recipients.includes(rule.user);
+    });
+}
+
+/**
+ * The indicator's text for a chat covered by `rules`, or null when none does: whether replies go
+ * out now, from each rule's reply_when (else the server's REPLY_WHEN) and the `away_status` frame.
+ */
+function indicatorText(rules, awayStatus) {
+    if (!rules.length) return null;
+    if (!awayStatus) return "Auto-reply on";
+    const now = rules.some((rule) => {
+        const when = rule.reply_when ?? awayStatus.reply_when;
+        if (when === "always") return true;
+        return awayStatus.reply_when === "away" ? Boolean(awayStatus.replying) : Boolean(awayStatus.away);
+    });
+    return `Auto-reply on · ${now ? "replying now" : "only while you're away"}`;
 }
 
 /** The client route of a channel: `/channels/@me/ID` for DMs, `/channels/GUILD/ID` in a server. */
@@ -823,6 +1037,11 @@ module.exports = class DiscordAutoReply {
         this.awaySelect = null;
         this.awayNoteInput = null;
         this.draftNotices = new Map(); // draft id -> function closing its notice
+        this.rules = null; // the server's last `rules` frame: {rules, personas}; null before one
+        this.menuUnpatches = [];
+        this.rulesElement = null; // the settings panel's "Watched chats" list
+        this.indicator = null; // the pill shown while the selected chat is watched
+        this.onChannelSelect = this.onChannelSelect.bind(this);
     }
 
     start() {
@@ -848,18 +1067,25 @@ module.exports = class DiscordAutoReply {
         }
         this.listenForActivity(true);
         this.watchPresence();
+        this.patchMenus();
+        this.dispatcher?.subscribe("CHANNEL_SELECT", this.onChannelSelect);
         this.connect();
     }
 
     stop() {
         this.running = false;
         if (this.dispatcher) this.dispatcher.unsubscribe("MESSAGE_CREATE", this.onMessageCreate);
+        this.dispatcher?.unsubscribe("CHANNEL_SELECT", this.onChannelSelect);
         this.dispatcher = null;
+        for (const unpatch of this.menuUnpatches) unpatch();
+        this.menuUnpatches = [];
         this.listenForActivity(false);
         this.unwatchPresence();
         this.closeDraftNotices();
         this.disconnect();
         this.setStatus("disabled");
+        this.indicator?.remove();
+        this.indicator = null;
     }
 
     /* ----- Discord -> server ----- */
@@ -1092,6 +1318,10 @@ module.exports = class DiscordAutoReply {
                 return this.onDraftDone(frame);
             case "summary":
                 return this.showSummary(frame);
+            case "rules":
+                return this.onRules(frame);
+            case "rule_result":
+                return this.toast(String(frame.text ?? ""), frame.ok ? "success" : "error");
             case "error":
                 return this.api.Logger.warn(`server says: ${frame.error}`);
             default:
@@ -1243,6 +1473,11 @@ module.exports = class DiscordAutoReply {
         field("Connect with", this.choice("transport", TRANSPORTS, settings.transport, (value) => this.updateSettings({ transport: value })));
         field("Away mode (replies go out only while you are away)", this.awaySwitch());
         field("Away note (the replies may tell it; empty: AWAY_NOTE, else your custom status)", this.awayNoteField());
+        panel.appendChild(this.textElement("h3", "Watched chats"));
+        this.rulesElement = document.createElement("div");
+        this.rulesElement.className = "discord-auto-reply-rules";
+        panel.appendChild(this.rulesElement);
+        this.renderRules();
         this.statusElement = document.createElement("div");
         this.statusElement.className = "discord-auto-reply-status";
         panel.appendChild(this.statusElement);
@@ -1281,6 +1516,7 @@ module.exports = class DiscordAutoReply {
 
     renderStatus() {
         if (this.statusElement) this.statusElement.textContent = this.statusLine();
+        this.renderIndicator();
     }
 
     /* ----- away mode: the owner's status, the switch, the summary on return ----- */
@@ -1327,6 +1563,109 @@ module.exports = class DiscordAutoReply {
         if (this.awaySelect) this.awaySelect.value = String(frame.switch);
         this.showAwayNote();
         this.renderStatus();
+    }
+
+    /* ----- chats chosen from Discord: context menus, the watched list, the indicator ----- */
+
+    patchMenus() {
+        const menu = DiscordInternals.contextMenu();
+        if (!menu) {
+            this.toast("BetterDiscord's ContextMenu API was not found; choose chats in reply_config.py or with `discord-auto-reply rules add`", "warning");
+            return;
+        }
+        for (const navId of MENU_NAV_IDS) {
+            this.menuUnpatches.push(menu.patch(navId, (tree, props) => this.addMenuItems(menu, navId, tree, props)));
+        }
+    }
+
+    /** BetterDiscord calls this on every render of a patched menu: add our submenu to its tree. */
+    addMenuItems(menu, navId, tree, props) {
+        try {
+            const targets = menuTargets(navId, props, { selfId: DiscordInternals.currentUserId(), guildName: (id) => DiscordInternals.guildName(id) });
+            const state = { connected: this.welcomed, ...(this.rules ?? { rules: [], personas: [] }) };
+            const setup = autoReplyMenu(targets, state, (frame) => this.requestRule(frame));
+            if (setup) appendMenuItem(tree, menu.buildItem(setup));
+        } catch (error) {
+            this.warnOnce(`menu:${navId}`, `could not add the Auto-reply items to Discord's ${navId} menu`, error);
+        }
+    }
+
+    /** Send a rule_set / rule_remove; the server's rule_result comes back as a toast. */
+    requestRule(frame) {
+        if (!this.send(frame)) this.toast("not connected to the auto-reply server: nothing changed", "error");
+    }
+
+    onRules(frame) {
+        this.rules = rulesState(frame);
+        this.renderRules();
+        this.renderIndicator();
+    }
+
+    /** The settings panel's "Watched chats": each rule by name, Discord rules with a Remove button. */
+    renderRules() {
+        const list = this.rulesElement;
+        if (!list) return;
+        list.replaceChildren();
+        const rules = this.rules?.rules;
+        if (!rules) return void list.appendChild(this.textElement("div", "No list from the server yet."));
+        if (!rules.length) list.appendChild(this.textElement("div", "None: right-click a person, a DM or a channel and choose Auto-reply."));
+        for (const rule of rules) {
+            const row = document.createElement("div");
+            row.className = "discord-auto-reply-rule";
+            row.style.margin = "4px 0";
+            const name = DiscordInternals.ruleName(rule) ?? rule.label ?? `user ${rule.user} in channel ${rule.channel}`;
+            const mode = rule.mode === "draft" ? "drafts first" : rule.mode === "send" ? "replies sent" : "default mode";
+            const when = rule.reply_when === "always" ? " · even while you're here" : "";
+            row.appendChild(this.textElement("span", `${name} · persona: ${rule.persona ?? "default"} · ${mode}${when} · `));
+            if (rule.source === "discord") {
+                const button = document.createElement("button");
+                button.type = "button";
+                button.textContent = "Remove";
+                button.addEventListener("click", () => this.requestRule({ type: "rule_remove", user: rule.user, channel: rule.channel }));
+                row.appendChild(button);
+            } else {
+                row.appendChild(this.textElement("span", rule.where ?? "reply_config.py"));
+            }
+            list.appendChild(row);
+        }
+    }
+
+    textElement(tag, text) {
+        const element = document.createElement(tag);
+        element.textContent = text;
+        return element;
+    }
+
+    onChannelSelect(action) {
+        try {
+            this.renderIndicator(typeof action?.channelId === "string" ? action.channelId : undefined);
+        } catch (error) {
+            this.warnOnce("indicator", "could not show the auto-reply indicator", error);
+        }
+    }
+
+    /** Show the pill while the selected chat is watched and the server connected; remove it otherwise. */
+    renderIndicator(channelId = DiscordInternals.selectedChannelId()) {
+        if (!this.running) return;
+        const rules = this.rules?.rules ?? this.watch ?? [];
+        const kind = channelId == null ? null : DiscordInternals.chatKind(channelId);
+        const text = this.welcomed && channelId != null ? indicatorText(chatRules(rules, channelId, kind ?? {}), this.awayStatus) : null;
+        if (text === null) {
+            this.indicator?.remove();
+            this.indicator = null;
+            return;
+        }
+        if (!this.indicator) {
+            const pill = document.createElement("div");
+            pill.className = "discord-auto-reply-indicator";
+            Object.assign(pill.style, {
+                position: "fixed", right: "16px", bottom: "72px", zIndex: "1000", padding: "2px 10px", borderRadius: "999px",
+                fontSize: "12px", background: "var(--brand-500, #5865f2)", color: "#fff", pointerEvents: "none",
+            });
+            document.body?.appendChild(pill);
+            this.indicator = pill;
+        }
+        this.indicator.textContent = text;
     }
 
     awayNoteField() {
@@ -1492,4 +1831,4 @@ module.exports = class DiscordAutoReply {
 };
 
 // Pure parts, exposed for tests; BetterDiscord ignores static properties.
-module.exports.internals = { DiscordInternals, messageFrame, customStatusText, isWatched, watchList, backoffDelay, Outbox, sendMessageArgs, normalizeSettings, startupSettings, serverUrl, channelPath, ActivityReporter, draftNoticeText, transportOrder, describeEnd, HttpLink, DEFAULT_SETTINGS };
+module.exports.internals = { DiscordInternals, messageFrame, customStatusText, isWatched, watchList, menuTargets, rulesState, autoReplyMenu, appendMenuItem, chatRules, indicatorText, backoffDelay, Outbox, sendMessageArgs, normalizeSettings, startupSettings, serverUrl, channelPath, ActivityReporter, draftNoticeText, transportOrder, describeEnd, HttpLink, DEFAULT_SETTINGS };

@@ -74,6 +74,11 @@ function nextId() {
     return String(snowflake);
 }
 
+const GUILDS = [
+    { id: "777", name: "Test Server" },
+    { id: "900", name: "My Server" },
+];
+
 // Channels the fake client knows: DMs have no guild. The client starts on the "home" DM.
 const CHANNELS = [
     { id: "100", type: 1, guild_id: null }, // home: a DM with someone else
@@ -110,6 +115,7 @@ function createFakeDiscord({ missing = [], echo = true, router = "named", keepNo
     discord.status = "online";
     discord.users = new Map([["111", { id: "111", username: "friend", globalName: "Friend", bot: false }]]);
     discord.channels = new Map(CHANNELS.map((channel) => [channel.id, channel]));
+    discord.guilds = new Map(GUILDS.map((guild) => [guild.id, guild]));
     const channels = discord.channels;
     let selectedChannelId = "100";
 
@@ -124,6 +130,11 @@ function createFakeDiscord({ missing = [], echo = true, router = "named", keepNo
         _dispatchToken: "channel-store-token",
         getName: () => "ChannelStore",
         getChannel: (id) => (channels.has(id) ? { ...channels.get(id) } : undefined),
+    };
+    const guildStore = {
+        _dispatchToken: "guild-store-token",
+        getName: () => "GuildStore",
+        getGuild: (id) => (discord.guilds.has(id) ? { ...discord.guilds.get(id) } : undefined),
     };
     const selectedChannelStore = {
         _dispatchToken: "selected-channel-store-token",
@@ -223,6 +234,7 @@ function createFakeDiscord({ missing = [], echo = true, router = "named", keepNo
         { exports: { A: { dispatch() {}, subscribe() {}, emit() {} } } },
         { exports: { A: { startTyping: () => { throw new Error("decoy typing module"); } } } },
         { exports: { __esModule: true, default: channelStore } },
+        { exports: { A: guildStore } },
         // An animation helper that also has a transitionTo, and a function that only mentions it.
         { exports: { A: { transitionTo: () => { throw new Error("decoy transitionTo"); }, easing: {} } } },
         { exports: { zx: function describeRoute() { return "transitionTo - the route"; } } },
@@ -239,9 +251,28 @@ function createFakeDiscord({ missing = [], echo = true, router = "named", keepNo
     if (!missing.includes("selfPresenceStore")) modules.push({ exports: { A: selfPresenceStore } });
     if (!missing.includes("presenceStore")) modules.push({ exports: { Ay: presenceStore } });
 
-    /** Show a channel as if the person clicked it. */
+    /** Show a channel as if the person clicked it (no CHANNEL_SELECT: see `open`). */
     discord.select = (channelId) => {
         selectedChannelId = channelId;
+    };
+    /** Open a chat as the client does: a CHANNEL_SELECT action, which SelectedChannelStore follows. */
+    discord.open = (channelId) => {
+        const channel = channels.get(channelId);
+        dispatcher.dispatch({ type: "CHANNEL_SELECT", guildId: channel?.guild_id ?? null, channelId });
+    };
+    /**
+     * The props Discord gives a context menu, as plugins read them: "user-context" {user, channel,
+     * guildId, channelSelected} (channel: the DM, or the server channel shown; absent from the
+     * friends list), "channel-context" {channel, guild}, "gdm-context" {channel}. Users are
+     * UserRecord-like (`globalName`), channels ChannelRecord-like (`recipients` are ids).
+     */
+    discord.menuProps = (navId, { user, channel } = {}) => {
+        const userRecord = user == null ? undefined : { ...discord.users.get(user) };
+        const channelRecord = channel == null ? undefined : { ...channels.get(channel) };
+        const guild = channelRecord?.guild_id ? { ...discord.guilds.get(channelRecord.guild_id) } : undefined;
+        if (navId === "user-context") return { user: userRecord, channel: channelRecord, guildId: channelRecord?.guild_id ?? undefined, channelSelected: channel === selectedChannelId };
+        if (navId === "channel-context") return { channel: channelRecord, guild };
+        return { channel: channelRecord };
     };
     discord.selectedChannelId = () => selectedChannelId;
 
@@ -442,14 +473,27 @@ function createFakeBdApi(discord, { document, net = defaultNet() } = {}) {
             return modal.key;
         },
     });
-    // React.createElement's element shape: {type, props: {...props, children}}.
+    // React.createElement's element shape: {type, props: {...props, children}}; useState works
+    // only while a component renders (here: a context menu), as React's hooks do.
+    const rendering = { current: null };
     const React = Object.freeze({
         createElement(type, props, ...children) {
             const element = { type, props: { ...(props ?? {}) } };
             if (children.length) element.props.children = children.length === 1 ? children[0] : children;
             return element;
         },
+        useState(initial) {
+            const component = rendering.current;
+            if (!component) throw new Error("Invalid hook call. Hooks can only be called inside of the body of a function component.");
+            const index = component.hookIndex++;
+            if (index >= component.hooks.length) component.hooks.push(typeof initial === "function" ? initial() : initial);
+            return [component.hooks[index], (value) => {
+                component.hooks[index] = typeof value === "function" ? value(component.hooks[index]) : value;
+                component.dirty = true;
+            }];
+        },
     });
+    const contextMenu = createFakeContextMenu(React, rendering, logs);
 
     const Net = Object.freeze({ fetch: net.fetch });
 
@@ -478,11 +522,16 @@ function createFakeBdApi(discord, { document, net = defaultNet() } = {}) {
         get Net() {
             return Net;
         }
+
+        get ContextMenu() {
+            return contextMenu.api;
+        }
     }
     BdApi.Webpack = Webpack;
     BdApi.UI = UI;
     BdApi.React = React;
     BdApi.Net = Net;
+    BdApi.ContextMenu = contextMenu.api;
     BdApi.Data = makeData(null);
     BdApi.Logger = makeLogger(null);
     BdApi.version = "1.13.10";
@@ -496,12 +545,168 @@ function createFakeBdApi(discord, { document, net = defaultNet() } = {}) {
         lookups,
         notices,
         modals,
+        contextMenu,
         document,
         net,
         data: {
             get: (plugin, key) => (store.has(`${plugin}/${key}`) ? JSON.parse(store.get(`${plugin}/${key}`)) : undefined),
             set: (plugin, key, value) => store.set(`${plugin}/${key}`, JSON.stringify(clone(value))),
         },
+    };
+}
+
+const MENU_COMPONENTS = { Separator: "MenuSeparator", CheckboxItem: "MenuCheckboxItem", RadioItem: "MenuRadioItem", ControlItem: "MenuControlItem", Group: "MenuGroup", Item: "MenuItem", Menu: "Menu" };
+
+/**
+ * BetterDiscord's ContextMenu (src/betterdiscord/api/contextmenu.ts, v1.13) over fake menus.
+ * `api` is BdApi.ContextMenu: `patch(navId, callback)` keeps the callback in a Set per navId and
+ * returns the unpatcher; `unpatch(navId, callback)`; `buildItem(props)` builds the element BD builds
+ * (type "separator", "submenu" with `items`/`render` built into `children`, "toggle" ->
+ * CheckboxItem whose checked state is a React.useState, "radio" -> RadioItem, "control", else
+ * Item; `id` made from the label when missing, `action` from `onClick`, `extended: true`);
+ * `buildMenuChildren(setup)` with `{type: "group", items}`; `buildMenu(setup)`.
+ * `patches` (navId -> Set) and `errors` (what a callback threw; BD logs and goes on) are records.
+ * `open(navId, props, {single})` opens Discord's menu `navId`: see FakeMenu.
+ */
+function createFakeContextMenu(React, rendering, logs) {
+    const patches = new Map();
+    const errors = [];
+    const api = {
+        patch(navId, callback) {
+            if (!patches.has(navId)) patches.set(navId, new Set());
+            patches.get(navId).add(callback);
+            return () => api.unpatch(navId, callback);
+        },
+        unpatch(navId, callback) {
+            patches.get(navId)?.delete(callback);
+            if (patches.get(navId)?.size === 0) patches.delete(navId);
+        },
+        buildItem(props) {
+            const { type } = props;
+            if (type === "separator") return React.createElement(MENU_COMPONENTS.Separator);
+            let component = MENU_COMPONENTS.Item;
+            if (type === "submenu") {
+                if (!props.children) props.children = api.buildMenuChildren(props.render || props.items);
+            } else if (type === "toggle" || type === "radio") {
+                component = type === "toggle" ? MENU_COMPONENTS.CheckboxItem : MENU_COMPONENTS.RadioItem;
+                if (props.active) props.checked = props.active;
+            } else if (type === "control") {
+                component = MENU_COMPONENTS.ControlItem;
+            }
+            if (!props.id) props.id = `${props.label.replace(/^[^a-z]+|[^\w-]+/gi, "-")}`;
+            if (props.danger) props.color = "danger";
+            if (props.onClick && !props.action) props.action = props.onClick;
+            props.extended = true;
+            if (type === "toggle") {
+                const [active, doToggle] = React.useState(props.checked || false);
+                const originalAction = props.action;
+                props.checked = active;
+                props.action = (event) => {
+                    originalAction(event);
+                    if (!event.defaultPrevented) doToggle(!active);
+                };
+            }
+            return React.createElement(component, props);
+        },
+        buildMenuChildren(setup) {
+            const mapper = (item) => (item.type === "group" ? React.createElement(MENU_COMPONENTS.Group, null, item.items.map(mapper).filter(Boolean)) : api.buildItem(item));
+            return setup.map(mapper).filter(Boolean);
+        },
+        buildMenu(setup) {
+            return (props) => React.createElement(MENU_COMPONENTS.Menu, props, api.buildMenuChildren(setup));
+        },
+        open() {},
+        close() {},
+        ...MENU_COMPONENTS,
+    };
+    Object.freeze(api);
+
+    /**
+     * One opened context menu. `render()` renders it as Discord does on every update: its own
+     * items (an array of groups, or with `single` one group alone), then each patch callback with
+     * (tree, props), each call caught and logged as BD does. Like React it throws when a render
+     * calls another number of hooks than the last one. `find(label)` searches the tree (a string
+     * or a RegExp); `click(label)` runs an item's action as a click does (nothing when disabled)
+     * and renders again when a hook's state changed.
+     */
+    class FakeMenu {
+        constructor(navId, props, single) {
+            this.navId = navId;
+            this.props = props;
+            this.single = single;
+            this.hooks = [];
+            this.hookCount = null;
+            this.render();
+        }
+
+        render() {
+            const own = [
+                React.createElement(MENU_COMPONENTS.Group, null, [
+                    React.createElement(MENU_COMPONENTS.Item, { id: "profile", label: "Profile", action() {} }),
+                    React.createElement(MENU_COMPONENTS.Item, { id: "mention", label: "Mention", action() {} }),
+                ]),
+                React.createElement(MENU_COMPONENTS.Group, null, React.createElement(MENU_COMPONENTS.Item, { id: "mute-channel", label: "Mute", action() {} })),
+            ];
+            const tree = React.createElement(MENU_COMPONENTS.Menu, { navId: this.navId, onClose() {}, children: this.single ? own[0] : own });
+            this.hookIndex = 0;
+            this.dirty = false;
+            rendering.current = this;
+            try {
+                for (const callback of [...(patches.get(this.navId) ?? [])]) {
+                    try {
+                        callback(tree, this.props);
+                    } catch (error) {
+                        errors.push(error);
+                        logs.push({ level: "error", plugin: "ContextMenu~runPatches", text: `Could not run ${this.navId} patch: ${error.message}` });
+                    }
+                }
+            } finally {
+                rendering.current = null;
+            }
+            if (this.hookCount !== null && this.hookIndex > this.hookCount) throw new Error("Rendered more hooks than during the previous render.");
+            if (this.hookCount !== null && this.hookIndex < this.hookCount) throw new Error("Rendered fewer hooks than expected. This may be caused by an accidental early return statement.");
+            this.hookCount = this.hookIndex;
+            this.tree = tree;
+            return tree;
+        }
+
+        /** Every element of the tree, depth first. */
+        elements() {
+            const found = [];
+            const walk = (node) => {
+                if (Array.isArray(node)) {
+                    node.forEach(walk);
+                } else if (node && typeof node === "object") {
+                    found.push(node);
+                    walk(node.props?.children);
+                }
+            };
+            walk(this.tree);
+            return found;
+        }
+
+        find(label) {
+            const matches = (text) => (label instanceof RegExp ? label.test(String(text)) : text === label);
+            return this.elements().find((element) => matches(element.props?.label)) ?? null;
+        }
+
+        click(label) {
+            const item = this.find(label);
+            if (!item) throw new Error(`no menu item ${label} in ${this.navId}: ${this.elements().map((e) => e.props?.label).filter(Boolean).join(", ")}`);
+            if (item.props.disabled || typeof item.props.action !== "function") return false;
+            const event = { type: "click", defaultPrevented: false, preventDefault() { this.defaultPrevented = true; } };
+            item.props.action(event);
+            if (this.dirty) this.render();
+            return true;
+        }
+    }
+
+    return {
+        api,
+        patches,
+        errors,
+        open: (navId, props, { single = false } = {}) => new FakeMenu(navId, props, single),
+        patchCount: (navId) => patches.get(navId)?.size ?? 0,
     };
 }
 
@@ -528,11 +733,26 @@ function createFakeDocument() {
             this.checked = false;
             this.name = "";
             this.type = "";
+            this.parentNode = null;
         }
 
         appendChild(child) {
+            if (child?.parentNode) child.remove();
             this.children.push(child);
+            if (typeof child === "object") child.parentNode = this;
             return child;
+        }
+
+        remove() {
+            if (!this.parentNode) return;
+            this.parentNode.children = this.parentNode.children.filter((child) => child !== this);
+            this.parentNode = null;
+        }
+
+        replaceChildren(...children) {
+            for (const child of [...this.children]) child.remove?.();
+            this.children = [];
+            this.append(...children);
         }
 
         append(...children) {
@@ -571,6 +791,7 @@ function createFakeDocument() {
     const listeners = new Map();
     return {
         focused: true,
+        body: new FakeElement("body"),
         createElement: (tag) => new FakeElement(tag),
         createTextNode: (text) => Object.assign(new FakeElement("#text"), { textContent: text }),
         hasFocus() {
