@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from server import __version__
-from server.config import Settings
 from server.transport import protocol
+
+if TYPE_CHECKING:
+    from server.config import Settings
 
 CLIENT_NAME = "discord-auto-reply-cli"
 CONNECT_TIMEOUT_SECONDS = 5.0

@@ -14,11 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from rich.text import Text
-
 from server.conversation.memory import PairKey
-from server.conversation.turn_parts import styled
-from server.owner.history import console_for
 from server.storage.conversations import ConversationStore, StoredTurn
 
 
@@ -60,6 +56,11 @@ async def show(store: ConversationStore, pair: PairKey, out: TextIO = sys.stdout
     if not turns:
         print(f"no conversation with user {pair[0]} in channel {pair[1]}", file=out)
         return 0
+    from rich.text import Text  # noqa: PLC0415 -- only `show` styles its output
+
+    from server.conversation.turn_parts import styled  # noqa: PLC0415
+    from server.owner.history import console_for  # noqa: PLC0415
+
     console = console_for(out)
     for turn in turns:
         line = Text(f"{_when(turn.at)}  {_speaker(turn)}: ")

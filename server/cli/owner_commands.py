@@ -9,16 +9,14 @@ from __future__ import annotations
 import sys
 import time
 from datetime import datetime
-from typing import Any, TextIO
-
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, TextIO
 
 from server.cli.control_client import ControlError, ask
-from server.config import Settings
 from server.owner.away_schedule import describe_until, zone_named
-from server.owner.history import console_for
-from server.storage.owner_store import OwnerStore, first_line
+
+if TYPE_CHECKING:
+    from server.config import Settings
+    from server.storage.owner_store import OwnerStore
 
 SWITCH_TEXT = {
     "auto": "auto (follows your Discord status)",
@@ -95,6 +93,12 @@ async def list_drafts(store: OwnerStore, out: TextIO = sys.stdout) -> int:
     if not drafts:
         print("no drafts waiting", file=out)
         return 0
+    from rich.table import Table  # noqa: PLC0415 -- `away` answers without loading rich
+    from rich.text import Text  # noqa: PLC0415
+
+    from server.owner.history import console_for  # noqa: PLC0415
+    from server.storage.owner_store import first_line  # noqa: PLC0415
+
     table = Table("ID", "TO", "CHAT", "WRITTEN", "EXPIRES IN", "REPLY", title="Drafts waiting")
     now = time.time()
     for draft in drafts:

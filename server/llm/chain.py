@@ -11,7 +11,6 @@ from server.config import BackendName, ConfigError, Settings
 from server.conversation.reasoning import strip_reasoning
 from server.llm.base import ChatMessage, GenerationOptions, LLMBackend, LLMError
 from server.llm.g4f_backend import G4FBackend, g4f_installed
-from server.llm.openai_backend import OpenAIBackend
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +83,9 @@ def build_backend(
     G4F_PROVIDER that g4f does not know.
     """
     if name == "openai":
+        # Imported only when configured: the openai SDK takes most of a second to load.
+        from server.llm.openai_backend import OpenAIBackend  # noqa: PLC0415
+
         return OpenAIBackend(
             api_key=settings.OPENAI_API_KEY,
             base_url=settings.OPENAI_BASE_URL,

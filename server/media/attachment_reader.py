@@ -12,6 +12,7 @@ import asyncio
 import base64
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from server.config import Settings
 from server.conversation.placeholders import (
@@ -25,8 +26,10 @@ from server.conversation.placeholders import (
 from server.conversation.rules import Rule
 from server.llm.model_quirks import takes_images
 from server.media.attachments import MAX_AUDIO_BYTES, MAX_IMAGE_BYTES, AttachmentFetcher
-from server.media.transcriber import Transcriber
 from server.transport.protocol import Attachment, IncomingMessage
+
+if TYPE_CHECKING:
+    from server.media.transcriber import Transcriber
 
 log = logging.getLogger(__name__)
 
@@ -143,16 +146,16 @@ class AttachmentReader:
     def __init__(self, settings: Settings) -> None:
         timeout = min(settings.LLM_TIMEOUT_SECONDS, 30.0)
         self._fetcher = AttachmentFetcher(hosts=settings.ATTACHMENT_HOSTS, timeout=timeout)
-        self._transcriber = (
-            Transcriber(
+        self._transcriber: Transcriber | None = None
+        if settings.TRANSCRIBE_MODEL:
+            from server.media.transcriber import Transcriber  # noqa: PLC0415 -- loads openai
+
+            self._transcriber = Transcriber(
                 model=settings.TRANSCRIBE_MODEL,
                 base_url=settings.TRANSCRIBE_BASE_URL or settings.OPENAI_BASE_URL,
                 api_key=settings.OPENAI_API_KEY,
                 timeout=settings.LLM_TIMEOUT_SECONDS,
             )
-            if settings.TRANSCRIBE_MODEL
-            else None
-        )
 
     async def read(
         self, message: IncomingMessage, *, images: bool, inline_chars: int
