@@ -23,11 +23,13 @@ from server.messengers.plugin import PluginMessenger
 from server.messengers.rest import RestMessenger
 from server.owner.away_mode import AwayMode
 from server.owner.away_note import AwayNote
+from server.owner.chosen_chats import ChosenChats
 from server.owner.drafts import Drafts
 from server.owner.notifier import Notifier
 from server.storage.conversations import ConversationStore
 from server.storage.database import Database, DatabaseError, SchemaTooNewError
 from server.storage.owner_store import Draft, OwnerStore
+from server.storage.rule_store import RuleStore, StoredRule
 from server.transport import protocol
 from server.transport.gateway import Gateway
 from server.transport.local_server import LocalServer, is_loopback
@@ -123,6 +125,13 @@ class App:
         self.messenger = build_messenger(settings, self.gateway, echoes)
         self.store = ConversationStore(settings.DATABASE)
         self.records = OwnerStore(self.store)
+        self.chosen = ChosenChats(
+            RuleStore(self.store),
+            lambda: self.rules_watcher.current,
+            default_mode=settings.MODE,
+            default_when=settings.REPLY_WHEN,
+        )
+        """The chats chosen from Discord; `chosen.effective()` is what every part matches."""
         self.notifier = Notifier(settings)
         self.drafts = Drafts(
             self.records,
@@ -132,7 +141,7 @@ class App:
         )
         self.relay = Relay(
             settings=settings,
-            rules=lambda: self.rules_watcher.current,
+            rules=self.chosen.effective,
             llm=self.llm,
             messenger=self.messenger,
             store=self.store,
@@ -145,7 +154,7 @@ class App:
             self.records,
             self.drafts,
             reply_when=settings.REPLY_WHEN,
-            rules=lambda: self.rules_watcher.current,
+            rules=self.chosen.effective,
             notify=self._tell_owner,
             zone_name=settings.TIMEZONE,
         )
@@ -158,10 +167,11 @@ class App:
         self.owner_remote = self._owner_remote() if settings.OWNER_BOT else None
         self._server: LocalServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._retelling: set[asyncio.Task[None]] = set()
 
     def _watch_list(self) -> list[dict[str, str]]:
-        """The current rules' watch list (read afresh: the rules are reloaded in place)."""
-        return self.rules_watcher.current.watch_list()
+        """The effective rules' watch list (read afresh: the rules change in place)."""
+        return self.chosen.effective().watch_list()
 
     def _tell_owner(self, frame: dict[str, Any]) -> None:
         """Show `frame` in the owner's plugins; drafts and the summary are pushed too."""
@@ -209,17 +219,51 @@ class App:
                 self.away.retell()  # every plugin's panel shows the new note
             mode = frame.mode
             return self.away.status() if mode is None else await self.away.switch(mode)
+        if isinstance(frame, protocol.RulesRequest):
+            return await self._rules_frame()
+        if isinstance(frame, protocol.RuleSetRequest | protocol.RuleRemoveRequest):
+            return await self._change_rule(frame)
         return await self.drafts.act(frame.id, frame.action, frame.content)
+
+    async def _change_rule(
+        self, frame: protocol.RuleSetRequest | protocol.RuleRemoveRequest
+    ) -> dict[str, Any]:
+        """Set or remove a chat chosen from Discord; every plugin hears of the new rules before
+        the answer goes out."""
+        if isinstance(frame, protocol.RuleRemoveRequest):
+            result = await self.chosen.remove(frame.user, frame.channel)
+        else:
+            wanted = StoredRule(
+                frame.user, frame.channel, frame.persona, frame.mode, frame.reply_when, frame.label
+            )
+            result = await self.chosen.set(wanted)
+        if result.changed:
+            log.info("%s", result.text)
+            await self._retell_rules()
+        return protocol.rule_result(result.ok, result.text, result.rule)
+
+    async def _rules_frame(self) -> dict[str, Any]:
+        """Every effective rule and the PERSONAS names."""
+        personas = [name for name, _ in self.chosen.effective().personas]
+        return protocol.rules(await self.chosen.rule_objects(), personas)
+
+    async def _retell_rules(self) -> None:
+        """Tell every plugin the new watch list and rules."""
+        self.gateway.broadcast(protocol.watch(self._watch_list()))
+        self.gateway.broadcast(await self._rules_frame())
 
     async def _deliver_draft(self, draft: Draft, text: str) -> int:
         return await self.relay.deliver_draft(draft, text)
 
     async def _greeting(self) -> list[dict[str, Any]]:
-        """What a plugin gets after its welcome: the away status and the pending drafts."""
-        return [self.away.status(), *await self.drafts.frames()]
+        """What a plugin gets after its welcome: the away status, the rules, the pending drafts."""
+        return [self.away.status(), await self._rules_frame(), *await self.drafts.frames()]
 
-    def _rules_changed(self, rules: RuleSet) -> None:
-        self.gateway.broadcast(protocol.watch(rules.watch_list()))
+    def _rules_changed(self, _file_rules: RuleSet) -> None:
+        """`reply_config.py` was reloaded: retell the rules (merged afresh) to every plugin."""
+        task = asyncio.create_task(self._retell_rules(), name="retell rules")
+        self._retelling.add(task)
+        task.add_done_callback(self._retelling.discard)
 
     async def start(self) -> int:
         """Open the database, listen and start watching the rules file; returns the bound port.
@@ -230,6 +274,7 @@ class App:
         settings = self.settings
         await self.notifier.start()
         await self._open_store()
+        await self.chosen.load()
         await self.relay.start()
         await self.away.start()
         await self.away_note.start()
@@ -252,10 +297,15 @@ class App:
         log.info("the plugin's HTTP transport: http://%s:%d/plugin/", settings.WEBSOCKET_HOST, port)
         log.info("LLM backends: %s", describe_backends(settings, self.llm))
         log.info("messenger: %s", self.messenger.name)
-        watched = len(self.rules_watcher.current.rules)
-        log.info("watching %d pair(s) from %s", watched, self.rules_watcher.path)
+        in_file = len(self.rules_watcher.current.rules)
+        watched = len(self.chosen.effective().rules)
+        chosen = f" and {watched - in_file} chosen from Discord" if watched > in_file else ""
+        log.info("watching %d pair(s) from %s%s", in_file, self.rules_watcher.path, chosen)
         if not watched:
-            log.warning("nobody gets replies yet: add pairs to REPLY_TO in that file")
+            log.warning(
+                "nobody gets replies yet: add pairs to REPLY_TO in that file, or choose chats "
+                "from Discord (right-click > Auto-reply) or with `discord-auto-reply rules add`"
+            )
         if self.owner_remote is not None:
             await self.owner_remote.start()
         return port
@@ -298,7 +348,7 @@ class App:
 
     async def stop(self) -> None:
         """Stop listening, then stop the workers, close every client and the database."""
-        for task in self._tasks:
+        for task in [*self._tasks, *self._retelling]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

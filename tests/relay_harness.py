@@ -20,7 +20,7 @@ from server.config import Settings
 from tests.http_connection import HttpConnection
 
 SECRET = "test-websocket-secret-0123456789"
-OWNER_FRAMES = ("away_status", "draft", "draft_done", "summary")
+OWNER_FRAMES = ("away_status", "draft", "draft_done", "summary", "rules", "rule_result")
 
 
 @dataclass
@@ -90,7 +90,7 @@ class PluginClient:
         self.sends: list[dict[str, Any]] = []
         self.typing: list[str] = []
         self.owner_frames: list[dict[str, Any]] = []
-        """Frames for the owner: away_status, draft, draft_done, summary."""
+        """Frames for the owner: away_status, draft, draft_done, summary, rules, rule_result."""
         self.answer_sends = True
         self.open_requests: list[tuple[float, dict[str, Any]]] = []
         self.answer_open: Callable[[dict[str, Any]], dict[str, Any] | None] = opened

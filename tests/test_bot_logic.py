@@ -163,7 +163,9 @@ def test_interactions_are_read_from_guild_and_dm_payloads() -> None:
         "session", "1", "30", "switch", {"title": "w"}
     )
     in_dm = api.new_interaction("ask", "1", "10", options={"prompt": "q"})
-    assert read_interaction(in_dm.payload) == Invocation("ask", "1", "10", None, {"prompt": "q"})
+    assert read_interaction(in_dm.payload) == Invocation(
+        "ask", "1", "10", None, {"prompt": "q"}, dm=True
+    )
     assert read_interaction({"type": 2, "data": {"name": "ask"}}) is None
     assert ephemeral(Invocation("reset", "1", "10")) and not ephemeral(Invocation("ask", "1", "10"))
 

@@ -216,7 +216,12 @@ class BotClient(discord.Client):
                 interaction.id,
             )
             return
-        invocation = read_command_data(interaction.data, str(interaction.user.id), str(channel_id))
+        invocation = read_command_data(
+            interaction.data,
+            str(interaction.user.id),
+            str(channel_id),
+            dm=interaction.guild_id is None,
+        )
         try:
             refusal = self._commands.check(invocation)
             if refusal is not None:

@@ -113,6 +113,8 @@ class Invocation:
     channel_id: str
     subcommand: str | None = None
     options: Mapping[str, str] = field(default_factory=dict)
+    dm: bool = False
+    """Typed in a DM (the interaction has no guild): rules for "@dms" cover it."""
 
     @property
     def pair(self) -> PairKey:
@@ -120,7 +122,9 @@ class Invocation:
         return (self.user_id, self.channel_id)
 
 
-def read_command_data(data: Mapping[str, Any], user_id: str, channel_id: str) -> Invocation:
+def read_command_data(
+    data: Mapping[str, Any], user_id: str, channel_id: str, *, dm: bool = False
+) -> Invocation:
     """An invocation from an interaction's `data` (its name and options) and who sent it where."""
     options = data.get("options") or []
     subcommand = None
@@ -128,7 +132,7 @@ def read_command_data(data: Mapping[str, Any], user_id: str, channel_id: str) ->
         subcommand = str(options[0]["name"])
         options = options[0].get("options") or []
     values = {str(option["name"]): str(option.get("value", "")) for option in options}
-    return Invocation(str(data.get("name", "")), user_id, channel_id, subcommand, values)
+    return Invocation(str(data.get("name", "")), user_id, channel_id, subcommand, values, dm)
 
 
 def read_interaction(payload: Mapping[str, Any]) -> Invocation | None:
@@ -141,7 +145,8 @@ def read_interaction(payload: Mapping[str, Any]) -> Invocation | None:
     data = payload.get("data")
     if not user.get("id") or not channel_id or not isinstance(data, Mapping):
         return None
-    return read_command_data(data, str(user["id"]), str(channel_id))
+    dm = not payload.get("guild_id")
+    return read_command_data(data, str(user["id"]), str(channel_id), dm=dm)
 
 
 @dataclass(frozen=True)
@@ -182,7 +187,7 @@ class SlashCommands:
         caller's reply limits here), or None to go on."""
         if invocation.name not in KNOWN:
             return CommandReply(f"I do not know the command /{invocation.name}.", ephemeral=True)
-        if self._rules().match(invocation.user_id, invocation.channel_id) is None:
+        if self._rules().match(*invocation.pair, dm=invocation.dm) is None:
             return CommandReply(REFUSAL, ephemeral=True)
         if invocation.name == "ask":
             limited = self._limits.may_reply(invocation.pair, time.time())
@@ -245,7 +250,7 @@ class SlashCommands:
 
     async def _ask(self, invocation: Invocation) -> str:
         prompt = invocation.options.get("prompt", "").strip()
-        rule = self._rules().match(invocation.user_id, invocation.channel_id)
+        rule = self._rules().match(*invocation.pair, dm=invocation.dm)
         if not prompt or rule is None:
             return "Ask me something: /ask prompt:<your question>."
         answer = await self._responder.ask(invocation.pair, prompt, rule)

@@ -42,7 +42,7 @@ def decide(message: SeenMessage, rules: RuleSet) -> Decision:
     """
     if message.author_is_bot:
         return Decision(None, "author is a bot")
-    rule = rules.match(message.author_id, message.channel_id)
+    rule = rules.match(message.author_id, message.channel_id, dm=not message.in_guild)
     if rule is None:
         return Decision(None, "pair is not allow-listed")
     addressed = message.mentions_bot or message.replies_to_bot

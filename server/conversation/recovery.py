@@ -67,7 +67,7 @@ class Recovery:
         queued: list[Pending] = []
         rules = self._rules()
         for pending in await self._stored(self._store.pending_messages(), [], read_only=True):
-            rule = rules.match(*pending.pair)
+            rule = rules.match(*pending.pair, dm=pending.guild_id is None)
             if pending.at < horizon:
                 expired.append(pending.turn_id)
             elif rule is None:

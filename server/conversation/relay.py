@@ -171,7 +171,7 @@ class Relay:
         if message.is_self:
             await self._accept_owner_message(message)
             return
-        rule = self._rules().match(message.author.id, message.channel)
+        rule = self._rules().match(message.author.id, message.channel, dm=message.guild is None)
         reason = ignore_reason(message, rule)
         if reason or rule is None:
             log.debug("message %s ignored: %s", message.id, reason)
@@ -210,7 +210,7 @@ class Relay:
         if self._echoes.is_echo(message.channel, message.content, message.nonce):
             log.debug("message %s is the echo of our own reply; not remembered twice", message.id)
             return
-        if not self._rules().watches_channel(message.channel):
+        if not self._rules().watches_channel(message.channel, dm=message.guild is None):
             return
         self._policy.owner_seen(message.channel, time.time())
         if self._settings.TAKEOVER_MINUTES > 0:
@@ -392,7 +392,7 @@ class Relay:
             author=Author(id=user, username=draft.author_name),
             content=draft.question,
         )
-        rule = self._rules().match(user, channel) or Rule(user, channel)
+        rule = self._rules().match(user, channel, dm=draft.guild is None) or Rule(user, channel)
         generated = Reply(text, draft.backend, draft.seconds)
         pending = Pending(message, rule, draft.follows, time.time())
         due = self._due(pending.accepted_at)

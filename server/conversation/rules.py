@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -15,6 +16,9 @@ from server.conversation.memory import MAX_MEMORY_LENGTH
 from server.owner.away_schedule import check_windows
 
 WILDCARD = "*"
+DMS = "@dms"
+"""The channel token for every DM and group DM with the owner (a message without a guild)."""
+RuleSource = Literal["file", "discord"]
 Listen = Literal["mentions", "all"]
 MAX_PERSONA_NAME = 100
 _SNOWFLAKE = re.compile(r"^[0-9]{1,25}$")
@@ -32,7 +36,18 @@ def _as_id(value: object) -> object:
     raise ValueError(f'must be a Discord id (digits) or "*", got {value!r}')
 
 
+def _as_channel(value: object) -> object:
+    if isinstance(value, str) and value.strip() == DMS:
+        return DMS
+    try:
+        return _as_id(value)
+    except ValueError:
+        raise ValueError(f'must be a Discord id (digits), "*" or "{DMS}", got {value!r}') from None
+
+
 DiscordIdOrWildcard = Annotated[str, BeforeValidator(_as_id)]
+ChannelToken = Annotated[str, BeforeValidator(_as_channel)]
+"""A rule's channel: a Discord id, "*" (anywhere) or "@dms" (any DM with the owner)."""
 
 
 class _RuleEntry(BaseModel):
@@ -41,7 +56,7 @@ class _RuleEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     user: DiscordIdOrWildcard
-    channel: DiscordIdOrWildcard
+    channel: ChannelToken
     persona: str | None = None
     model: str | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
@@ -84,6 +99,15 @@ class Rule:
     """"all": every message of this rule is pushed (NOTIFY_URLS) while the owner is away."""
     style: bool | None = None
     """Instead of STYLE: whether replies follow the owner's style profile (`style learn`)."""
+    source: RuleSource = "file"
+    """Where the rule comes from: `reply_config.py`, or chosen from Discord (the database)."""
+    label: str | None = None
+    """What the plugin called the chat when the rule was chosen from Discord."""
+    # What people are shown; not part of what the rule does (two rules that act alike are equal).
+    persona_name: str | None = field(default=None, compare=False)
+    """The PERSONAS name of `persona` ("custom" for a prompt of its own), None for the default."""
+    where: str = field(default="", compare=False)
+    """Where the rule is set: "reply_config.py REPLY_TO[2]" or "Discord"."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +121,8 @@ class _RuleIndex:
     exact: dict[tuple[str, str], Rule]
     by_user: dict[str, Rule]
     """Rules for a user anywhere: (user, "*")."""
+    by_user_in_dms: dict[str, Rule]
+    """Rules for a user in any DM with the owner: (user, "@dms")."""
     by_channel: dict[str, Rule]
     """Rules for anyone in a channel: ("*", channel)."""
     channels: frozenset[str]
@@ -106,16 +132,19 @@ class _RuleIndex:
     def of(cls, rules: Sequence[Rule]) -> _RuleIndex:
         exact: dict[tuple[str, str], Rule] = {}
         by_user: dict[str, Rule] = {}
+        by_user_in_dms: dict[str, Rule] = {}
         by_channel: dict[str, Rule] = {}
         for rule in rules:
             if rule.channel == WILDCARD:
                 by_user.setdefault(rule.user, rule)
+            elif rule.channel == DMS:
+                by_user_in_dms.setdefault(rule.user, rule)
             elif rule.user == WILDCARD:
                 by_channel.setdefault(rule.channel, rule)
             else:
                 exact.setdefault((rule.user, rule.channel), rule)
         channels = frozenset(rule.channel for rule in rules)
-        return cls(exact, by_user, by_channel, channels)
+        return cls(exact, by_user, by_user_in_dms, by_channel, channels)
 
 
 @dataclass(frozen=True)
@@ -131,20 +160,22 @@ class RuleSet:
     def _index(self) -> _RuleIndex:
         return _RuleIndex.of(self.rules)
 
-    def match(self, user_id: str, channel_id: str) -> Rule | None:
+    def match(self, user_id: str, channel_id: str, *, dm: bool = False) -> Rule | None:
         """The most specific rule covering the pair (the first in the file among equals), or
-        None if it is not allow-listed."""
+        None if it is not allow-listed: exact, (user, "@dms") when `dm` (the message has no
+        guild), (user, "*"), then ("*", channel)."""
         index = self._index
         return (
             index.exact.get((user_id, channel_id))
+            or (index.by_user_in_dms.get(user_id) if dm else None)
             or index.by_user.get(user_id)
             or index.by_channel.get(channel_id)
         )
 
-    def watches_channel(self, channel_id: str) -> bool:
-        """True if any rule can match a message in `channel_id`."""
+    def watches_channel(self, channel_id: str, *, dm: bool = False) -> bool:
+        """True if any rule can match a message in `channel_id` (`dm`: a DM with the owner)."""
         channels = self._index.channels
-        return channel_id in channels or WILDCARD in channels
+        return channel_id in channels or WILDCARD in channels or (dm and DMS in channels)
 
     def watch_list(self) -> list[dict[str, str]]:
         """The patterns sent to the plugin, which filters on them before forwarding."""
@@ -174,10 +205,13 @@ def parse_rules(namespace: Mapping[str, object], source: str) -> RuleSet:
     entries = namespace.get("REPLY_TO", [])
     if not isinstance(entries, Sequence) or isinstance(entries, str):
         raise RulesError(f"{source}: REPLY_TO must be a list of (user, channel) pairs")
-    rules = tuple(
-        _parse_entry(entry, f"{source}: REPLY_TO[{index}]") for index, entry in enumerate(entries)
-    )
     personas = _parse_personas(namespace.get("PERSONAS", {}), source)
+    names = {prompt: name for name, prompt in reversed(personas)}  # the first name of a prompt
+    file_name = Path(source).name
+    rules = tuple(
+        _parse_entry(entry, f"{source}: REPLY_TO[{index}]", f"{file_name} REPLY_TO[{index}]", names)
+        for index, entry in enumerate(entries)
+    )
     return RuleSet(context_message=context, rules=rules, personas=personas)
 
 
@@ -196,7 +230,7 @@ def _parse_personas(personas: object, source: str) -> tuple[tuple[str, str], ...
     return tuple((name.strip(), prompt) for name, prompt in personas.items())
 
 
-def _parse_entry(entry: object, where: str) -> Rule:
+def _parse_entry(entry: object, where: str, shown_as: str, persona_names: dict[str, str]) -> Rule:
     if isinstance(entry, tuple | list):
         if len(entry) not in (2, 3) or (len(entry) == 3 and not isinstance(entry[2], dict)):
             raise RulesError(f"{where}: expected (user, channel) or (user, channel, {{options}})")
@@ -215,11 +249,21 @@ def _parse_entry(entry: object, where: str) -> Rule:
             for error in exc.errors()
         )
         raise RulesError(f"{where}: {problems}") from None
-    if parsed.user == WILDCARD and parsed.channel == WILDCARD:
-        raise RulesError(
-            f'{where}: ("*", "*") would answer everyone everywhere; name a user or a channel'
-        )
-    return Rule(**parsed.model_dump())
+    refusal = too_wide(parsed.user, parsed.channel)
+    if refusal:
+        raise RulesError(f"{where}: {refusal}")
+    persona = parsed.persona
+    persona_name = None if persona is None else persona_names.get(persona, "custom")
+    return Rule(**parsed.model_dump(), persona_name=persona_name, where=shown_as)
+
+
+def too_wide(user: str, channel: str) -> str | None:
+    """Why a (user, channel) pattern may not be a rule (it names nobody), or None."""
+    if user == WILDCARD and channel == WILDCARD:
+        return '("*", "*") would answer everyone everywhere; name a user or a channel'
+    if user == WILDCARD and channel == DMS:
+        return f'("*", "{DMS}") would answer everyone who writes to you in a DM; name a user'
+    return None
 
 
 def _short(message: str) -> str:

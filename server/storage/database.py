@@ -145,6 +145,19 @@ MIGRATIONS: tuple[str, ...] = (
         AND discord_id IN (SELECT message_id FROM skips);
     DROP TABLE skips;
     """,
+    # Chats chosen from Discord (the plugin's menus, `rules add`): rules beside reply_config.py's.
+    """
+    CREATE TABLE discord_rules (
+        user_id     TEXT NOT NULL,
+        channel_id  TEXT NOT NULL,
+        persona     TEXT,
+        mode        TEXT CHECK (mode IN ('send', 'draft')),
+        reply_when  TEXT CHECK (reply_when IN ('away', 'always')),
+        label       TEXT,
+        created_at  REAL NOT NULL,
+        PRIMARY KEY (user_id, channel_id)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

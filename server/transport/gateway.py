@@ -30,6 +30,9 @@ from server.transport.protocol import (
     OwnerFrame,
     PresenceReport,
     ProtocolError,
+    RuleRemoveRequest,
+    RuleSetRequest,
+    RulesRequest,
     Sent,
     StatusRequest,
 )
@@ -187,7 +190,9 @@ class Gateway:
             self._note_activity(frame.at / 1000)
         elif isinstance(frame, StatusRequest):
             connection.send(protocol.encode(self._status()))
-        elif isinstance(frame, PresenceReport | AwayRequest):
+        elif isinstance(
+            frame, PresenceReport | AwayRequest | RulesRequest | RuleSetRequest | RuleRemoveRequest
+        ):
             # In order: a message right after a presence report is judged by the new status.
             await self._answer_control(connection, frame, peer)
         elif isinstance(frame, DraftAction):
@@ -196,8 +201,8 @@ class Gateway:
             connection.send(protocol.encode(protocol.error("already authenticated")))
 
     async def _serve_cli(self, connection: PluginLink, peer: str) -> None:
-        """A command-line client: welcome it, then answer its `status`, `away` and `draft_action`
-        frames until it leaves; it is never chosen to post."""
+        """A command-line client: welcome it, then answer its `status`, `away`, `draft_action`
+        and rule frames until it leaves; it is never chosen to post."""
         log.info("command-line client connected from %s", peer)
         welcome = protocol.welcome(__version__, self._watch_list(), self._messenger_name)
         try:
@@ -211,7 +216,9 @@ class Gateway:
                     continue
                 if isinstance(frame, StatusRequest):
                     connection.send(protocol.encode(self._status()))
-                elif isinstance(frame, AwayRequest):
+                elif isinstance(
+                    frame, AwayRequest | RulesRequest | RuleSetRequest | RuleRemoveRequest
+                ):
                     await self._answer_control(connection, frame, peer)
                 elif isinstance(frame, DraftAction):
                     self._start_control(connection, frame, peer)

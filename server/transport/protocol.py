@@ -9,7 +9,7 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 PROTOCOL_VERSION = 1
 CLOSE_BAD_SECRET = 4001
@@ -24,6 +24,9 @@ FRAME_TYPES = (
     "presence",
     "away",
     "draft_action",
+    "rules",
+    "rule_set",
+    "rule_remove",
 )
 # How much of a bad value an error text quotes: enough to recognise it, never a flood.
 MAX_QUOTED = 40
@@ -32,6 +35,7 @@ MAX_QUOTED = 40
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 # Server frames: one encoder, not one per frame as json.dumps builds for non-default separators.
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
+_SNOWFLAKE = re.compile(r"[0-9]{1,25}")
 
 
 class ProtocolError(Exception):
@@ -197,7 +201,55 @@ class DraftAction(_Frame):
     content: str | None = None
 
 
-OwnerFrame = PresenceReport | AwayRequest | DraftAction
+def _rule_user(value: str) -> str:
+    if value != "*" and not _SNOWFLAKE.fullmatch(value):
+        raise ValueError(f'must be a Discord user id (digits) or "*", got {_quoted(value)}')
+    return value
+
+
+def _rule_channel(value: str) -> str:
+    if value not in ("*", "@dms") and not _SNOWFLAKE.fullmatch(value):
+        raise ValueError(f'must be a Discord channel id (digits) or "@dms", got {_quoted(value)}')
+    return value
+
+
+RuleUser = Annotated[str, AfterValidator(_rule_user)]
+"""A rule's user: a Discord id, or "*" for anyone."""
+RuleChannel = Annotated[str, AfterValidator(_rule_channel)]
+"""A rule's channel: a Discord id, "*" (anywhere) or "@dms" (any DM with the owner)."""
+
+
+class RulesRequest(_Frame):
+    """Ask for every effective rule (answered with a `rules` frame)."""
+
+    type: Literal["rules"]
+
+
+class RuleSetRequest(_Frame):
+    """Create or replace the Discord rule for (user, channel): the whole desired state."""
+
+    type: Literal["rule_set"]
+    user: RuleUser
+    channel: RuleChannel
+    persona: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    """A PERSONAS name; None: CONTEXT_MESSAGE."""
+    mode: Literal["send", "draft"] | None = None
+    reply_when: Literal["away", "always"] | None = None
+    label: Annotated[str, Field(max_length=200)] | None = None
+    """What the plugin calls the chat, e.g. "Sam (DM)"."""
+
+
+class RuleRemoveRequest(_Frame):
+    """Remove the Discord rule for (user, channel)."""
+
+    type: Literal["rule_remove"]
+    user: RuleUser
+    channel: RuleChannel
+
+
+OwnerFrame = (
+    PresenceReport | AwayRequest | DraftAction | RulesRequest | RuleSetRequest | RuleRemoveRequest
+)
 """Frames through which the owner steers the relay; the App answers them."""
 ClientFrameType = (
     Hello
@@ -209,6 +261,9 @@ ClientFrameType = (
     | PresenceReport
     | AwayRequest
     | DraftAction
+    | RulesRequest
+    | RuleSetRequest
+    | RuleRemoveRequest
 )
 ClientFrame = Annotated[ClientFrameType, Field(discriminator="type")]
 _client_frame: TypeAdapter[ClientFrameType] = TypeAdapter(ClientFrame)
@@ -254,14 +309,15 @@ def parse_client_frame(text: str | bytes) -> ClientFrameType:
         raise ProtocolError("a frame must be a JSON object")
     kind = data.get("type")
     if not isinstance(kind, str):
-        raise ProtocolError(f'a frame needs a string "type", one of {", ".join(FRAME_TYPES)}')
+        raise ProtocolError(f'a frame needs a string "type" ({", ".join(FRAME_TYPES[:6])}, …)')
     if kind not in FRAME_TYPES:
         raise ProtocolError(f"unknown frame type {_quoted(kind)}")
     try:
         return _client_frame.validate_python(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'][1:]) or kind}: {error['msg']}"
+            f"{'.'.join(str(part) for part in error['loc'][1:]) or kind}: "
+            f"{error['msg'].removeprefix('Value error, ')}"
             for error in exc.errors()
         )
         raise ProtocolError(f"invalid {kind} frame: {problems}") from None
@@ -392,6 +448,17 @@ def draft(
 def draft_done(draft_id: str, status: str, error: str | None = None) -> dict[str, Any]:
     """What became of a draft: sent, discarded, expired, or failed (still pending, `error`)."""
     return {"type": "draft_done", "id": draft_id, "status": status, "error": error}
+
+
+def rule_result(ok: bool, text: str, rule: dict[str, Any] | None) -> dict[str, Any]:
+    """The answer to `rule_set` / `rule_remove`: `text` is a sentence for a toast."""
+    return {"type": "rule_result", "ok": ok, "text": text, "rule": rule}
+
+
+def rules(rule_objects: list[dict[str, Any]], personas: list[str]) -> dict[str, Any]:
+    """Every effective rule (file rules first) and the PERSONAS names; sent after the welcome,
+    on every change, and as the answer to `rules`."""
+    return {"type": "rules", "rules": rule_objects, "personas": personas}
 
 
 def summary(
