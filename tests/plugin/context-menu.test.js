@@ -201,6 +201,31 @@ describe("menus without a server: what each context menu offers", () => {
     });
 });
 
+describe("the fake ContextMenu, as BetterDiscord's", () => {
+    it("builds items as BD does: ids from labels, onClick as action, submenu children, toggles through a hook", () => {
+        const { fake } = setup();
+        const menu = fake.BdApi.ContextMenu;
+        const text = menu.buildItem({ label: "Open DM", onClick: () => "clicked" });
+        assert.deepEqual([text.type, text.props.id, text.props.action(), text.props.extended], ["MenuItem", "Open-DM", "clicked", true]);
+        const sub = menu.buildItem({ type: "submenu", label: "More", items: [{ type: "radio", label: "One", active: true }, { type: "separator" }] });
+        assert.deepEqual(sub.props.children.map((item) => [item.type, item.props.checked]), [["MenuRadioItem", true], ["MenuSeparator", undefined]]);
+        assert.throws(() => menu.buildItem({ type: "toggle", label: "Outside a render" }), /Invalid hook call/);
+    });
+
+    it("throws as React does when a patch renders another number of toggles than before", () => {
+        const { fake } = setup();
+        let toggles = 1;
+        fake.BdApi.ContextMenu.patch("user-context", (tree) => {
+            for (let index = 0; index < toggles; index += 1) tree.props.children.push(fake.BdApi.ContextMenu.buildItem({ type: "toggle", label: `T${index}`, action() {} }));
+        });
+        const menu = fake.contextMenu.open("user-context", {});
+        assert.equal(menu.click("T0"), true);
+        assert.equal(menu.find("T0").props.checked, true); // the hook's state, kept over the re-render
+        toggles = 2;
+        assert.throws(() => menu.render(), /Rendered more hooks/);
+    });
+});
+
 describe("pure parts", () => {
     it("menuTargets reads Discord's props; a raw channel's recipients may be user objects", () => {
         const guildName = (id) => ({ 900: "My Server" })[id] ?? null;
@@ -331,5 +356,158 @@ describe("the settings panel's watched chats and the indicator, without a server
         assert.equal(document.body.children.length, 1);
         plugin.onSocketEnded(plugin.socket, 1006, { reason: "gone" });
         assert.equal(document.body.children.length, 0);
+    });
+});
+
+/* ---------- with the real relay server (fake Discord client, fake OpenAI API) ---------- */
+
+const FILE_RULES = [["160", "290"]]; // a DM set in reply_config.py: REPLY_TO[0]
+const PERSONAS = { friendly: "You are warm and casual.", formal: "You are formal and precise." };
+
+describe("menus with the real server", () => {
+    let llm;
+    let server;
+
+    before(async () => {
+        llm = await startFakeOpenAI();
+        server = await new RelayServer({ port: await freePort(), llm, rules: FILE_RULES, personas: PERSONAS }).start();
+    });
+
+    after(async () => {
+        while (running.length) running.pop().stop();
+        await server?.dispose();
+        await llm?.stop();
+    });
+
+    /** A plugin welcomed by the server, with its first `rules` frame; the test's people and chats known. */
+    async function connected() {
+        const context = setup({ settings: server.settings });
+        addChats(context.discord);
+        context.discord.users.set("160", { id: "160", username: "filed", globalName: "Filed", bot: false });
+        context.discord.channels.set("290", { id: "290", type: 1, name: "", guild_id: null, recipients: ["160"] });
+        context.plugin.start();
+        running.push(context.plugin);
+        await waitFor(() => context.plugin.status === "connected" && context.plugin.rules, { what: `a welcome and a rules frame; server log:\n${server.output}` });
+        const open = (navId, chat) => context.fake.contextMenu.open(navId, context.discord.menuProps(navId, chat));
+        const results = () => context.spy.received.filter((frame) => frame.type === "rule_result");
+        /** Click a menu item; resolve with the server's rule_result, once its text is a toast. */
+        const click = async (menu, label) => {
+            const before = results().length;
+            assert.equal(menu.click(label), true, `${label} is clickable`);
+            const result = await waitFor(() => results()[before], { what: `the rule_result for ${label}; server log:\n${server.output}` });
+            await waitFor(() => context.fake.toasts.some((toast) => toast.content === `DiscordAutoReply: ${result.text}`), { what: "the toast" });
+            return result;
+        };
+        const ruleOf = (user, channel) => context.plugin.rules.rules.find((rule) => rule.user === user && rule.channel === channel);
+        const watches = (user, channel) => context.plugin.watch.some((rule) => rule.user === user && rule.channel === channel);
+        return { ...context, open, click, ruleOf, watches };
+    }
+
+    const repliesIn = (discord, channel) => discord.sent.filter((call) => call.channelId === channel).map((call) => call.message.content);
+
+    it("the welcome brings the rules and personas; a file rule is checked, disabled, and Stop is refused with the server's sentence", async () => {
+        const { plugin, open, click, fake, ruleOf } = await connected();
+        assert.deepEqual([...plugin.rules.personas].sort(), ["formal", "friendly"]);
+        assert.equal(ruleOf("160", "290").source, "file");
+        const menu = open("user-context", { user: "160", channel: "290" });
+        const item = menu.find("Auto-reply to Filed here");
+        assert.deepEqual([item.props.checked, item.props.disabled], [true, true]);
+        assert.match(menu.find(/^Set in reply_config\.py/).props.label, /REPLY_TO\[0\]/);
+        const result = await click(menu, "Stop auto-replying here");
+        assert.equal(result.ok, false);
+        assert.match(result.text, /reply_config\.py/);
+        assert.equal(fake.toasts.at(-1).type, "error");
+        assert.equal(ruleOf("160", "290").source, "file");
+    });
+
+    it("a click stores the rule on the server: a message in that chat is forwarded and answered; Stop removes it", async () => {
+        const { discord, spy, open, click, ruleOf, watches, fake } = await connected();
+        const result = await click(open("user-context", { user: "150", channel: "260" }), "Auto-reply to Sam here");
+        assert.equal(result.ok, true, result.text);
+        assert.equal(fake.toasts.at(-1).type, "success");
+        assert.deepEqual({ ...result.rule, last_reply: null }, { ...result.rule, user: "150", channel: "260", source: "discord", label: "Sam (DM)", last_reply: null });
+        await waitFor(() => watches("150", "260") && ruleOf("150", "260"), { what: "the watch and rules frames with the new rule" });
+        const question = discord.receive({ channel_id: "260", author: { id: "150", username: "sam_42", global_name: "Sam" }, content: "are you there?" });
+        await waitFor(() => repliesIn(discord, "260").length === 1, { what: `the reply; server log:\n${server.output}` });
+        assert.equal(echoedText(repliesIn(discord, "260")[0]), "are you there?");
+        assert.ok(spy.messages().some((frame) => frame.id === question.id));
+
+        const menu = open("user-context", { user: "150", channel: "260" });
+        assert.equal(menu.find("Auto-reply to Sam here").props.checked, true);
+        const stopped = await click(menu, "Stop auto-replying here");
+        assert.equal(stopped.ok, true, stopped.text);
+        await waitFor(() => !watches("150", "260") && !ruleOf("150", "260"), { what: "the rule gone from watch and rules" });
+        const later = discord.receive({ channel_id: "260", author: { id: "150", username: "sam_42" }, content: "SECRET-after-stop" });
+        assert.ok(!spy.sent.some((frame) => frame.id === later.id), "not forwarded once stopped");
+    });
+
+    it("in all our DMs: answered in a DM and a group DM with them, never in a server channel", async () => {
+        const { discord, spy, open, click, watches } = await connected();
+        discord.users.set("170", { id: "170", username: "robin", globalName: "Robin", bot: false });
+        const result = await click(open("user-context", { user: "170", channel: "270" }), "Auto-reply to Robin in all our DMs");
+        assert.equal(result.ok, true, result.text);
+        await waitFor(() => watches("170", "@dms"), { what: "the @dms rule in the watch list" });
+        discord.receive({ channel_id: "262", author: { id: "170", username: "robin" }, content: "dm question" });
+        discord.receive({ channel_id: "282", author: { id: "170", username: "robin" }, content: "group question" });
+        const inServer = discord.receive({ channel_id: "273", guild_id: "900", author: { id: "170", username: "robin" }, content: "SECRET-in-a-server" });
+        await waitFor(() => repliesIn(discord, "262").length === 1 && repliesIn(discord, "282").length === 1, { what: `both DM replies; server log:\n${server.output}` });
+        assert.equal(echoedText(repliesIn(discord, "262")[0]), "dm question");
+        assert.equal(echoedText(repliesIn(discord, "282")[0]), "group question");
+        assert.ok(!spy.sent.some((frame) => frame.id === inServer.id));
+        assert.deepEqual(repliesIn(discord, "273"), []);
+    });
+
+    it("the persona submenu and the toggles change the stored rule; Draft first makes the next answer a draft", async () => {
+        const { discord, open, click, ruleOf, fake } = await connected();
+        const chat = { user: "*", channel: "270" };
+        assert.equal((await click(open("channel-context", { channel: "270" }), "Auto-reply to everyone in #general")).ok, true);
+        await waitFor(() => ruleOf(chat.user, chat.channel), { what: "the rule" });
+        const persona = await click(open("channel-context", { channel: "270" }), "formal");
+        assert.equal(persona.ok, true, persona.text);
+        await waitFor(() => ruleOf("*", "270")?.persona === "formal", { what: "persona formal in the rules frame" });
+        assert.equal(open("channel-context", { channel: "270" }).find("formal").props.checked, true);
+        assert.equal((await click(open("channel-context", { channel: "270" }), "Even while I'm here")).ok, true);
+        await waitFor(() => ruleOf("*", "270")?.reply_when === "always", { what: "reply_when always" });
+        assert.equal((await click(open("channel-context", { channel: "270" }), "Draft first")).ok, true);
+        await waitFor(() => ruleOf("*", "270")?.mode === "draft", { what: "mode draft" });
+        assert.deepEqual({ persona: ruleOf("*", "270").persona, label: ruleOf("*", "270").label }, { persona: "formal", label: "#general · My Server" });
+
+        discord.receive({ channel_id: "270", guild_id: "900", author: { id: "180", username: "someone" }, content: "draft this" });
+        const notice = await waitFor(() => fake.notices.find((each) => /draft this|Draft reply/.test(each.content)), { what: `a draft notice; server log:\n${server.output}` });
+        assert.match(notice.content, /^Draft reply to /);
+        assert.deepEqual(repliesIn(discord, "270"), []);
+        const menu = open("channel-context", { channel: "270" });
+        assert.deepEqual(["Draft first", "Even while I'm here"].map((label) => menu.find(label).props.checked), [true, true]);
+    });
+
+    it("the settings panel lists the chats by name; Remove deletes a Discord rule on the server", async () => {
+        const { plugin, open, click, ruleOf, spy } = await connected();
+        assert.equal((await click(open("gdm-context", { channel: "280" }), "Auto-reply to everyone here")).ok, true);
+        await waitFor(() => ruleOf("*", "280"), { what: "the group DM rule" });
+        const panel = plugin.getSettingsPanel();
+        const list = panel.find((element) => element.className === "discord-auto-reply-rules");
+        const row = (prefix) => list.children.find((each) => each.children[0]?.textContent.startsWith(prefix));
+        assert.ok(row("everyone · group Friends · persona: default"), list.children.map((each) => each.children[0]?.textContent).join("\n"));
+        assert.match(row("Filed · DM").children[1].textContent, /reply_config\.py/);
+        const before = spy.received.filter((frame) => frame.type === "rule_result").length;
+        row("everyone · group Friends").children[1].dispatchEvent({ type: "click" });
+        const result = await waitFor(() => spy.received.filter((frame) => frame.type === "rule_result")[before], { what: "the rule_result" });
+        assert.equal(result.ok, true, result.text);
+        await waitFor(() => !ruleOf("*", "280") && !row("everyone · group Friends"), { what: "the row gone" });
+    });
+
+    it("the indicator shows on a watched chat once selected, and hides elsewhere", async () => {
+        const { discord, document, open, click, ruleOf } = await connected();
+        const pill = () => document.body.children.find((child) => child.className === "discord-auto-reply-indicator") ?? null;
+        discord.open("290"); // the file rule's DM
+        await waitFor(() => pill()?.textContent === "Auto-reply on · replying now", { what: "the pill (REPLY_WHEN always)" });
+        discord.open("333");
+        assert.equal(pill(), null);
+        discord.users.set("190", { id: "190", username: "kim", globalName: "Kim", bot: false });
+        discord.channels.set("264", { id: "264", type: 1, name: "", guild_id: null, recipients: ["190"] });
+        discord.open("264");
+        assert.equal(pill(), null);
+        assert.equal((await click(open("user-context", { user: "190", channel: "264" }), "Auto-reply to Kim here")).ok, true);
+        await waitFor(() => ruleOf("190", "264") && pill(), { what: "the pill once the selected chat is watched" });
     });
 });

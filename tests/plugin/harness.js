@@ -300,7 +300,7 @@ async function startFakeOpenAI({ delay = 0 } = {}) {
  * again on the same port.
  */
 class RelayServer {
-    constructor({ port, llm, rules, config = {} }) {
+    constructor({ port, llm, rules, config = {}, personas = null }) {
         this.port = port;
         this.secret = crypto.randomBytes(18).toString("base64url");
         this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "dar-plugin-test-"));
@@ -323,14 +323,19 @@ class RelayServer {
             ...config,
         };
         fs.writeFileSync(this.configPath, JSON.stringify(settings, null, 2));
+        this.personas = personas;
         this.writeRules(rules);
         this.child = null;
     }
 
-    /** Rules as [user, channel] or [user, channel, {options}] (string and number options only). */
+    /**
+     * Rules as [user, channel] or [user, channel, {options}] (string and number options only), and
+     * the server's `personas` ({name: prompt}) when given.
+     */
     writeRules(rules) {
         const pairs = rules.map(([user, channel, options]) => `    (${[user, channel, ...(options ? [options] : [])].map((part) => JSON.stringify(part)).join(", ")}),`).join("\n");
-        fs.writeFileSync(this.rulesPath, `CONTEXT_MESSAGE = "You are helpful."\nREPLY_TO = [\n${pairs}\n]\n`);
+        const personas = this.personas ? `PERSONAS = ${JSON.stringify(this.personas)}\n` : "";
+        fs.writeFileSync(this.rulesPath, `CONTEXT_MESSAGE = "You are helpful."\n${personas}REPLY_TO = [\n${pairs}\n]\n`);
     }
 
     get settings() {
