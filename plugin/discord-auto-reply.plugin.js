@@ -493,15 +493,19 @@ function ruleFor(rules, user, channel) {
     return rules.find((rule) => rule.user === user && rule.channel === channel) ?? null;
 }
 
-/** The whole desired state of a Discord rule for `target`, from `rule` (or the defaults) and `changes`. */
-function ruleSetFrame(target, rule, changes = {}) {
+/**
+ * The whole desired state of a Discord rule for `target`: `rule`'s (or the defaults), with
+ * `changes`. A persona PERSONAS no longer has is sent as null (the default, which it answers
+ * with anyway), since the server refuses to set an unknown one.
+ */
+function ruleSetFrame(target, rule, personas, changes = {}) {
     return {
         type: "rule_set",
         user: target.user,
         channel: target.channel,
-        persona: rule?.persona ?? null,
-        mode: rule?.mode === "draft" ? "draft" : null,
-        reply_when: rule?.reply_when === "always" ? "always" : null,
+        persona: personas.includes(rule?.persona) ? rule.persona : null,
+        mode: rule?.mode ?? null,
+        reply_when: rule?.reply_when ?? null,
         label: rule?.label ?? target.label,
         ...changes,
     };
@@ -514,13 +518,13 @@ function ruleSetFrame(target, rule, changes = {}) {
  * BetterDiscord's toggle items call a React hook, and a menu that re-renders (after the rules
  * change, say) must call as many hooks as before. Items that do not apply are disabled instead.
  */
-function autoReplyMenu(targets, { connected, rules, personas }, send) {
+function autoReplyMenu(targets, { connected, rules, personas, replyWhen = null }, send) {
     if (!targets.length) return null;
     const found = targets.map((target) => ({ target, rule: ruleFor(rules, target.user, target.channel) }));
     const active = found.find((entry) => entry.rule) ?? null; // the chat's rule the options change
     const rule = active?.rule ?? null;
     const editable = rule?.source === "discord";
-    const change = (changes) => () => send(ruleSetFrame(active.target, rule, changes));
+    const change = (changes) => () => send(ruleSetFrame(active.target, rule, personas, changes));
     const remove = (target) => () => send({ type: "rule_remove", user: target.user, channel: target.channel });
     const items = found.map(({ target, rule: own }, index) => ({
         type: "toggle",
@@ -528,7 +532,7 @@ function autoReplyMenu(targets, { connected, rules, personas }, send) {
         label: target.text,
         checked: own !== null,
         disabled: own?.source === "file",
-        action: own ? remove(target) : () => send(ruleSetFrame(target, null)),
+        action: own ? remove(target) : () => send(ruleSetFrame(target, null, personas)),
     }));
     items.push({ type: "separator" });
     if (rule && !editable) items.push({ type: "text", id: `${MENU_ID}-file`, label: `Set in ${rule.where ?? "reply_config.py"}`, disabled: true });
@@ -543,9 +547,13 @@ function autoReplyMenu(targets, { connected, rules, personas }, send) {
         disabled: !editable || (name !== null && !personas.includes(name)),
         action: change({ persona: name }),
     });
-    items.push({ type: "submenu", id: `${MENU_ID}-persona`, label: "Persona", disabled: !editable, items: [persona(null, "Default"), ...names.map((name) => persona(name, name))] });
-    items.push({ type: "toggle", id: `${MENU_ID}-draft`, label: "Draft first", checked: rule?.mode === "draft", disabled: !editable, action: change({ mode: rule?.mode === "draft" ? null : "draft" }) });
-    items.push({ type: "toggle", id: `${MENU_ID}-always`, label: "Even while I'm here", checked: rule?.reply_when === "always", disabled: !editable, action: change({ reply_when: rule?.reply_when === "always" ? null : "always" }) });
+    const personaLabel = (name) => (personas.includes(name) ? name : name === "custom" ? "Custom prompt" : `${name} (not in PERSONAS)`);
+    items.push({ type: "submenu", id: `${MENU_ID}-persona`, label: "Persona", disabled: !editable, items: [persona(null, "Default"), ...names.map((name) => persona(name, personaLabel(name)))] });
+    // Unchecking sets the other value explicitly ("send", "away"): what the person chose, whatever the config's default.
+    const drafts = rule?.mode === "draft";
+    const always = (rule?.reply_when ?? replyWhen) === "always"; // null follows REPLY_WHEN, told by away_status
+    items.push({ type: "toggle", id: `${MENU_ID}-draft`, label: "Draft first", checked: drafts, disabled: !editable, action: change({ mode: drafts ? "send" : "draft" }) });
+    items.push({ type: "toggle", id: `${MENU_ID}-always`, label: "Even while I'm here", checked: rule !== null && always, disabled: !editable, action: change({ reply_when: always ? "away" : "always" }) });
     items.push({ type: "text", id: `${MENU_ID}-stop`, label: "Stop auto-replying here", disabled: rule === null, action: rule ? remove(active.target) : () => {} });
     return { type: "submenu", id: MENU_ID, label: connected ? "Auto-reply" : "Auto-reply (server not connected)", disabled: !connected, items };
 }
@@ -1582,7 +1590,7 @@ module.exports = class DiscordAutoReply {
     addMenuItems(menu, navId, tree, props) {
         try {
             const targets = menuTargets(navId, props, { selfId: DiscordInternals.currentUserId(), guildName: (id) => DiscordInternals.guildName(id) });
-            const state = { connected: this.welcomed, ...(this.rules ?? { rules: [], personas: [] }) };
+            const state = { connected: this.welcomed, replyWhen: this.awayStatus?.reply_when ?? null, ...(this.rules ?? { rules: [], personas: [] }) };
             const setup = autoReplyMenu(targets, state, (frame) => this.requestRule(frame));
             if (setup) appendMenuItem(tree, menu.buildItem(setup));
         } catch (error) {

@@ -169,10 +169,22 @@ describe("menus without a server: what each context menu offers", () => {
         fresh.click("Draft first");
         fresh.click("Auto-reply to Sam here"); // unchecking the chat's item stops it too
         assert.deepEqual(frames, [
-            { type: "rule_set", user: "150", channel: "260", persona: null, mode: null, reply_when: "always", label: "Sam (DM)" },
+            { type: "rule_set", user: "150", channel: "260", persona: null, mode: "send", reply_when: "always", label: "Sam (DM)" },
             { type: "rule_remove", user: "150", channel: "260" },
         ]);
         assert.deepEqual(fake.contextMenu.errors, []);
+    });
+
+    it("a persona PERSONAS lost shows checked but not choosable, and is sent as the default; a null reply_when follows REPLY_WHEN", () => {
+        const { open, frames, deliver } = fakeConnected();
+        deliver({ type: "away_status", switch: "auto", presence: "online", away: false, reply_when: "always", replying: true, always_rules: 0 });
+        deliver({ type: "rules", rules: [discordRule("150", "@dms", { persona: "pirate", label: "Sam (all DMs)" })], personas: ["friendly"] });
+        const menu = open("user-context", { user: "150" });
+        const lost = menu.find("pirate (not in PERSONAS)");
+        assert.deepEqual([lost.props.checked, lost.props.disabled], [true, true]);
+        assert.equal(menu.find("Even while I'm here").props.checked, true);
+        menu.click("Even while I'm here");
+        assert.deepEqual(frames, [{ type: "rule_set", user: "150", channel: "@dms", persona: null, mode: null, reply_when: "away", label: "Sam (all DMs)" }]);
     });
 
     it("a file rule shows its state disabled with where it is set; Stop still asks the server", () => {
@@ -184,7 +196,7 @@ describe("menus without a server: what each context menu offers", () => {
         assert.equal(menu.find("Set in reply_config.py REPLY_TO[2]").props.disabled, true);
         for (const label of ["Persona", "Draft first", "Even while I'm here"]) assert.equal(menu.find(label).props.disabled, true, label);
         assert.equal(menu.find("Draft first").props.checked, true);
-        assert.equal(menu.find("custom").props.checked, true);
+        assert.equal(menu.find("Custom prompt").props.checked, true);
         assert.equal(menu.click("Auto-reply to everyone in #general"), false);
         assert.equal(menu.click("Draft first"), false);
         assert.equal(menu.click("Stop auto-replying here"), true);
@@ -466,6 +478,10 @@ describe("menus with the real server", () => {
         assert.equal(persona.ok, true, persona.text);
         await waitFor(() => ruleOf("*", "270")?.persona === "formal", { what: "persona formal in the rules frame" });
         assert.equal(open("channel-context", { channel: "270" }).find("formal").props.checked, true);
+        // REPLY_WHEN is "always" here (away_status says so): the rule follows it, so the item is checked.
+        assert.equal(open("channel-context", { channel: "270" }).find("Even while I'm here").props.checked, true);
+        assert.equal((await click(open("channel-context", { channel: "270" }), "Even while I'm here")).ok, true);
+        await waitFor(() => ruleOf("*", "270")?.reply_when === "away", { what: "reply_when away" });
         assert.equal((await click(open("channel-context", { channel: "270" }), "Even while I'm here")).ok, true);
         await waitFor(() => ruleOf("*", "270")?.reply_when === "always", { what: "reply_when always" });
         assert.equal((await click(open("channel-context", { channel: "270" }), "Draft first")).ok, true);
