@@ -11,7 +11,6 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from server.cli.control_client import ControlError, ask
 from server.owner.away_schedule import describe_until, zone_named
 
 if TYPE_CHECKING:
@@ -74,6 +73,8 @@ async def away(
 ) -> int:
     """Set the away switch (on, off, auto) and/or the away note (`note`, "" clears it), or print
     the status (status)."""
+    from server.cli.control_client import ask  # noqa: PLC0415 -- `drafts` lists without it
+
     frame: dict[str, Any] = {"type": "away"}
     if mode not in ("status", "note"):
         frame["mode"] = mode
@@ -125,6 +126,8 @@ async def act_on_draft(
 ) -> int:
     """Send or discard a draft through the running server; discard in the database when the
     server is not running."""
+    from server.cli.control_client import ControlError, ask  # noqa: PLC0415
+
     frame = {"type": "draft_action", "id": draft_id, "action": action}
     try:
         done = await ask(
