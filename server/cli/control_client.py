@@ -27,6 +27,10 @@ class ControlError(Exception):
     """The server could not be asked: not running, another secret, or an error answer."""
 
 
+class ServerNotRunning(ControlError):
+    """Nothing listens at the server's address: commands that can may work on the files."""
+
+
 def server_url(settings: Settings) -> str:
     """The websocket URL of the server these settings describe, on this machine."""
     host = settings.WEBSOCKET_HOST
@@ -81,7 +85,8 @@ async def ask(
         raise ControlError(f"the server at {url} closed the connection") from None
     except (OSError, InvalidHandshake) as exc:
         why = f"HTTP {exc.response.status_code}" if isinstance(exc, InvalidStatus) else str(exc)
-        raise ControlError(
+        error = ServerNotRunning if isinstance(exc, OSError) else ControlError
+        raise error(
             f"no relay server at {url} ({why}): is `discord-auto-reply serve` running?"
         ) from None
     raise ControlError(f"the server at {url} closed the connection without answering")

@@ -1,5 +1,5 @@
 """Command line: `discord-auto-reply serve | init | plugin install | check | memory | away |
-drafts | history | chat | style | bot | interactions`.
+drafts | history | chat | style | rules | bot | interactions`.
 
 The parser is built from the standard library alone and each command imports what it uses when
 it runs, so the commands that do not call a model answer at once (see tests/test_cli_speed.py).
@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setup_commands(commands)
     _add_memory_command(commands)
     _add_owner_commands(commands)
+    _add_rules_command(commands)
     _add_bot_commands(commands)
     return parser
 
@@ -280,6 +281,13 @@ def _add_memory_command(commands: Commands) -> None:
         if name == "export":
             action.add_argument("--pair", nargs=2, metavar=("USER", "CHANNEL"))
             action.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
+
+
+def _add_rules_command(commands: Commands) -> None:
+    """`rules`: its module imports only the standard library until the command runs."""
+    from server.cli import rules_commands
+
+    rules_commands.add_parser(commands)
 
 
 def _add_owner_commands(commands: Commands) -> None:
