@@ -35,55 +35,52 @@ NO_RULES = (
 )
 COLUMNS = ("SOURCE", "USER", "CHANNEL", "LABEL", "PERSONA", "MODE", "WHEN", "LAST REPLY")
 _WIDTH = 78
-_EXAMPLES = """examples:
-  discord-auto-reply rules
-  discord-auto-reply rules add 123456789012345678 @dms --label "Sam (DMs)"
-  discord-auto-reply rules add 123456789012345678 987654321098765432 --persona friendly --draft
-  discord-auto-reply rules add "*" 987654321098765432 --always --label "#help · My Server"
-  discord-auto-reply rules remove 123456789012345678 @dms
-
-USER is a Discord user id or "*" (anyone); CHANNEL a channel id or "@dms" (every DM and
-group DM with you, never a server channel). Ids: Developer Mode, then right-click > Copy ID."""
+_EXAMPLES = (
+    "discord-auto-reply rules",
+    'discord-auto-reply rules add 123456789012345678 @dms --label "Sam (DMs)"',
+    "discord-auto-reply rules add 123456789012345678 987654321098765432 --persona friendly --draft",
+    'discord-auto-reply rules add "*" 987654321098765432 --always --label "#help · My Server"',
+    "discord-auto-reply rules remove 123456789012345678 @dms",
+)
+_IDS = (
+    'USER is a Discord user id or "*" (anyone); CHANNEL a channel id or "@dms" (every DM and '
+    "group DM with you, never a server channel). Ids: Developer Mode, then right-click > Copy ID."
+)
 
 
 def add_parser(commands: Commands) -> None:
     """Add `rules` and its actions to the command line (standard library only)."""
-    rules = commands.add_parser(
+    rules = _parser(
+        commands,
         "rules",
-        help="list, add or remove the chats that get replies",
-        description=textwrap.fill(
-            "The chats the relay answers: the rules of reply_config.py (edit the file to change "
-            "them) and the chats chosen from Discord (right-click > Auto-reply) or added here. "
-            "With the server running the change reaches Discord at once; with it stopped it is "
-            "saved to the database and applies when the server starts.",
-            _WIDTH,
-        ),
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "list, add or remove the chats that get replies",
+        "The chats the relay answers: the rules of reply_config.py (edit the file to change "
+        "them) and the chats chosen from Discord (right-click > Auto-reply) or added here. "
+        "With the server running the change reaches Discord at once; with it stopped it is "
+        "saved to the database and applies when the server starts.",
+        _EXAMPLES,
     )
-    _add_files(rules)
     rules.set_defaults(command=run, action="list", json=False)
     actions = rules.add_subparsers(metavar="ACTION")
 
-    listing = actions.add_parser(
+    listing = _parser(
+        actions,
         "list",
-        help="every rule, one per line (the default action)",
-        description="Every rule, file rules first: where it is set, who, where, its label, "
-        "persona, mode, when it replies and when it last did.",
+        "every rule, one per line (the default action)",
+        "Every rule, file rules first: where it is set, who, where, its label, persona, mode, "
+        "when it replies and when it last did (a setting shown as default follows MODE, "
+        "REPLY_WHEN or CONTEXT_MESSAGE).",
+        ("discord-auto-reply rules list", "discord-auto-reply rules list --json"),
     )
     listing.add_argument("--json", action="store_true", help="print the rules as JSON")
-    _add_files(listing)
 
-    add = actions.add_parser(
+    add = _parser(
+        actions,
         "add",
-        help="auto-reply to USER in CHANNEL (or change that rule)",
-        description=textwrap.fill(
-            "Auto-reply to USER in CHANNEL, replacing the settings of an earlier `rules add` for "
-            "the same pair. Pairs set in reply_config.py are refused: edit the file.",
-            _WIDTH,
-        ),
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "auto-reply to USER in CHANNEL (or change that rule)",
+        "Auto-reply to USER in CHANNEL, replacing the settings of an earlier `rules add` for "
+        "the same pair. Pairs set in reply_config.py are refused: edit the file. " + _IDS,
+        _EXAMPLES[1:4],
     )
     add.add_argument("user", metavar="USER", help='a Discord user id, or "*" for anyone')
     add.add_argument("channel", metavar="CHANNEL", help='a channel id, or "@dms" for all DMs')
@@ -93,19 +90,34 @@ def add_parser(commands: Commands) -> None:
         "--always", action="store_true", help="reply even while you are present (not just away)"
     )
     add.add_argument("--label", metavar="TEXT", help='what to call the chat, e.g. "Sam (DMs)"')
-    _add_files(add)
     add.set_defaults(action="add")
 
-    remove = actions.add_parser(
+    remove = _parser(
+        actions,
         "remove",
-        help="stop auto-replying to USER in CHANNEL",
-        description="Remove a rule added from Discord or with `rules add`; rules of "
-        "reply_config.py are removed by editing the file.",
+        "stop auto-replying to USER in CHANNEL",
+        "Remove a rule added from Discord or with `rules add`; rules of reply_config.py are "
+        "removed by editing the file. " + _IDS,
+        _EXAMPLES[4:],
     )
     remove.add_argument("user", metavar="USER")
     remove.add_argument("channel", metavar="CHANNEL")
-    _add_files(remove)
     remove.set_defaults(action="remove")
+
+
+def _parser(
+    commands: Commands, name: str, summary: str, description: str, examples: tuple[str, ...]
+) -> argparse.ArgumentParser:
+    """A (sub)command with its description, its examples and --config / --reply-config."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(description, _WIDTH),
+        epilog="examples:\n" + "\n".join(f"  {line}" for line in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_files(parser)
+    return parser
 
 
 def _add_files(parser: argparse.ArgumentParser) -> None:
