@@ -1623,8 +1623,9 @@ module.exports = class DiscordAutoReply {
             row.style.margin = "4px 0";
             const name = DiscordInternals.ruleName(rule) ?? rule.label ?? `user ${rule.user} in channel ${rule.channel}`;
             const mode = rule.mode === "draft" ? "drafts first" : rule.mode === "send" ? "replies sent" : "default mode";
-            const when = rule.reply_when === "always" ? " · even while you're here" : "";
-            row.appendChild(this.textElement("span", `${name} · persona: ${rule.persona ?? "default"} · ${mode}${when} · `));
+            const when = { always: " · even while you're here", away: " · only while you're away" }[rule.reply_when] ?? "";
+            const source = rule.source === "discord" ? "Discord " : "";
+            row.appendChild(this.textElement("span", `${name} · persona: ${rule.persona ?? "default"} · ${mode}${when} · ${source}`));
             if (rule.source === "discord") {
                 const button = document.createElement("button");
                 button.type = "button";

@@ -317,18 +317,20 @@ describe("the settings panel's watched chats and the indicator, without a server
             discordRule("150", "260", { label: "Sam (DM)" }),
             discordRule("*", "270", { persona: "friendly", mode: "draft" }),
             discordRule("150", "@dms", { reply_when: "always" }),
+            discordRule("151", "@dms", { reply_when: "away", mode: "send" }),
             fileRule("151", "*"),
             discordRule("404", "405", { label: "Old friend (DM)" }),
             discordRule("404", "406"),
         ], personas: ["friendly"] });
         const rows = list.children.map((row) => row.children.map((part) => part.textContent).join(""));
         assert.deepEqual(rows, [
-            "Sam · DM · persona: default · default mode · Remove",
-            "everyone · #general · My Server · persona: friendly · drafts first · Remove",
-            "Sam · all DMs · persona: default · default mode · even while you're here · Remove",
+            "Sam · DM · persona: default · default mode · Discord Remove",
+            "everyone · #general · My Server · persona: friendly · drafts first · Discord Remove",
+            "Sam · all DMs · persona: default · default mode · even while you're here · Discord Remove",
+            "alex · all DMs · persona: default · replies sent · only while you're away · Discord Remove",
             "alex · everywhere · persona: default · default mode · reply_config.py REPLY_TO[0]",
-            "Old friend (DM) · persona: default · default mode · Remove",
-            "user 404 in channel 406 · persona: default · default mode · Remove",
+            "Old friend (DM) · persona: default · default mode · Discord Remove",
+            "user 404 in channel 406 · persona: default · default mode · Discord Remove",
         ]);
         list.children[1].children[1].dispatchEvent({ type: "click" });
         assert.deepEqual(frames, [{ type: "rule_remove", user: "*", channel: "270" }]);
