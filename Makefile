@@ -67,9 +67,11 @@ node-test: $(VENV)/.installed-test system-deps node
 
 test: node lint typecheck pytest node-test
 
-# Benchmarks are run by hand; figures are quoted in README.md.
+# Benchmarks are run by hand (the relay, then each command's start-to-exit time); figures are
+# quoted in README.md.
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.relay_bench
+	$(BIN)/python -m bench.command_latency
 
 # The soak: 1,000 messages through the real server under LLM and Discord faults and 10 kill -9.
 soak: $(VENV)/.installed-test
