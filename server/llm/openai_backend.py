@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx2
-import openai
 
 from server.llm.base import ChatMessage, GenerationOptions, LLMError
 from server.llm.model_quirks import (
@@ -22,6 +22,9 @@ from server.llm.model_quirks import (
     learn_from_broken_stream,
     shape_request,
 )
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +83,23 @@ class OpenAIBackend:
         self.timeout = timeout
         self._api_key = api_key
         self._quirks: dict[str, ModelQuirks] = {}
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key or PLACEHOLDER_KEY,
-            base_url=url,
-            timeout=timeout,
-            max_retries=max_retries,
-            http_client=openai.DefaultAsyncHttpxClient(limits=CONNECTION_LIMITS),
-        )
+        self._url = url
+        self._max_retries = max_retries
+        self._client: openai.AsyncOpenAI | None = None
+
+    async def _sdk_client(self) -> openai.AsyncOpenAI:
+        """The SDK's client, made on the first request: the openai SDK takes most of a second
+        to import, so `serve` starts without it and it loads off the event loop."""
+        if self._client is None:
+            sdk = await asyncio.to_thread(importlib.import_module, "openai")
+            self._client = sdk.AsyncOpenAI(
+                api_key=self._api_key or PLACEHOLDER_KEY,
+                base_url=self._url,
+                timeout=self.timeout,
+                max_retries=self._max_retries,
+                http_client=sdk.DefaultAsyncHttpxClient(limits=CONNECTION_LIMITS),
+            )
+        return self._client
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(host={self.host!r}, model={self.model!r})"
@@ -105,13 +118,16 @@ class OpenAIBackend:
 
     async def _complete(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> str:
         """`complete` without the overall deadline."""
+        client = await self._sdk_client()
+        import openai  # noqa: PLC0415 -- loaded by _sdk_client
+
         model = options.model or self.model
         quirks = self._quirks.get(model) or known_quirks(model)
         for _ in range(MAX_ATTEMPTS):
             lesson: Lesson | None
             shape = shape_request(messages, options, quirks)
             try:
-                text = await self._ask(model, shape)
+                text = await self._ask(client, model, shape)
             except openai.APIStatusError as err:
                 sends_images = any(m.images for m in shape.messages)
                 lesson = learn(quirks, _rejection(err), sends_images=sends_images)
@@ -138,7 +154,7 @@ class OpenAIBackend:
             quirks = self._quirks[model] = lesson.quirks
         raise self._error(f"model {model} refused every request shape tried")
 
-    async def _ask(self, model: str, shape: RequestShape) -> str:
+    async def _ask(self, client: openai.AsyncOpenAI, model: str, shape: RequestShape) -> str:
         """One request shaped by `shape`; the reply text, possibly empty.
 
         The body is plain JSON posted with the SDK's own client (its retries, timeouts, errors
@@ -146,11 +162,13 @@ class OpenAIBackend:
         walk the body through its type-driven transform and build a pydantic model of each
         chunk, which cost more CPU than the HTTP exchange itself.
         """
+        import openai  # noqa: PLC0415 -- loaded by _sdk_client
+
         body = request_body(model, shape)
         if not shape.stream:
-            completion = await self._client.post(CHAT_PATH, body=body, cast_to=object)
+            completion = await client.post(CHAT_PATH, body=body, cast_to=object)
             return completion_text(completion)
-        stream = await self._client.post(
+        stream = await client.post(
             CHAT_PATH, body=body, cast_to=object, stream=True, stream_cls=openai.AsyncStream[object]
         )
         parts: list[str] = []
@@ -168,13 +186,16 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         """Close the SDK's HTTP connections."""
-        await self._client.close()
+        if self._client is not None:
+            await self._client.close()
 
     def _error(self, reason: str) -> LLMError:
         return LLMError(f"{self.name} ({self.host}): {reason}")
 
     def _reason(self, err: openai.OpenAIError) -> str:
         """A short, secret-free description of an SDK error."""
+        import openai  # noqa: PLC0415 -- loaded by _sdk_client
+
         if isinstance(err, openai.APITimeoutError):
             return f"timed out after {self.timeout} s"
         if isinstance(err, openai.APIConnectionError):
