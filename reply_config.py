@@ -1,8 +1,13 @@
 """Who gets automatic replies, and as whom. Edited by you; reloaded while the server runs.
 
+You need not edit this file to start: right-click a chat in Discord > Auto-reply (or run
+`discord-auto-reply rules add`). Those chats are kept in the database; this file is for personas
+and finer rules, and where both name the same chat, this file wins.
+
 REPLY_TO lists (user id, channel id) pairs; "*" is a wildcard for one side:
     ("123456789012345678", "987654321098765432")  # that user in that channel (e.g. your DM)
-    ("123456789012345678", "*")                   # that user anywhere you can both see
+    ("123456789012345678", "@dms")                # that user in any DM or group DM with you
+    ("123456789012345678", "*")                   # that user anywhere, servers included
     ("*", "987654321098765432")                   # anyone in that channel
 Add a third item (or use a dict) for per-rule settings, all optional:
     ("123456789012345678", "*", {
@@ -13,13 +18,14 @@ Add a third item (or use a dict) for per-rule settings, all optional:
         "memory_length": 5,       # interactions remembered, replaces MEMORY_LENGTH
     })
     {"user": "*", "channel": "987654321098765432", "persona": "You answer FAQs politely."}
-The most specific rule wins: exact pair, then user anywhere, then anyone in a channel.
-("*", "*") is refused: it would answer everyone everywhere.
+The most specific rule wins: exact pair, then the user in a DM ("@dms"), then the user anywhere,
+then anyone in a channel. ("*", "*") and ("*", "@dms") are refused: they would answer everyone.
 Ids are Discord snowflakes: turn on Developer Mode, then right-click > Copy ID.
 
-Bot-account mode only (`discord-auto-reply bot`, see README.md):
-    "listen": "all" in a rule's settings answers its guild messages without a mention;
-    PERSONAS = {"pirate": "You are a cheerful pirate."} names system prompts for /persona.
+PERSONAS = {"pirate": "You are a cheerful pirate."} names system prompts: the plugin's
+right-click menu offers them (Auto-reply > Persona), and so does the bot's /persona command.
+Bot-account mode only (`discord-auto-reply bot`, see docs/bot-mode.md):
+    "listen": "all" in a rule's settings answers its guild messages without a mention.
 """
 
 CONTEXT_MESSAGE = (

@@ -144,7 +144,7 @@ async def test_everything_working_exits_0_and_names_the_account(
     ]
     assert all(row.startswith("✔") for row in rows.values())
     assert "messenger rest, LLM_BACKENDS openai" in rows["config.json"]
-    assert "2 pair(s) watched" in rows["reply_config.py"]
+    assert "2 pair(s) in REPLY_TO" in rows["reply_config.py"]
     assert "openai (gpt-4o-mini at 127.0.0.1:" in rows["LLM openai"]
     assert " answered in " in rows["LLM openai"]
     assert "watching 2 pair(s), messenger rest" in rows["server"]

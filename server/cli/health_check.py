@@ -164,9 +164,8 @@ def _check_rules(path: Path) -> CheckResult:
     except RulesError as exc:
         return CheckResult(path.name, False, str(exc), "rules")
     count = len(rules.rules)
-    detail = (
-        f"{count} pair(s) watched" if count else "valid, but REPLY_TO is empty: nobody is answered"
-    )
+    detail = f"{count} pair(s) in REPLY_TO" if count else "valid, REPLY_TO is empty"
+    detail += " (chats chosen in Discord: see the server row)"
     return CheckResult(path.name, True, detail, "rules")
 
 
