@@ -485,7 +485,8 @@ function rulesState(frame) {
             where: typeof rule.where === "string" ? rule.where : null,
         }));
     const personas = (Array.isArray(frame?.personas) ? frame.personas : []).filter((name) => typeof name === "string");
-    return { rules, personas };
+    const mode = frame?.defaults?.mode === "draft" ? "draft" : "send"; // MODE: what a rule's null mode does
+    return { rules, personas, defaultMode: mode };
 }
 
 /** The rule for exactly this (user, channel) pair, or null. */
@@ -513,12 +514,12 @@ function ruleSetFrame(target, rule, personas, changes = {}) {
 
 /**
  * The "Auto-reply" submenu for BdApi.ContextMenu.buildItem, or null when there are no targets.
- * `state`: {connected, rules, personas}; `send(frame)` is called with rule_set / rule_remove.
+ * `state`: {connected, rules, personas, replyWhen, defaultMode}; `send(frame)` is called with rule_set / rule_remove.
  * Which items it holds depends on the targets alone (never on the rules or the connection):
  * BetterDiscord's toggle items call a React hook, and a menu that re-renders (after the rules
  * change, say) must call as many hooks as before. Items that do not apply are disabled instead.
  */
-function autoReplyMenu(targets, { connected, rules, personas, replyWhen = null }, send) {
+function autoReplyMenu(targets, { connected, rules, personas, replyWhen = null, defaultMode = "send" }, send) {
     if (!targets.length) return null;
     const found = targets.map((target) => ({ target, rule: ruleFor(rules, target.user, target.channel) }));
     const active = found.find((entry) => entry.rule) ?? null; // the chat's rule the options change
@@ -550,7 +551,7 @@ function autoReplyMenu(targets, { connected, rules, personas, replyWhen = null }
     const personaLabel = (name) => (personas.includes(name) ? name : name === "custom" ? "Custom prompt" : `${name} (not in PERSONAS)`);
     items.push({ type: "submenu", id: `${MENU_ID}-persona`, label: "Persona", disabled: !editable, items: [persona(null, "Default"), ...names.map((name) => persona(name, personaLabel(name)))] });
     // Unchecking sets the other value explicitly ("send", "away"): what the person chose, whatever the config's default.
-    const drafts = rule?.mode === "draft";
+    const drafts = (rule?.mode ?? defaultMode) === "draft"; // null follows MODE, told by the rules frame
     const always = (rule?.reply_when ?? replyWhen) === "always"; // null follows REPLY_WHEN, told by away_status
     items.push({ type: "toggle", id: `${MENU_ID}-draft`, label: "Draft first", checked: drafts, disabled: !editable, action: change({ mode: drafts ? "send" : "draft" }) });
     items.push({ type: "toggle", id: `${MENU_ID}-always`, label: "Even while I'm here", checked: rule !== null && always, disabled: !editable, action: change({ reply_when: always ? "away" : "always" }) });
@@ -1622,7 +1623,7 @@ module.exports = class DiscordAutoReply {
             row.className = "discord-auto-reply-rule";
             row.style.margin = "4px 0";
             const name = DiscordInternals.ruleName(rule) ?? rule.label ?? `user ${rule.user} in channel ${rule.channel}`;
-            const mode = rule.mode === "draft" ? "drafts first" : rule.mode === "send" ? "replies sent" : "default mode";
+            const mode = (rule.mode ?? this.rules?.defaultMode) === "draft" ? "drafts first" : "replies sent";
             const when = { always: " · even while you're here", away: " · only while you're away" }[rule.reply_when] ?? "";
             const source = rule.source === "discord" ? "Discord " : "";
             row.appendChild(this.textElement("span", `${name} · persona: ${rule.persona ?? "default"} · ${mode}${when} · ${source}`));

@@ -243,9 +243,13 @@ class App:
         return protocol.rule_result(result.ok, result.text, result.rule)
 
     async def _rules_frame(self) -> dict[str, Any]:
-        """Every effective rule and the PERSONAS names."""
+        """Every effective rule, the PERSONAS names and what a rule without a mode does."""
         personas = [name for name, _ in self.chosen.effective().personas]
-        return protocol.rules(await self.chosen.rule_objects(), personas)
+        defaults: dict[str, str] = {
+            "mode": self.settings.MODE,
+            "reply_when": self.settings.REPLY_WHEN,
+        }
+        return protocol.rules(await self.chosen.rule_objects(), personas, defaults)
 
     async def _retell_rules(self) -> None:
         """Tell every plugin the new watch list and rules."""

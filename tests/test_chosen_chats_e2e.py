@@ -65,6 +65,8 @@ async def test_a_rule_set_from_discord_answers_at_once_survives_a_restart_and_st
         client = await PluginClient.connect(running.url, transport=transport)
         greeting = await client.wait_for_owner_frame("rules")
         assert greeting["personas"] == ["friendly", "formal"]
+        # MODE and REPLY_WHEN as configured (the harness sets REPLY_WHEN "always").
+        assert greeting["defaults"] == {"mode": "send", "reply_when": "always"}
         assert by_pair(greeting)[("112", "*")] == {
             "user": "112",
             "channel": "*",

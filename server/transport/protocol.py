@@ -455,10 +455,13 @@ def rule_result(ok: bool, text: str, rule: dict[str, Any] | None) -> dict[str, A
     return {"type": "rule_result", "ok": ok, "text": text, "rule": rule}
 
 
-def rules(rule_objects: list[dict[str, Any]], personas: list[str]) -> dict[str, Any]:
-    """Every effective rule (file rules first) and the PERSONAS names; sent after the welcome,
-    on every change, and as the answer to `rules`."""
-    return {"type": "rules", "rules": rule_objects, "personas": personas}
+def rules(
+    rule_objects: list[dict[str, Any]], personas: list[str], defaults: dict[str, str]
+) -> dict[str, Any]:
+    """Every effective rule (file rules first), the PERSONAS names and `defaults` (MODE and
+    REPLY_WHEN, what a rule's null mode or reply_when means); sent after the welcome, on every
+    change, and as the answer to `rules`."""
+    return {"type": "rules", "rules": rule_objects, "personas": personas, "defaults": defaults}
 
 
 def summary(

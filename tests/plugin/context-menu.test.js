@@ -173,6 +173,14 @@ describe("menus without a server: what each context menu offers", () => {
             { type: "rule_remove", user: "150", channel: "260" },
         ]);
         assert.deepEqual(fake.contextMenu.errors, []);
+
+        // With MODE "draft" in config.json, a rule without a mode of its own drafts: the toggle says so.
+        deliver({ type: "rules", rules: [discordRule("150", "260", { label: "Sam (DM)" })], personas: [], defaults: { mode: "draft", reply_when: "away" } });
+        const drafting = open("user-context", { user: "150", channel: "260" });
+        assert.equal(drafting.find("Draft first").props.checked, true);
+        frames.length = 0;
+        drafting.click("Draft first");
+        assert.equal(frames[0].mode, "send");
     });
 
     it("a persona PERSONAS lost shows checked but not choosable, and is sent as the default; a null reply_when follows REPLY_WHEN", () => {
@@ -324,13 +332,13 @@ describe("the settings panel's watched chats and the indicator, without a server
         ], personas: ["friendly"] });
         const rows = list.children.map((row) => row.children.map((part) => part.textContent).join(""));
         assert.deepEqual(rows, [
-            "Sam · DM · persona: default · default mode · Discord Remove",
+            "Sam · DM · persona: default · replies sent · Discord Remove",
             "everyone · #general · My Server · persona: friendly · drafts first · Discord Remove",
-            "Sam · all DMs · persona: default · default mode · even while you're here · Discord Remove",
+            "Sam · all DMs · persona: default · replies sent · even while you're here · Discord Remove",
             "alex · all DMs · persona: default · replies sent · only while you're away · Discord Remove",
-            "alex · everywhere · persona: default · default mode · reply_config.py REPLY_TO[0]",
-            "Old friend (DM) · persona: default · default mode · Discord Remove",
-            "user 404 in channel 406 · persona: default · default mode · Discord Remove",
+            "alex · everywhere · persona: default · replies sent · reply_config.py REPLY_TO[0]",
+            "Old friend (DM) · persona: default · replies sent · Discord Remove",
+            "user 404 in channel 406 · persona: default · replies sent · Discord Remove",
         ]);
         list.children[1].children[1].dispatchEvent({ type: "click" });
         assert.deepEqual(frames, [{ type: "rule_remove", user: "*", channel: "270" }]);
