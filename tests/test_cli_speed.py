@@ -145,3 +145,38 @@ def test_user_errors_name_real_exception_classes() -> None:
     for qualified in USER_ERRORS:
         module, _, name = qualified.rpartition(".")
         assert issubclass(getattr(importlib.import_module(module), name), Exception), qualified
+
+
+SERVE_PROBE = """
+import asyncio, json, sys
+from pathlib import Path
+from server.app import App
+from server.config import load_settings
+
+async def start_and_stop():
+    app = App(load_settings(Path("config.json")), Path("reply_config.py"))
+    await app.start()
+    loaded = sorted({name.split(".")[0] for name in sys.modules} & set(json.loads(sys.argv[1])))
+    await app.stop()
+    return loaded
+
+print("LOADED " + json.dumps(asyncio.run(start_and_stop())))
+"""
+
+
+def test_serve_is_ready_before_it_loads_an_llm_sdk(config_dir: Path) -> None:
+    """With the default backends (openai, then g4f) `serve` listens before importing either SDK:
+    each loads on its first request. A named G4F_PROVIDER is still checked at start."""
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE_PROBE, json.dumps(["openai", "g4f", "discord", "pyautogui"])],
+        check=False,
+        cwd=config_dir,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-not-used"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    report = result.stdout.rpartition("LOADED ")[2]
+    assert report, result.stdout + result.stderr
+    assert json.loads(report) == [], result.stderr

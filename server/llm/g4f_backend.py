@@ -1,6 +1,7 @@
 """LLM backend on g4f (gpt4free): a best-effort, no-key fallback.
 
-g4f is an optional GPLv3 extra, so it is imported only here, and only when a backend is built.
+g4f is an optional GPLv3 extra, so it is imported only here: on the first request, or when the
+backend is built with a named provider to check.
 """
 
 from __future__ import annotations
@@ -55,27 +56,30 @@ class G4FBackend:
     ) -> None:
         if config_dir is not None:
             os.environ.setdefault("G4F_CONFIG_DIR", str(config_dir / G4F_DIR_NAME))
-        # Imported here, not at module level: g4f is an optional GPL extra and slow to import.
-        import g4f.debug  # noqa: PLC0415
-        from g4f.client import AsyncClient  # noqa: PLC0415
-        from g4f.client.service import convert_to_provider  # noqa: PLC0415
-        from g4f.errors import ProviderNotFoundError  # noqa: PLC0415
-
-        # Otherwise g4f's first automatic provider pick starts a PyPI/GitHub version check.
-        g4f.debug.version_check = False
         self.model = model
         self.timeout = timeout
         if isinstance(provider, str):
             self.provider_name = provider.strip() or "auto"
-            for name in provider.split():  # g4f itself skips unknown names in a list silently
-                try:
-                    convert_to_provider(name)
-                except ProviderNotFoundError:
-                    raise ValueError(f"g4f has no provider named {name!r}") from None
-            provider = convert_to_provider(provider.strip()) if provider.strip() else None
+            # A named provider is checked now, so a typo stops the start; "auto" needs no import.
+            provider = _named_provider(provider) if provider.strip() else None
         else:
             self.provider_name = getattr(provider, "__name__", None) or "auto"
-        self._client = AsyncClient(provider=provider)
+        self._provider = provider
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+
+    def _sdk_client(self) -> Any:
+        """g4f's client, made on the first request, on that request's own thread: importing g4f
+        takes about a second, which `serve` should not spend before it is ready."""
+        with self._client_lock:
+            if self._client is None:
+                import g4f.debug  # noqa: PLC0415 -- an optional GPL extra, slow to import
+                from g4f.client import AsyncClient  # noqa: PLC0415
+
+                # Otherwise g4f's first automatic provider pick starts a PyPI/GitHub version check.
+                g4f.debug.version_check = False
+                self._client = AsyncClient(provider=self._provider)
+            return self._client
 
     def __repr__(self) -> str:
         return f"G4FBackend(provider={self.provider_name!r}, model={self.model!r})"
@@ -106,7 +110,7 @@ class G4FBackend:
     ) -> tuple[object, object]:
         """The g4f request itself: the reply's content and the provider that answered."""
         extra = {} if options.temperature is None else {"temperature": options.temperature}
-        response = await self._client.chat.completions.create(
+        response = await self._sdk_client().chat.completions.create(
             messages=[{"role": m.role, "content": m.content} for m in messages],
             model=options.model or self.model,
             max_tokens=options.max_tokens,
@@ -116,6 +120,22 @@ class G4FBackend:
 
     async def aclose(self) -> None:
         """Nothing to release: the g4f client keeps no connections between requests."""
+
+
+def _named_provider(names: str) -> object:
+    """The g4f provider for `names` (several, separated by spaces, are tried in turn); raises
+    ValueError naming one g4f does not know."""
+    import g4f.debug  # noqa: PLC0415 -- an optional GPL extra, slow to import
+    from g4f.client.service import convert_to_provider  # noqa: PLC0415
+    from g4f.errors import ProviderNotFoundError  # noqa: PLC0415
+
+    g4f.debug.version_check = False
+    for name in names.split():  # g4f itself skips unknown names in a list silently
+        try:
+            convert_to_provider(name)
+        except ProviderNotFoundError:
+            raise ValueError(f"g4f has no provider named {name!r}") from None
+    return convert_to_provider(names.strip())
 
 
 async def run_in_own_thread(coro: Coroutine[Any, Any, T]) -> T:
