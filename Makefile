@@ -68,7 +68,7 @@ node-test: $(VENV)/.installed-test system-deps node
 test: node lint typecheck pytest node-test
 
 # Benchmarks are run by hand (the relay, then each command's start-to-exit time); figures are
-# quoted in README.md.
+# quoted in docs/performance.md.
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.relay_bench
 	$(BIN)/python -m bench.command_latency

@@ -1,4 +1,4 @@
-"""Websocket protocol v1: the frames the plugin and the server exchange (see README.md).
+"""Websocket protocol v1: the frames the plugin and the server exchange (see docs/protocol.md).
 
 Parsing is pure: text in, a typed frame or a `ProtocolError` out. Ids are strings.
 """
