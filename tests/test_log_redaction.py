@@ -52,7 +52,12 @@ def test_settings_with_a_placeholder_key_keep_every_letter_x(
     assert line == "LLM backends: openai (llama3.1 at box:11434)"
 
 
-@pytest.mark.parametrize("secret", [DISCORD_TOKEN, OPENAI_KEY, WEBSOCKET_SECRET, "hunter2!"])
+# Named ids: the generated secret would make the test ids differ between pytest-xdist workers.
+@pytest.mark.parametrize(
+    "secret",
+    [DISCORD_TOKEN, OPENAI_KEY, WEBSOCKET_SECRET, "hunter2!"],
+    ids=["discord token", "openai key", "websocket secret", "a plain word"],
+)
 def test_real_secrets_are_redacted_wherever_they_appear(
     caplog: pytest.LogCaptureFixture, secret: str
 ) -> None:
