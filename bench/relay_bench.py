@@ -437,9 +437,9 @@ class Bench:
                 message_id = self.next_id(6)
                 await floor.send(message_id, n % args.pairs, f"warm-up {n}")
                 await self.replies.wait_for([message_id], timeout=10)
-            await asyncio.sleep(SETTLE_SECONDS)
+            await asyncio.sleep(args.settle)
             elapsed = await self.burst(floor.send, args.pairs, args.llm_delay)
-            await asyncio.sleep(SETTLE_SECONDS)
+            await asyncio.sleep(args.settle)
             cpu = floor.cpu()
             latencies = await self.paced(floor.send, args.rate, args.rate_seconds, args.pairs)
             cpu = (floor.cpu() - cpu) / len(latencies)
@@ -535,12 +535,12 @@ class Bench:
             print(f"  {what:<{width}}  {figure:>10}  {'met' if met else 'MISSED'}")
 
 
-async def measured(phase: Awaitable[None]) -> None:
+async def measured(phase: Awaitable[None], settle: float) -> None:
     """Run a phase once the server has settled (a phase ends at its last reply's POST, with the
     server still recording deliveries), with this process's own garbage collection kept out of
     the figures: the fakes keep every request, and a full collection over them stalled them for
     up to 75 ms."""
-    await asyncio.sleep(SETTLE_SECONDS)
+    await asyncio.sleep(settle)
     gc.collect()
     gc.freeze()
     await phase
@@ -583,19 +583,21 @@ async def run(args: argparse.Namespace) -> None:
             bench = Bench(server, client, openai, replies)
             phases = set(args.phases.split(","))
             if "sequential" in phases:
-                await measured(bench.sequential(args.messages, args.pairs))
+                await measured(bench.sequential(args.messages, args.pairs), args.settle)
             if "http" in phases:
-                await measured(bench.over_http(args.messages, args.pairs))
+                await measured(bench.over_http(args.messages, args.pairs), args.settle)
             if "concurrency" in phases:
-                await measured(bench.concurrency(args.pairs, args.llm_delay))
+                await measured(bench.concurrency(args.pairs, args.llm_delay), args.settle)
             if "steady" in phases:
-                await measured(bench.steady(args.rate, args.rate_seconds, args.pairs))
+                await measured(bench.steady(args.rate, args.rate_seconds, args.pairs), args.settle)
             if "floor" in phases:
-                await measured(bench.floor(args))
+                await measured(bench.floor(args), args.settle)
             if "volume" in phases:
-                await measured(bench.volume(args.volume, args.volume_pairs, args.window))
+                await measured(
+                    bench.volume(args.volume, args.volume_pairs, args.window), args.settle
+                )
             if "unwatched" in phases:
-                await measured(bench.unwatched(args.unwatched))
+                await measured(bench.unwatched(args.unwatched), args.settle)
             bench.report()
             if client.errors:
                 errors = len(client.errors)
@@ -628,6 +630,12 @@ def main() -> None:
         "--phases",
         default="sequential,http,concurrency,steady,floor,volume,unwatched",
         help="comma-separated phases to run",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=SETTLE_SECONDS,
+        help="seconds of quiet before each phase (less for a run whose figures are not read)",
     )
     parser.add_argument("--profile", type=Path, help="record the server with py-spy to this file")
     parser.add_argument("--profile-format", default="flamegraph", help="py-spy's --format")
