@@ -123,7 +123,7 @@ class ConfigError(Exception):
 
 
 class Settings(BaseModel):
-    """Every key of `config.json`; see README.md for what each one does."""
+    """Every key of `config.json`; see docs/configuration.md for what each one does."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -253,12 +253,15 @@ def write_initial_config(
 ) -> None:
     """Write `path` with every default, `values` over them, and a random `WEBSOCKET_SECRET`.
 
-    An existing file is kept (`ConfigError`) unless `replace`; then its secret, if it has one,
-    stays, so an installed plugin still connects. Raises `ConfigError` for invalid `values`.
+    An existing file is kept (`ConfigError`) unless `replace`; then `values` go over its own
+    (every other key and the secret stay, so an installed plugin still connects). Raises
+    `ConfigError` for invalid `values`, or an existing file whose keys are not valid.
     """
-    secret = (_existing_secret(path) if replace else "") or secrets.token_urlsafe(32)
+    existing = _existing_values(path) if replace else {}
+    secret = existing.get("WEBSOCKET_SECRET") or secrets.token_urlsafe(32)
     settings = _validate(
-        {**(values or {}), "WEBSOCKET_SECRET": secret}, source=f"the settings for {path}"
+        {**existing, **(values or {}), "WEBSOCKET_SECRET": secret},
+        source=f"the settings for {path}",
     )
     text = json.dumps(settings.model_dump(), indent=2) + "\n"
     if replace:
@@ -272,14 +275,13 @@ def write_initial_config(
         raise ConfigError(f"{path} already exists; not overwriting it") from exc
 
 
-def _existing_secret(path: Path) -> str:
-    """The WEBSOCKET_SECRET of the config file at `path`, or "" when there is none to read."""
+def _existing_values(path: Path) -> dict[str, object]:
+    """The settings in the config file at `path`, or none when it cannot be read as settings."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError):
-        return ""
-    secret = raw.get("WEBSOCKET_SECRET") if isinstance(raw, dict) else None
-    return secret if isinstance(secret, str) else ""
+        return {}
+    return raw if isinstance(raw, dict) else {}
 
 
 def _replace_privately(path: Path, text: str) -> None:

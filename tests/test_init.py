@@ -198,13 +198,27 @@ async def test_g4f_choice_and_an_existing_file_kept_unless_forced(tmp_path: Path
 
     code, output = await init(tmp_path, "--llm", "none")
     assert code == 2
-    assert "already exists; not overwriting it (--force replaces it" in output
+    assert "already exists; not changing it (--force updates its LLM settings" in output
     assert config_of(tmp_path)["LLM_BACKENDS"] == ["g4f"]
 
+    edited = {**config_of(tmp_path), "MAX_TOKENS": 123}  # the owner's own edit
+    (tmp_path / "config.json").write_text(json.dumps(edited))
     code, output = await init(tmp_path, "--llm", "none", "--force", "--no-plugin")
     assert code == 0, output
-    assert config_of(tmp_path)["LLM_BACKENDS"] == ["openai", "g4f"]  # the defaults again
-    assert config_of(tmp_path)["WEBSOCKET_SECRET"] == secret  # the installed plugin still fits
+    assert "LLM settings unchanged; its other keys kept" in output
+    assert config_of(tmp_path) == edited
+
+    code, output = await init(tmp_path, "--base-url", "http://127.0.0.1:9/v1", "--model", "m")
+    assert code == 2  # a script's --base-url implies a local server; the file is still there
+    code, output = await init(
+        tmp_path, "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--force", "--no-plugin"
+    )
+    assert code == 0, output
+    updated = config_of(tmp_path)
+    assert updated["LLM_BACKENDS"] == ["openai"]
+    assert (updated["OPENAI_BASE_URL"], updated["OPENAI_MODEL"]) == ("http://127.0.0.1:9/v1", "m")
+    assert updated["MAX_TOKENS"] == 123
+    assert updated["WEBSOCKET_SECRET"] == secret  # the installed plugin still fits
     assert (tmp_path / "config.json").stat().st_mode & 0o077 == 0
 
 
@@ -267,7 +281,7 @@ async def test_in_a_terminal_the_key_is_asked_unechoed_and_asked_again_when_refu
 async def test_in_a_terminal_an_existing_file_is_replaced_only_on_yes(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"WEBSOCKET_SECRET": "kept"}')
     run = TerminalRun(tmp_path, "--probe-ports", str(closed_port()))
-    code = await in_terminal(run, [("Replace it (its WEBSOCKET_SECRET is kept)? [y/N] ", "")])
+    code = await in_terminal(run, [("Update its LLM settings (every other key kept)? [y/N] ", "")])
     assert code == 0, run.transcript
     assert "as it was" in run.transcript
     assert (tmp_path / "config.json").read_text() == '{"WEBSOCKET_SECRET": "kept"}'

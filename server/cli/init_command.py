@@ -82,8 +82,14 @@ def openai_values(api_key: str, model: str, base_url: str = "") -> dict[str, obj
 
 
 def local_values(base_url: str, model: str) -> dict[str, object]:
-    """The config keys for a local OpenAI-compatible server (no key)."""
-    return {"OPENAI_BASE_URL": base_url, "OPENAI_MODEL": model, "LLM_BACKENDS": ["openai"]}
+    """The config keys for a local OpenAI-compatible server (no key: an OpenAI key kept from
+    before would be sent to it)."""
+    return {
+        "OPENAI_API_KEY": "",
+        "OPENAI_BASE_URL": base_url,
+        "OPENAI_MODEL": model,
+        "LLM_BACKENDS": ["openai"],
+    }
 
 
 def g4f_values(model: str) -> dict[str, object]:
@@ -222,18 +228,20 @@ class Setup:
         path: Path = self.args.config
         replace = path.exists()
         if replace and not self.args.force:
-            question = f"{path} already exists. Replace it (its WEBSOCKET_SECRET is kept)?"
+            question = f"{path} already exists. Update its LLM settings (every other key kept)?"
             if not self.interactive:
                 raise ConfigError(
-                    f"{path} already exists; not overwriting it (--force replaces it, keeping "
-                    "its WEBSOCKET_SECRET)"
+                    f"{path} already exists; not changing it (--force updates its LLM settings, "
+                    "keeping every other key and the WEBSOCKET_SECRET)"
                 )
             if not self.terminal.yes(question, default=False):
                 self.terminal.say(f"Left {path} as it was.")
                 return 0
         values, described = self.llm_values()
         write_initial_config(path, values, replace=replace)
-        secret = "its WEBSOCKET_SECRET kept" if replace else "a new random WEBSOCKET_SECRET"
+        if replace and not values:
+            described = "LLM settings unchanged"
+        secret = "its other keys kept" if replace else "a new random WEBSOCKET_SECRET"
         self.terminal.say(f"Wrote {path}: {described}; {secret}.")
         self.offer_plugin(path)
         self.terminal.say("Start the server: discord-auto-reply serve (`make run` starts it too).")
@@ -242,7 +250,7 @@ class Setup:
 
     def llm_values(self) -> tuple[dict[str, object], str]:
         """The config keys of the chosen LLM, and a few words saying what was chosen."""
-        choice: LLMChoice | None = self.args.llm
+        choice = self.args.llm or (None if self.interactive else self.implied_choice())
         found: list[LocalServer] | None = None
         if choice is None and self.interactive:
             found = self.find_local_servers()
@@ -257,6 +265,12 @@ class Setup:
             model = self.args.model or ""
             return g4f_values(model), f"LLM: g4f, model {model or 'chosen by g4f'}"
         return {}, "default LLM settings: set OPENAI_API_KEY or OPENAI_BASE_URL later"
+
+    def implied_choice(self) -> LLMChoice | None:
+        """Without --llm, in a script: a key means OpenAI, a base URL alone a local server."""
+        if self.args.api_key:
+            return "openai"
+        return "local" if self.args.base_url else None
 
     def find_local_servers(self) -> list[LocalServer]:
         """The local servers answering on the probe ports (said as it looks)."""

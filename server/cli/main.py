@@ -189,7 +189,8 @@ def _add_setup_commands(commands: Commands) -> None:
     )
     init.add_argument(
         "--api-key",
-        help="with --llm openai: the API key (default: $OPENAI_API_KEY; asked in a terminal)",
+        help="OpenAI's API key (implies --llm openai; default: $OPENAI_API_KEY; asked in a "
+        "terminal)",
     )
     init.add_argument(
         "--base-url",
@@ -205,9 +206,17 @@ def _add_setup_commands(commands: Commands) -> None:
         "(default: Ollama 11434, LM Studio 1234, llama.cpp 8080, vLLM 8000)",
     )
     init.add_argument(
-        "--yes", "-y", action="store_true", help="take the first choice offered; do not ask"
+        "--yes",
+        "-y",
+        action="store_true",
+        help="ask nothing: the LLM from --llm (or implied by "
+        "--api-key / --base-url; else the defaults), and install the plugin",
     )
-    init.add_argument("--force", action="store_true", help="replace an existing settings file")
+    init.add_argument(
+        "--force",
+        action="store_true",
+        help="update an existing settings file's LLM keys (every other key is kept)",
+    )
     plugin_choice = init.add_mutually_exclusive_group()
     plugin_choice.add_argument(
         "--plugin", dest="plugin", action="store_true", default=None, help="install the plugin"
