@@ -14,7 +14,7 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     asyncio's own loop (Windows, where uvloop does not exist).
 
     uvloop is asyncio's loop written in C over libuv: the relay's websocket frames, SQLite hops
-    and HTTP requests cost about a fifth less CPU on it (see README, Performance).
+    and HTTP requests cost about a fifth less CPU on it (see docs/performance.md).
     """
     try:
         import uvloop  # noqa: PLC0415

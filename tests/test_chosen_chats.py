@@ -252,4 +252,18 @@ async def test_chosen_chats_set_remove_and_last_reply_on_a_real_file(
     assert chosen.effective().match("500", "801", dm=True) is None
     refused = await chosen.remove("111", "222")
     assert not refused.ok and "REPLY_TO[0]" in refused.text
+
+    # A wider rule still answers where a chat was removed: the file's, or another chosen one.
+    await chosen.set(StoredRule("112", "700"))
+    wider_in_file = await chosen.remove("112", "700")
+    assert wider_in_file.text == (
+        "Auto-reply off for user 112 in channel 700. "
+        "The rule of reply_config.py REPLY_TO[1] still answers there."
+    )
+    await chosen.set(StoredRule("*", "701", label="#general · My Server"))
+    await chosen.set(StoredRule("502", "701"))
+    wider_chosen = await chosen.remove("502", "701")
+    assert wider_chosen.text.endswith(
+        " The chat chosen in Discord for #general · My Server still answers there."
+    )
     await store.close()

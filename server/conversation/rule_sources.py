@@ -129,8 +129,11 @@ def removed_text(rule: StoredRule, still: Rule | None) -> str:
     """What the owner reads once a chosen chat is removed; `still`: a rule that still answers
     there."""
     text = f"Auto-reply off for {chat_name(rule.user, rule.channel, rule.label)}."
-    if still is not None:
+    if still is not None and still.source == "file":
         text += f" The rule of {still.where} still answers there."
+    elif still is not None:
+        wider = chat_name(still.user, still.channel, still.label)
+        text += f" The chat chosen in Discord for {wider} still answers there."
     return text
 
 

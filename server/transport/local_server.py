@@ -200,7 +200,7 @@ class LocalServer:
             return web.Response(
                 status=426,
                 headers={"Upgrade": "websocket"},
-                text="This port speaks WebSocket, and HTTP under /plugin/ (see the README).\n",
+                text="This port speaks WebSocket, and HTTP under /plugin/ (docs/protocol.md).\n",
             )
         await socket.prepare(request)
         link = WebSocketLink(socket, peer)
