@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -56,8 +57,8 @@ class Serving:
         return "".join(self.lines) + rest
 
 
-def serve_until_watching(tmp_path: Path, python_args: list[str]) -> Serving:
-    """Start `python PYTHON_ARGS serve -vv` in `tmp_path`; return once it is watching."""
+def serve_until_ready(tmp_path: Path, python_args: list[str]) -> Serving:
+    """Start `python PYTHON_ARGS serve -vv` in `tmp_path`; return once it says it is ready."""
     config = tmp_path / "config.json"
     config.write_text(
         json.dumps(
@@ -82,18 +83,19 @@ def serve_until_watching(tmp_path: Path, python_args: list[str]) -> Serving:
     lines = []
     for line in process.stderr:
         lines.append(line)
-        if "watching" in line:
+        if "server: ready (started in" in line:
             break
     return Serving(process, lines)
 
 
 @pytest.mark.posix
 def test_serve_prints_clear_startup_lines_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    output = serve_until_watching(tmp_path, ["-m", "server"]).stop(signal.SIGTERM)
+    output = serve_until_ready(tmp_path, ["-m", "server"]).stop(signal.SIGTERM)
     assert "listening on ws://127.0.0.1:" in output
     assert "LLM backends: openai (llama3.1 at 127.0.0.1:9)" in output
     assert "messenger: plugin" in output
     assert "watching 2 pair(s) from reply_config.py" in output
+    assert re.search(r"ready \(started in \d+\.\d\d s\); Ctrl-C stops", output)
     assert "shutting down" in output
     assert "s3cret-value" not in output
 
@@ -112,7 +114,7 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.mark.posix  # sends SIGINT, which Windows' Popen.send_signal cannot
 def test_ctrl_c_shuts_down_cleanly_without_loop_signal_handlers(tmp_path: Path) -> None:
-    serving = serve_until_watching(tmp_path, ["-c", SERVE_WITHOUT_LOOP_SIGNAL_HANDLERS])
+    serving = serve_until_ready(tmp_path, ["-c", SERVE_WITHOUT_LOOP_SIGNAL_HANDLERS])
     output = serving.stop(signal.SIGINT)
     assert "shutting down" in output
     assert "Traceback" not in output

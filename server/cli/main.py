@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -43,6 +44,8 @@ BOT_EXTRA_MISSING = (
     "(or `make run EXTRAS=g4f,bot`)"
 )
 
+STARTED = time.perf_counter()
+"""When the command line was loaded: `serve` says how long it took to be ready."""
 DESCRIPTION_WIDTH = 78
 Handler = Callable[[argparse.Namespace], int]
 
@@ -495,6 +498,8 @@ async def _run_until_signal(app: _Service) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
     await app.start()
+    started = time.perf_counter() - STARTED
+    logging.getLogger("server").info("ready (started in %.2f s); Ctrl-C stops", started)
     try:
         await stop.wait()
     finally:
