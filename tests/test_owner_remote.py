@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import discord.state
 import pytest
 
 from server.owner.notifier import Notice
@@ -27,6 +28,18 @@ from tests.test_relay import rest_settings
 OWNER = "1180000000000000777"
 STRANGER = "1180000000000000666"
 RULES = 'CONTEXT_MESSAGE = "You stand in for Sam."\nREPLY_TO = [("111", "222")]\n'
+
+
+@pytest.fixture(autouse=True)
+def quick_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    """discord.py waits `guild_ready_timeout` (2 s) after READY for GUILD_CREATEs before the
+    owner bot's ready; the fake sends none, so that documented Client option is short here."""
+    init = discord.state.ConnectionState.__init__
+
+    def short_wait(self: discord.state.ConnectionState[Any], *args: Any, **options: Any) -> None:
+        init(self, *args, **{"guild_ready_timeout": 0.05, **options})
+
+    monkeypatch.setattr(discord.state.ConnectionState, "__init__", short_wait)
 
 
 @asynccontextmanager
