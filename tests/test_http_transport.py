@@ -91,9 +91,14 @@ async def test_a_message_over_http_is_acked_and_answered_through_the_plugin(
 async def test_a_poll_that_broke_on_the_way_gets_the_same_frames_again(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
-    """Frames stay until a poll confirms them: the `send` frame is never lost to a broken poll."""
+    """Frames stay until a poll confirms them: the `send` frame is never lost to a broken poll.
+
+    Nothing answers the `send`: a short SEND_TIMEOUT_SECONDS ends its wait, so the shutdown does
+    not wait its grace out."""
     async with (
-        running_app(tmp_path, RULES, MESSENGER="plugin", **llm(fake_openai)) as running,
+        running_app(
+            tmp_path, RULES, MESSENGER="plugin", SEND_TIMEOUT_SECONDS=1.0, **llm(fake_openai)
+        ) as running,
         aiohttp.ClientSession() as http,
     ):
         base = http_base(running.url)
