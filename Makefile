@@ -48,9 +48,10 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy server
 
-# NODE: the plugin-installer tests evaluate the installed plugin file with it.
+# NODE: the plugin-installer tests evaluate the installed plugin file with it. Two processes, a
+# file each at a time (its module fixtures and order kept): the tests mostly wait, not compute.
 pytest: $(VENV)/.installed-test system-deps node
-	NODE="$$(bash tests/plugin/node.sh | cut -d' ' -f1)" $(BIN)/pytest
+	NODE="$$(bash tests/plugin/node.sh | cut -d' ' -f1)" $(BIN)/pytest -n 2 --dist loadfile
 
 # A Node with a WebSocket for the plugin tests (22+, or 20.10+ with a flag): checked first, so an
 # old one is reported before anything runs; fetched into .cache/node when there is none.
@@ -59,11 +60,12 @@ node: | $(BIN)/python
 	echo "plugin tests will use Node $$($${node%% *} --version): $$node"
 
 # The plugin suite twice: over the WebSocket, then with loopback WebSockets blocked as Chromium's
-# Local Network Access does, so the plugin falls back to HTTP through BdApi.Net.fetch.
+# Local Network Access does, so the plugin falls back to HTTP through BdApi.Net.fetch. Two files
+# at a time (Node's default is one fewer than the cores: one on two), each with its own server.
 node-test: $(VENV)/.installed-test system-deps node
 	@node=$$(bash tests/plugin/node.sh) && set -x && \
-	PYTHON="$(abspath $(BIN)/python)" DAR_TRANSPORT=websocket $$node --test tests/plugin/*.test.js && \
-	PYTHON="$(abspath $(BIN)/python)" DAR_TRANSPORT=http $$node --test tests/plugin/*.test.js
+	PYTHON="$(abspath $(BIN)/python)" DAR_TRANSPORT=websocket $$node --test --test-concurrency=2 tests/plugin/*.test.js && \
+	PYTHON="$(abspath $(BIN)/python)" DAR_TRANSPORT=http $$node --test --test-concurrency=2 tests/plugin/*.test.js
 
 test: node lint typecheck pytest node-test
 
