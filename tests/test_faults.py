@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import logging
 import sys
 import time
@@ -34,10 +33,6 @@ from tests.fault_rig import (
     stored_replies,
 )
 from tests.relay_harness import PluginClient, running_app
-
-# The openai SDK loads on a backend's first request, inside LLM_TIMEOUT_SECONDS: loaded here, so a
-# 1 s timeout meets the held fake however little ran before in this process (pytest-xdist).
-importlib.import_module("openai")
 
 RULES = 'REPLY_TO = [("111", "222"), ("112", "223"), ("113", "224")]\n'
 FALLBACK = "Back soon."

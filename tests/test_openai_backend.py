@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -486,3 +487,38 @@ def test_answers_are_read_as_plain_json_whatever_their_shape() -> None:
             completion_text(not_a_completion)
     with pytest.raises(MalformedAnswer):
         chunk_text([1, 2])
+
+
+FIRST_REQUEST = """
+import asyncio, sys
+from server.llm.base import ChatMessage, GenerationOptions
+from server.llm.openai_backend import OpenAIBackend
+
+async def first() -> str:
+    backend = OpenAIBackend(base_url=sys.argv[1], api_key=sys.argv[2], model="m", timeout=0.3)
+    try:
+        return await backend.complete([ChatMessage("user", "hi")], GenerationOptions(max_tokens=50))
+    finally:
+        await backend.aclose()
+
+assert "openai" not in sys.modules
+print("ANSWER " + asyncio.run(first()))
+"""
+
+
+async def test_loading_the_sdk_on_the_first_request_is_not_counted_in_its_timeout(
+    fake_openai: FakeOpenAI,
+) -> None:
+    """In a fresh interpreter the SDK takes longer to import than this 0.3 s timeout: the
+    first request must still be answered (the clock starts once the client exists)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        FIRST_REQUEST,
+        fake_openai.base_url,
+        FakeOpenAI.API_KEY,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert out.decode().strip() == "ANSWER echo: hi [turns=1]", err.decode()

@@ -86,11 +86,14 @@ class OpenAIBackend:
         self._url = url
         self._max_retries = max_retries
         self._client: openai.AsyncOpenAI | None = None
+        self._client_made = asyncio.Lock()
 
     async def _sdk_client(self) -> openai.AsyncOpenAI:
         """The SDK's client, made on the first request: the openai SDK takes most of a second
         to import, so `serve` starts without it and it loads off the event loop."""
-        if self._client is None:
+        async with self._client_made:
+            if self._client is not None:
+                return self._client
             sdk = await asyncio.to_thread(importlib.import_module, "openai")
             self._client = sdk.AsyncOpenAI(
                 api_key=self._api_key or PLACEHOLDER_KEY,
@@ -110,15 +113,20 @@ class OpenAIBackend:
 
         A refusal that names something the model does not accept is retried without it.
         """
+        client = await self._sdk_client()  # before the clock starts: loading is not asking
         try:
             async with asyncio.timeout(self.timeout):
-                return await self._complete(messages, options)
+                return await self._complete(client, messages, options)
         except TimeoutError:
             raise self._error(f"timed out after {self.timeout} s") from None
 
-    async def _complete(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> str:
+    async def _complete(
+        self,
+        client: openai.AsyncOpenAI,
+        messages: Sequence[ChatMessage],
+        options: GenerationOptions,
+    ) -> str:
         """`complete` without the overall deadline."""
-        client = await self._sdk_client()
         import openai  # noqa: PLC0415 -- loaded by _sdk_client
 
         model = options.model or self.model
