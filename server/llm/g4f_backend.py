@@ -69,8 +69,8 @@ class G4FBackend:
         self._client_lock = threading.Lock()
 
     def _sdk_client(self) -> Any:
-        """g4f's client, made on the first request, on that request's own thread: importing g4f
-        takes about a second, which `serve` should not spend before it is ready."""
+        """g4f's client, made on the first request (on a thread): importing g4f takes about a
+        second, which `serve` should not spend before it is ready."""
         with self._client_lock:
             if self._client is None:
                 import g4f.debug  # noqa: PLC0415 -- an optional GPL extra, slow to import
@@ -91,6 +91,10 @@ class G4FBackend:
         make blocking calls inside their async code, which would otherwise stall the relay.
         """
         where = f"{self.name} ({self.provider_name})"
+        try:
+            await asyncio.to_thread(self._sdk_client)  # loading g4f is not part of the timeout
+        except Exception as err:  # a broken install: named like any other failure
+            raise LLMError(f"{where}: cannot load g4f: {type(err).__name__}: {err}") from err
         try:
             text, provider = await asyncio.wait_for(
                 run_in_own_thread(self._ask(messages, options)), self.timeout
