@@ -13,6 +13,18 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from server.config_file import (
+    OWNER_DEFAULTS,
+    SECRET_KEYS,
+    database_path,
+    environment_values,
+    read_config_file,
+)
+
+# Re-exported (explicitly, for mypy): the relay's modules import these from here.
+from server.config_file import ConfigError as ConfigError  # noqa: PLC0414
+from server.config_file import ReplyMode as ReplyMode  # noqa: PLC0414
+from server.config_file import ReplyWhen as ReplyWhen  # noqa: PLC0414
 from server.conversation.memory import MAX_MEMORY_LENGTH
 from server.owner.away_schedule import AwaySchedule, parse_schedule, parse_window, zone_named
 
@@ -25,8 +37,6 @@ DEFAULT_ORIGINS = (
 BackendName = Literal["openai", "g4f"]
 DEFAULT_BACKENDS: tuple[BackendName, ...] = ("openai", "g4f")
 MessengerName = Literal["auto", "rest", "plugin", "macro"]
-ReplyWhen = Literal["away", "always"]
-ReplyMode = Literal["send", "draft"]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 
@@ -108,19 +118,6 @@ def _apprise_url(value: str) -> str:
 
 AppriseUrl = Annotated[str, AfterValidator(_apprise_url)]
 
-# Settings that hold secrets: never logged, never echoed back in errors.
-SECRET_KEYS = (
-    "OPENAI_API_KEY",
-    "DISCORD_AUTHORIZATION",
-    "WEBSOCKET_SECRET",
-    "DISCORD_BOT_TOKEN",
-    "NOTIFY_URLS",  # Apprise URLs carry tokens and passwords
-)
-
-
-class ConfigError(Exception):
-    """A setting is missing, unknown or of the wrong type; the text names the key and its source."""
-
 
 class Settings(BaseModel):
     """Every key of `config.json`; see docs/configuration.md for what each one does."""
@@ -136,9 +133,10 @@ class Settings(BaseModel):
     LLM_MAX_RETRIES: Annotated[int, Field(ge=0, le=10)] = 2
     DISCORD_AUTHORIZATION: str = ""
     DISCORD_API_BASE: HttpUrl = "https://discord.com/api/v9"
-    WEBSOCKET_HOST: str = "127.0.0.1"
-    WEBSOCKET_PORT: Annotated[int, Field(ge=0, le=65535)] = 8765
-    WEBSOCKET_SECRET: str = ""
+    # The keys the owner's light commands read too (server/config_file.py): their defaults.
+    WEBSOCKET_HOST: str = OWNER_DEFAULTS.WEBSOCKET_HOST
+    WEBSOCKET_PORT: Annotated[int, Field(ge=0, le=65535)] = OWNER_DEFAULTS.WEBSOCKET_PORT
+    WEBSOCKET_SECRET: str = OWNER_DEFAULTS.WEBSOCKET_SECRET
     ALLOWED_ORIGINS: list[str] = Field(default_factory=lambda: list(DEFAULT_ORIGINS))
     MESSENGER: MessengerName = "auto"
     MEMORY_LENGTH: Annotated[int, Field(ge=0, le=MAX_MEMORY_LENGTH)] = 10
@@ -148,9 +146,9 @@ class Settings(BaseModel):
     TYPING_INTERVAL_SECONDS: PositiveFloat = 8.0
     TYPING_DELAY_SECONDS: NonNegativeFloat = 0.5
     HELLO_TIMEOUT_SECONDS: PositiveFloat = 5.0
-    SEND_TIMEOUT_SECONDS: PositiveFloat = 30.0
+    SEND_TIMEOUT_SECONDS: PositiveFloat = OWNER_DEFAULTS.SEND_TIMEOUT_SECONDS
     # Conversations: the database, the memory window, bursts and owner takeover.
-    DATABASE: Annotated[str, Field(min_length=1)] = "auto_reply.db"
+    DATABASE: Annotated[str, Field(min_length=1)] = OWNER_DEFAULTS.DATABASE
     RETENTION_DAYS: PositiveFloat = 30.0
     CONTEXT_TOKENS: Annotated[int, Field(ge=100, le=2_000_000)] = 3000
     SUMMARIZE: bool = False
@@ -171,8 +169,8 @@ class Settings(BaseModel):
     TRANSCRIBE_MODEL: str = ""
     TRANSCRIBE_BASE_URL: HttpUrlOrEmpty = ""
     # Away mode and drafts: when the relay speaks for the owner, and whether it asks first.
-    REPLY_WHEN: ReplyWhen = "away"
-    MODE: ReplyMode = "send"
+    REPLY_WHEN: ReplyWhen = OWNER_DEFAULTS.REPLY_WHEN
+    MODE: ReplyMode = OWNER_DEFAULTS.MODE
     DRAFT_EXPIRE_MINUTES: PositiveFloat = 30.0
     AWAY_NOTE: Annotated[str, Field(max_length=500)] = ""
     STYLE: bool = False
@@ -215,37 +213,28 @@ class Settings(BaseModel):
         return [value for value in values if value]
 
 
+_TEXT_KEYS = frozenset(
+    key
+    for key, field in Settings.model_fields.items()
+    if field.annotation in (str, MessengerName, ReplyWhen, ReplyMode)
+)
+"""The keys whose environment value is the text itself (the others' are JSON-decoded)."""
+
+
 def load_settings(path: Path, env: Mapping[str, str] = os.environ) -> Settings:
     """Read `path` (missing file = all defaults) and apply environment overrides.
 
     Raises `ConfigError` naming the key and the file (or environment variable) at fault.
     """
-    values: dict[str, object] = {}
-    lines: dict[str, int] = {}
-    if path.exists():
-        try:
-            # utf-8-sig: Windows PowerShell 5 and older Notepads start UTF-8 files with a BOM.
-            text = path.read_text(encoding="utf-8-sig")
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: must hold a JSON object of settings")
-        values.update(raw)
-        lines = _key_lines(text)
+    values, lines = read_config_file(path)
+    if values:
         _validate(values, source=str(path), lines=lines)
-    from_env = {key: _parse_env(key, env[key]) for key in Settings.model_fields if key in env}
+    from_env = environment_values(Settings.model_fields, _TEXT_KEYS, env)
     for key, value in from_env.items():
         _validate({**values, key: value}, source=f"environment variable {key}", only=key)
     settings = _validate({**values, **from_env}, source=str(path), lines=lines)
-    return settings.model_copy(update={"DATABASE": str(database_path(settings, path.parent))})
-
-
-def database_path(settings: Settings, config_dir: Path) -> Path:
-    """DATABASE, a relative path being taken from the config file's folder."""
-    return config_dir / Path(settings.DATABASE).expanduser()
+    database = database_path(settings.DATABASE, path.parent)
+    return settings.model_copy(update={"DATABASE": str(database)})
 
 
 def write_initial_config(
@@ -278,10 +267,9 @@ def write_initial_config(
 def _existing_values(path: Path) -> dict[str, object]:
     """The settings in the config file at `path`, or none when it cannot be read as settings."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError):
+        return read_config_file(path)[0]
+    except ConfigError:
         return {}
-    return raw if isinstance(raw, dict) else {}
 
 
 def _replace_privately(path: Path, text: str) -> None:
@@ -295,27 +283,6 @@ def _replace_privately(path: Path, text: str) -> None:
     except OSError as exc:
         Path(temp_name).unlink(missing_ok=True)
         raise ConfigError(f"{path}: cannot be written ({exc.strerror or exc})") from exc
-
-
-def _parse_env(key: str, text: str) -> object:
-    """Environment values are strings: JSON-decode them for keys that hold numbers or lists."""
-    if Settings.model_fields[key].annotation in (str, MessengerName, ReplyWhen, ReplyMode):
-        return text
-    try:
-        value: object = json.loads(text)
-    except json.JSONDecodeError:
-        return text
-    return value
-
-
-def _key_lines(text: str) -> dict[str, int]:
-    """The line of each top-level key of a config file, for error messages."""
-    lines: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        found = re.match(r'\s*"([A-Za-z0-9_]+)"\s*:', line)
-        if found:
-            lines.setdefault(found.group(1), number)
-    return lines
 
 
 def _validate(

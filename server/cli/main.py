@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 # matching names, not classes, leaves their modules (pydantic, rich, websockets) unloaded here.
 USER_ERRORS = frozenset(
     {
-        "server.config.ConfigError",
+        "server.config_file.ConfigError",
         "server.conversation.rules.RulesError",
         "server.storage.database.DatabaseError",
         "server.cli.plugin_installer.InstallError",
