@@ -14,10 +14,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from server import __version__
-from server.transport import protocol
+from server.transport import wire
 
 if TYPE_CHECKING:
     from server.config import Settings
+    from server.config_file import OwnerSettings
 
 CLIENT_NAME = "discord-auto-reply-cli"
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -31,7 +32,7 @@ class ServerNotRunning(ControlError):
     """Nothing listens at the server's address: commands that can may work on the files."""
 
 
-def server_url(settings: Settings) -> str:
+def server_url(settings: OwnerSettings | Settings) -> str:
     """The websocket URL of the server these settings describe, on this machine."""
     host = settings.WEBSOCKET_HOST
     if host in ("0.0.0.0", "::", ""):
@@ -42,7 +43,7 @@ def server_url(settings: Settings) -> str:
 
 
 async def ask(
-    settings: Settings,
+    settings: OwnerSettings | Settings,
     frame: dict[str, Any],
     answered_by: Callable[[dict[str, Any]], bool],
     *,
@@ -63,11 +64,11 @@ async def ask(
     try:
         async with asyncio.timeout(timeout + CONNECT_TIMEOUT_SECONDS):
             async with connect(url, open_timeout=CONNECT_TIMEOUT_SECONDS) as connection:
-                await connection.send(protocol.encode(hello))
+                await connection.send(wire.encode(hello))
                 welcome = json.loads(await connection.recv())
                 if welcome.get("type") != "welcome":
                     raise ControlError(f"{url} did not welcome us: {welcome}")
-                await connection.send(protocol.encode(frame))
+                await connection.send(wire.encode(frame))
                 async for text in connection:
                     answer = json.loads(text)
                     if answer.get("type") == "error":
@@ -77,7 +78,7 @@ async def ask(
     except TimeoutError:
         raise ControlError(f"no answer from the server at {url} in time") from None
     except ConnectionClosed as exc:
-        if exc.rcvd is not None and exc.rcvd.code == protocol.CLOSE_BAD_SECRET:
+        if exc.rcvd is not None and exc.rcvd.code == wire.CLOSE_BAD_SECRET:
             raise ControlError(
                 f"the server at {url} refused the secret: WEBSOCKET_SECRET in the config file "
                 "is not the running server's"

@@ -11,9 +11,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-PROTOCOL_VERSION = 1
-CLOSE_BAD_SECRET = 4001
-CLOSE_NO_HELLO = 4002
+# Re-exported (explicitly, for mypy): the gateway uses them as protocol.X.
+from server.transport.wire import CLOSE_BAD_SECRET as CLOSE_BAD_SECRET  # noqa: PLC0414
+from server.transport.wire import CLOSE_NO_HELLO as CLOSE_NO_HELLO  # noqa: PLC0414
+from server.transport.wire import PROTOCOL_VERSION as PROTOCOL_VERSION  # noqa: PLC0414
+from server.transport.wire import encode as encode  # noqa: PLC0414
+
 FRAME_TYPES = (
     "hello",
     "message",
@@ -33,8 +36,6 @@ MAX_QUOTED = 40
 # A surrogate escape (or character) may leave half a UTF-16 pair in a string, which nothing
 # downstream can encode (logs, the LLM request, Discord, the database): such frames are refused.
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
-# Server frames: one encoder, not one per frame as json.dumps builds for non-default separators.
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
 _SNOWFLAKE = re.compile(r"[0-9]{1,25}")
 
 
@@ -321,11 +322,6 @@ def parse_client_frame(text: str | bytes) -> ClientFrameType:
             for error in exc.errors()
         )
         raise ProtocolError(f"invalid {kind} frame: {problems}") from None
-
-
-def encode(frame: dict[str, Any]) -> str:
-    """Serialise a server frame, as ASCII: any text, even an LLM's lone surrogate, can be sent."""
-    return _ENCODER.encode(frame)
 
 
 def welcome(server_version: str, watch: list[dict[str, str]], messenger: str) -> dict[str, Any]:
