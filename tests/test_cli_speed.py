@@ -1,13 +1,15 @@
 """Commands that do not call a model answer at once: guarded by what they import, not by a clock.
 
 Each command runs in a fresh interpreter (the real `main`), which then reports the heavy packages
-it loaded: the LLM SDKs, discord.py, rich, aiohttp, apprise, the token encodings, the GUI macro.
+it loaded: the LLM SDKs, discord.py, rich, aiohttp, apprise, the token encodings, the GUI macro,
+and for the owner's light commands pydantic too (they read config.json as `OwnerSettings`).
 bench/command_latency.py measures the times themselves.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import json
 import os
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from server.cli.main import USER_ERRORS, build_parser
+from tests.relay_harness import running_app, write_cli_config
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = (
@@ -36,6 +39,8 @@ HEAVY = (
 )
 # `--help` and the parser need no validation, no event loop and no protocol.
 HELP_ALSO_SPARES = ("pydantic", "asyncio", "websockets", "sqlite3")
+# The owner's light commands check the few keys they read themselves (server/config_file.py).
+LIGHT_ALSO_SPARES = ("pydantic",)
 PROBE = """
 import json, sys
 from server.cli.main import main
@@ -122,13 +127,17 @@ def test_every_command_help_describes_it_with_examples(command: tuple[str, ...])
         (("away", "status"), (), "is `discord-auto-reply serve` running?"),
         (("away", "note", "back at six"), (), "is `discord-auto-reply serve` running?"),
         (("drafts",), (), "no drafts waiting"),
+        (("drafts", "discard", "7"), (), "no pending draft 7"),
         (("memory", "list"), (), "no conversations in"),
         (("memory", "export"), (), '"conversations": []'),
         (("history", "--json"), ("rich",), "[]"),  # history renders with rich
         (("history",), ("rich",), "nothing since"),
-        (("rules",), ("rich",), ""),
-        (("init", "--config", "new.json", "--no-plugin"), (), "Wrote new.json"),
-        (("init", "--config", "new.json", "--llm", "g4f", "--no-plugin"), (), "Wrote"),
+        (("plugin", "install", "--dir", "plugins"), (), "installed"),
+        # With the server stopped, `rules` reads reply_config.py, whose rules pydantic checks.
+        (("rules",), ("pydantic",), "server not running"),
+        # init writes a config that `serve` accepts: it validates every key.
+        (("init", "--config", "new.json", "--no-plugin"), ("pydantic",), "Wrote new.json"),
+        (("init", "--config", "new.json", "--llm", "g4f", "--no-plugin"), ("pydantic",), "Wrote"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, tuple) else None,
 )
@@ -138,7 +147,30 @@ def test_light_commands_leave_the_heavy_packages_unloaded(
     _code, loaded, output = run_command(config_dir, *command)
     assert says in output
     assert "Traceback" not in output, output
-    assert [name for name in loaded if name in HEAVY and name not in allowed] == [], output
+    heavy = (*HEAVY, *LIGHT_ALSO_SPARES)
+    assert [name for name in loaded if name in heavy and name not in allowed] == [], output
+
+
+async def test_light_commands_asking_the_running_server_leave_pydantic_unloaded(
+    tmp_path: Path,
+) -> None:
+    """`rules` lists what the server sends (it parses no reply_config.py); `away` and `drafts`
+    ask it too."""
+    rules = 'REPLY_TO = [("111", "222")]\n'
+    async with running_app(tmp_path, rules, OPENAI_API_KEY="sk-not-used") as running:
+        config = str(write_cli_config(running, tmp_path / "config.json"))
+        for command, exit_code, says in (
+            (("rules",), 0, "reply_config.py"),
+            (("away", "status"), 0, "away switch:"),
+            (("drafts", "send", "7"), 1, "error: "),
+        ):
+            code, loaded, output = await asyncio.to_thread(
+                run_command, tmp_path, *command, "--config", config
+            )
+            assert (code, says in output) == (exit_code, True), output
+            assert "server not running" not in output
+            heavy = (*HEAVY, *LIGHT_ALSO_SPARES)
+            assert [name for name in loaded if name in heavy] == [], (command, output)
 
 
 def test_user_errors_name_real_exception_classes() -> None:

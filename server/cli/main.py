@@ -21,6 +21,7 @@ from server import __version__
 
 if TYPE_CHECKING:
     from server.config import Settings
+    from server.config_file import OwnerSettings
     from server.storage.conversations import ConversationStore
 
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -510,10 +511,10 @@ async def _run_until_signal(app: _Service) -> None:
 def _memory(args: argparse.Namespace) -> int:
     import asyncio
 
-    from server.config import load_settings
+    from server.config_file import load_owner_settings
     from server.storage.conversations import ConversationStore
 
-    settings = load_settings(args.config)
+    settings = load_owner_settings(args.config)
     if args.action == "reset" and args.all == bool(args.user and args.channel):
         print("discord-auto-reply: error: give USER CHANNEL, or --all", file=sys.stderr)
         return 2
@@ -553,18 +554,18 @@ def _away(args: argparse.Namespace) -> int:
     import asyncio
 
     from server.cli import owner_commands
-    from server.config import load_settings
+    from server.config_file import load_owner_settings
 
-    settings = load_settings(args.config)
+    settings = load_owner_settings(args.config)
     return asyncio.run(owner_commands.away(settings, args.mode, note=note))
 
 
 def _drafts(args: argparse.Namespace) -> int:
     import asyncio
 
-    from server.config import load_settings
+    from server.config_file import load_owner_settings
 
-    settings = load_settings(args.config)
+    settings = load_owner_settings(args.config)
     if (args.action == "list") != (args.id is None):
         print(
             "discord-auto-reply: error: give `drafts`, or `drafts send|discard ID`", file=sys.stderr
@@ -573,7 +574,7 @@ def _drafts(args: argparse.Namespace) -> int:
     return asyncio.run(_run_drafts_command(settings, args))
 
 
-async def _run_drafts_command(settings: Settings, args: argparse.Namespace) -> int:
+async def _run_drafts_command(settings: OwnerSettings, args: argparse.Namespace) -> int:
     from server.cli import owner_commands
     from server.storage.conversations import ConversationStore
     from server.storage.owner_store import OwnerStore
@@ -592,15 +593,17 @@ async def _run_drafts_command(settings: Settings, args: argparse.Namespace) -> i
 def _history(args: argparse.Namespace) -> int:
     import asyncio
 
-    from server.config import load_settings
+    from server.config_file import load_owner_settings
     from server.owner import history
 
-    settings = load_settings(args.config)
+    settings = load_owner_settings(args.config)
     span = history.parse_span(args.since)
     return asyncio.run(_run_history_command(settings, span, args))
 
 
-async def _run_history_command(settings: Settings, span: float, args: argparse.Namespace) -> int:
+async def _run_history_command(
+    settings: OwnerSettings, span: float, args: argparse.Namespace
+) -> int:
     from server.owner import history
     from server.storage.conversations import ConversationStore
     from server.storage.owner_store import OwnerStore
@@ -656,9 +659,9 @@ def _plugin_install(args: argparse.Namespace) -> int:
         default_plugin_dir,
         install_plugin,
     )
-    from server.config import ConfigError, load_settings
+    from server.config_file import ConfigError, load_owner_settings
 
-    settings = load_settings(args.config)
+    settings = load_owner_settings(args.config)
     if not settings.WEBSOCKET_SECRET:
         raise ConfigError(
             f"{args.config}: WEBSOCKET_SECRET is empty; run `discord-auto-reply init` first "

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from server.owner.away_schedule import describe_until, zone_named
 
 if TYPE_CHECKING:
-    from server.config import Settings
+    from server.config_file import OwnerSettings
     from server.storage.owner_store import OwnerStore
 
 SWITCH_TEXT = {
@@ -69,7 +69,7 @@ def _describe_schedule(schedule: dict[str, Any], switch: str) -> str:
 
 
 async def away(
-    settings: Settings, mode: str, out: TextIO = sys.stdout, *, note: str | None = None
+    settings: OwnerSettings, mode: str, out: TextIO = sys.stdout, *, note: str | None = None
 ) -> int:
     """Set the away switch (on, off, auto) and/or the away note (`note`, "" clears it), or print
     the status (status)."""
@@ -118,7 +118,7 @@ async def list_drafts(store: OwnerStore, out: TextIO = sys.stdout) -> int:
 
 
 async def act_on_draft(
-    settings: Settings,
+    settings: OwnerSettings,
     store: OwnerStore,
     draft_id: str,
     action: str,

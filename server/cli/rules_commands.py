@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from server.config import Settings
+    from server.config_file import OwnerSettings
     from server.owner.chosen_chats import RuleResult
 
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -138,23 +138,23 @@ def run(args: argparse.Namespace) -> int:
     """Carry out `rules` (list, add or remove); the exit code."""
     import asyncio
 
-    from server.config import load_settings
+    from server.config_file import load_owner_settings
 
     config: Path = getattr(args, "config", Path("config.json"))
     reply_config: Path = getattr(args, "reply_config", Path("reply_config.py"))
     frame = _frame(args)
     if frame is None:
         return 2
-    settings = load_settings(config)
+    settings = load_owner_settings(config)
     return asyncio.run(_run(settings, reply_config, frame, json_output=args.json, out=sys.stdout))
 
 
 def _frame(args: argparse.Namespace) -> dict[str, Any] | None:
     """The owner frame for the action, checked as the server checks it (None: said why)."""
-    from server.transport import protocol
-
     if args.action == "list":
         return {"type": "rules"}
+    from server.transport import protocol
+
     frame: dict[str, Any] = {"type": "rule_remove", "user": args.user, "channel": args.channel}
     if args.action == "add":
         persona = None if args.persona in (None, "", "default") else args.persona
@@ -174,7 +174,7 @@ def _frame(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 async def _run(
-    settings: Settings,
+    settings: OwnerSettings,
     reply_config: Path,
     frame: dict[str, Any],
     *,
@@ -194,7 +194,7 @@ async def _run(
 
 
 async def _run_offline(
-    settings: Settings,
+    settings: OwnerSettings,
     reply_config: Path,
     frame: dict[str, Any],
     *,
