@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from server.config import ReplyMode, ReplyWhen
+from server.config_file import ReplyMode, ReplyWhen
 from server.conversation.rules import DMS, WILDCARD, Rule, RuleSet, too_wide
 from server.storage.rule_store import PairReply, StoredRule
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from server.config import ReplyMode, ReplyWhen
+from server.config_file import ReplyMode, ReplyWhen
 from server.conversation import rule_sources
 from server.conversation.rules import DMS, RuleSet
 from server.storage.database import DatabaseError

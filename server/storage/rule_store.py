@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
-from server.config import ReplyMode, ReplyWhen
+from server.config_file import ReplyMode, ReplyWhen
 from server.storage.conversations import ConversationStore
 
 T = TypeVar("T")
