@@ -135,6 +135,7 @@ def test_every_command_help_describes_it_with_examples(command: tuple[str, ...])
         (("plugin", "install", "--dir", "plugins"), (), "installed"),
         # With the server stopped, `rules` reads reply_config.py, whose rules pydantic checks.
         (("rules",), ("pydantic",), "server not running"),
+        (("rules", "add", "sam", "@dms"), ("pydantic",), "user: must be a Discord user id"),
         # init writes a config that `serve` accepts: it validates every key.
         (("init", "--config", "new.json", "--no-plugin"), ("pydantic",), "Wrote new.json"),
         (("init", "--config", "new.json", "--llm", "g4f", "--no-plugin"), ("pydantic",), "Wrote"),
@@ -154,13 +155,15 @@ def test_light_commands_leave_the_heavy_packages_unloaded(
 async def test_light_commands_asking_the_running_server_leave_pydantic_unloaded(
     tmp_path: Path,
 ) -> None:
-    """`rules` lists what the server sends (it parses no reply_config.py); `away` and `drafts`
-    ask it too."""
+    """`rules` lists what the server sends (it parses no reply_config.py) and leaves checking a
+    new rule to it; `away` and `drafts` ask it too."""
     rules = 'REPLY_TO = [("111", "222")]\n'
     async with running_app(tmp_path, rules, OPENAI_API_KEY="sk-not-used") as running:
         config = str(write_cli_config(running, tmp_path / "config.json"))
         for command, exit_code, says in (
             (("rules",), 0, "reply_config.py"),
+            (("rules", "add", "5", "@dms"), 0, "Auto-reply on"),
+            (("rules", "add", "sam", "@dms"), 2, "the server says: invalid rule_set frame: user:"),
             (("away", "status"), 0, "away switch:"),
             (("drafts", "send", "7"), 1, "error: "),
         ):

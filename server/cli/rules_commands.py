@@ -142,19 +142,16 @@ def run(args: argparse.Namespace) -> int:
 
     config: Path = getattr(args, "config", Path("config.json"))
     reply_config: Path = getattr(args, "reply_config", Path("reply_config.py"))
-    frame = _frame(args)
-    if frame is None:
-        return 2
     settings = load_owner_settings(config)
+    frame = _frame(args)
     return asyncio.run(_run(settings, reply_config, frame, json_output=args.json, out=sys.stdout))
 
 
-def _frame(args: argparse.Namespace) -> dict[str, Any] | None:
-    """The owner frame for the action, checked as the server checks it (None: said why)."""
+def _frame(args: argparse.Namespace) -> dict[str, Any]:
+    """The owner frame for the action, unchecked: the running server checks it (and answers an
+    error), or `_run_offline` as the server would."""
     if args.action == "list":
         return {"type": "rules"}
-    from server.transport import protocol
-
     frame: dict[str, Any] = {"type": "rule_remove", "user": args.user, "channel": args.channel}
     if args.action == "add":
         persona = None if args.persona in (None, "", "default") else args.persona
@@ -165,12 +162,18 @@ def _frame(args: argparse.Namespace) -> dict[str, Any] | None:
             reply_when="always" if args.always else None,
             label=args.label or None,
         )
+    return frame
+
+
+def _problem(frame: dict[str, Any]) -> str | None:
+    """What is wrong with `frame`, as the server would say it (with pydantic); None: nothing."""
+    from server.transport import protocol
+
     try:
         protocol.parse_client_frame(json.dumps(frame))
     except protocol.ProtocolError as exc:
-        print(f"discord-auto-reply: error: {exc}", file=sys.stderr)
-        return None
-    return frame
+        return str(exc)
+    return None
 
 
 async def _run(
@@ -202,6 +205,10 @@ async def _run_offline(
     out: TextIO,
 ) -> int:
     """The server is not running: the same action on the database and the rules file."""
+    problem = _problem(frame)
+    if problem:
+        print(f"discord-auto-reply: error: {problem}", file=sys.stderr)
+        return 2
     from server.conversation.rules_file import load_rules
     from server.owner.chosen_chats import ChosenChats
     from server.storage.conversations import ConversationStore
