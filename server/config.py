@@ -1,4 +1,8 @@
-"""`config.json`: the server's settings, validated with pydantic, overridable by environment."""
+"""`config.json`: the server's settings, validated with pydantic, overridable by environment.
+
+server/config_file.py reads the file and the environment; the owner's light commands read their
+few keys there alone, without this module.
+"""
 
 from __future__ import annotations
 
