@@ -28,6 +28,28 @@ SECRET_KEYS = (
 )
 
 
+SETTING_NAMES = frozenset(
+    {
+        *("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL", "G4F_MODEL", "G4F_PROVIDER"),
+        *("LLM_BACKENDS", "LLM_TIMEOUT_SECONDS", "LLM_MAX_RETRIES", "CONTEXT_TOKENS", "SUMMARIZE"),
+        *("DISCORD_AUTHORIZATION", "DISCORD_API_BASE", "MESSENGER", "MACRO_IDLE_SECONDS"),
+        *("WEBSOCKET_HOST", "WEBSOCKET_PORT", "WEBSOCKET_SECRET", "ALLOWED_ORIGINS"),
+        *("HELLO_TIMEOUT_SECONDS", "SEND_TIMEOUT_SECONDS", "DATABASE", "RETENTION_DAYS"),
+        *("MEMORY_LENGTH", "MAX_TOKENS", "REPLY_PREFIX", "FALLBACK_MESSAGE", "STYLE"),
+        *("TYPING_INTERVAL_SECONDS", "TYPING_DELAY_SECONDS", "COALESCE_SECONDS"),
+        *("REPLY_AFTER_SECONDS", "TAKEOVER_MINUTES", "REPLY_WITHIN_MINUTES"),
+        *("MAX_REPLIES_PER_MINUTE", "MAX_REPLIES_PER_HOUR", "REPLY_WHEN", "MODE"),
+        *("ATTACHMENT_HOSTS", "VISION", "TRANSCRIBE_MODEL", "TRANSCRIBE_BASE_URL"),
+        *("DRAFT_EXPIRE_MINUTES", "AWAY_NOTE", "AWAY_SCHEDULE", "TIMEZONE"),
+        *("NOTIFY_URLS", "NOTIFY_ON", "URGENT_WORDS", "NOTIFY_TEXT"),
+        *("DISCORD_BOT_TOKEN", "DISCORD_APPLICATION_ID", "DISCORD_PUBLIC_KEY", "BOT_SHARDS"),
+        *("OWNER_BOT", "OWNER_ID"),
+    }
+)
+"""Every key `config.json` may hold (those of `Settings`; a test keeps the two alike), so the
+owner's quick commands refuse a misspelt key as `serve` does, without loading pydantic."""
+
+
 class ConfigError(Exception):
     """A setting is missing, unknown or of the wrong type; the text names the key and its source."""
 
@@ -71,8 +93,8 @@ def database_path(database: str, config_dir: Path) -> Path:
 class OwnerSettings:
     """The keys of `config.json` that the owner's commands calling no model read, each checked.
 
-    The file's other keys are not checked here at all (nor unknown keys refused): `check` and
-    `serve` validate everything. `Settings` takes its defaults for these keys from here.
+    The file's other keys are not checked here (unknown ones are refused): `check` and `serve`
+    validate everything. `Settings` takes its defaults for these keys from here.
     """
 
     WEBSOCKET_HOST: str = "127.0.0.1"
@@ -95,6 +117,13 @@ def load_owner_settings(path: Path, env: Mapping[str, str] = os.environ) -> Owne
     Raises `ConfigError` naming the key and the file (with its line) or environment variable.
     """
     values, lines = read_config_file(path)
+    unknown = [key for key in values if key not in SETTING_NAMES]
+    if unknown:
+        where = "; ".join(
+            f"unknown key {key!r}" + (f" (line {lines[key]})" if key in lines else "")
+            for key in unknown
+        )
+        raise ConfigError(f"{path}: {where}")
     checked = _checked({key: values[key] for key in _CHECKS if key in values}, str(path), lines)
     for key, value in environment_values(_CHECKS, _TEXT_KEYS, env).items():
         checked.update(_checked({key: value}, f"environment variable {key}", {}))

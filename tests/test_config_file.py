@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from server.config import ConfigError, Settings, load_settings
-from server.config_file import OWNER_DEFAULTS, OwnerSettings, load_owner_settings
+from server.config_file import OWNER_DEFAULTS, SETTING_NAMES, OwnerSettings, load_owner_settings
 
 Loader = Callable[..., object]
 KEYS = [field.name for field in fields(OwnerSettings)]
@@ -144,7 +144,21 @@ def test_an_error_never_echoes_the_secret(tmp_path: Path) -> None:
 
 def test_keys_the_light_commands_do_not_read_are_left_to_serve_and_check(tmp_path: Path) -> None:
     config = tmp_path / "config.json"
-    config.write_text('{"LLM_BACKENDS": ["nope"], "NOT_A_KEY": 1}', encoding="utf-8")
+    config.write_text('{"LLM_BACKENDS": ["nope"]}', encoding="utf-8")
     assert load_owner_settings(config, env={}).WEBSOCKET_PORT == 8765
     with pytest.raises(ConfigError, match="LLM_BACKENDS"):
         load_settings(config, env={})
+
+
+def test_the_key_names_are_those_of_settings() -> None:
+    assert set(Settings.model_fields) == SETTING_NAMES
+
+
+def test_a_misspelt_key_is_refused_as_serve_refuses_it(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text('{\n  "MODE": "draft",\n  "DATABSE": "other.db"\n}', encoding="utf-8")
+    with pytest.raises(ConfigError) as light:
+        load_owner_settings(config, env={})
+    with pytest.raises(ConfigError) as full:
+        load_settings(config, env={})
+    assert str(light.value) == str(full.value) == f"{config}: unknown key 'DATABSE' (line 3)"
