@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from server.cli.main import can_print
-from server.config import ConfigError, load_settings, write_initial_config
+from server.config import ConfigError, write_initial_config
 
 if TYPE_CHECKING:
     import httpx2
@@ -392,11 +392,8 @@ class Setup:
 
     def offer_plugin(self, path: Path) -> None:
         """Install the plugin if asked to (--plugin, --yes, or yes in the terminal)."""
-        from server.cli.plugin_installer import (  # noqa: PLC0415
-            check_install_target,
-            default_plugin_dir,
-            install_plugin,
-        )
+        from server.cli.plugin_installer import default_plugin_dir, install_for  # noqa: PLC0415
+        from server.config_file import load_owner_settings  # noqa: PLC0415
 
         directory: Path = self.args.plugin_dir or default_plugin_dir()
         wanted = self.args.plugin
@@ -408,14 +405,7 @@ class Setup:
         if not wanted:
             self.terminal.say("Install the plugin later with: discord-auto-reply plugin install")
             return
-        settings = load_settings(path)
-        check_install_target(directory)
-        installed = install_plugin(
-            directory,
-            host=settings.WEBSOCKET_HOST,
-            port=settings.WEBSOCKET_PORT,
-            secret=settings.WEBSOCKET_SECRET,
-        )
+        installed = install_for(load_owner_settings(path), directory)
         self.terminal.say(f"Installed {installed}")
 
 

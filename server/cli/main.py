@@ -654,11 +654,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _plugin_install(args: argparse.Namespace) -> int:
-    from server.cli.plugin_installer import (
-        check_install_target,
-        default_plugin_dir,
-        install_plugin,
-    )
+    from server.cli.plugin_installer import default_plugin_dir, install_for
     from server.config_file import ConfigError, load_owner_settings
 
     settings = load_owner_settings(args.config)
@@ -667,14 +663,7 @@ def _plugin_install(args: argparse.Namespace) -> int:
             f"{args.config}: WEBSOCKET_SECRET is empty; run `discord-auto-reply init` first "
             "so the plugin and the server share a secret"
         )
-    directory = args.dir or default_plugin_dir()
-    check_install_target(directory)
-    path = install_plugin(
-        directory,
-        host=settings.WEBSOCKET_HOST,
-        port=settings.WEBSOCKET_PORT,
-        secret=settings.WEBSOCKET_SECRET,
-    )
+    path = install_for(settings, args.dir or default_plugin_dir())
     print(f"installed {path}")
     print("next: in Discord open Settings > Plugins, enable DiscordAutoReply,")
     print("      then start the server with `discord-auto-reply serve` (or `make run`);")

@@ -9,6 +9,10 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path, PureWindowsPath
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.config_file import OwnerSettings
 
 PLUGIN_FILE_NAME = "discord-auto-reply.plugin.js"
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent.parent / "plugin" / PLUGIN_FILE_NAME
@@ -92,6 +96,18 @@ def render_plugin(source: str, *, host: str, port: int, secret: str) -> str:
 def connect_host(bind_host: str) -> str:
     """The address a client uses for a server bound to `bind_host` (wildcards -> loopback)."""
     return "127.0.0.1" if bind_host.strip() in ("", "0.0.0.0", "::", "[::]") else bind_host.strip()
+
+
+def install_for(settings: OwnerSettings, directory: Path) -> Path:
+    """Check `directory`, then install the plugin there with the server's address and secret
+    from `settings`; returns the installed file. Raises `InstallError` naming what is wrong."""
+    check_install_target(directory)
+    return install_plugin(
+        directory,
+        host=settings.WEBSOCKET_HOST,
+        port=settings.WEBSOCKET_PORT,
+        secret=settings.WEBSOCKET_SECRET,
+    )
 
 
 def install_plugin(directory: Path, *, host: str, port: int, secret: str) -> Path:
