@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from server.config_file import (
+    MAX_REPLY_AFTER_SECONDS,
     OWNER_DEFAULTS,
     SECRET_KEYS,
     database_path,
@@ -105,9 +106,6 @@ AwayWindow = Annotated[str, AfterValidator(_away_window)]
 TimeZoneName = Annotated[str, AfterValidator(_time_zone)]
 """An IANA time zone name such as "Europe/Berlin"; "" = this machine's local time."""
 PublicKeyOrEmpty = Annotated[str, AfterValidator(_public_key_or_empty)]
-
-MAX_REPLY_AFTER_SECONDS = 3600.0
-"""The longest grace period (REPLY_AFTER_SECONDS): the owner's messages are kept this long."""
 
 NoticeKind = Literal["draft", "urgent", "failure", "summary", "reply"]
 DEFAULT_NOTIFY_ON: tuple[NoticeKind, ...] = ("draft", "urgent", "failure", "summary")

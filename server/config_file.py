@@ -18,6 +18,9 @@ from typing import Any, Literal, get_args
 ReplyWhen = Literal["away", "always"]
 ReplyMode = Literal["send", "draft"]
 
+MAX_REPLY_AFTER_SECONDS = 3600.0
+"""The longest grace period (REPLY_AFTER_SECONDS): the owner's messages are kept this long."""
+
 # Settings that hold secrets: never logged, never echoed back in errors.
 SECRET_KEYS = (
     "OPENAI_API_KEY",

@@ -205,7 +205,7 @@ async def _run_offline(
     out: TextIO,
 ) -> int:
     """The server is not running: the same action on the database and the rules file."""
-    problem = _problem(frame)
+    problem = None if frame["type"] == "rules" else _problem(frame)  # a listing has no fields
     if problem:
         print(f"discord-auto-reply: error: {problem}", file=sys.stderr)
         return 2

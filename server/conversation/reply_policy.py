@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from server.config import MAX_REPLY_AFTER_SECONDS, ReplyWhen
+from server.config_file import MAX_REPLY_AFTER_SECONDS, ReplyWhen
 from server.conversation.memory import PairKey
 from server.conversation.rules import Rule
 from server.owner.away_schedule import NO_SCHEDULE, Active, AwaySchedule

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from server.config import MAX_REPLY_AFTER_SECONDS, ReplyMode, ReplyWhen
+from server.config_file import MAX_REPLY_AFTER_SECONDS, ReplyMode, ReplyWhen
 from server.conversation.memory import MAX_MEMORY_LENGTH
 from server.owner.away_schedule import check_windows
 
