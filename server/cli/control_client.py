@@ -6,12 +6,10 @@ It says hello with the secret and `role: "cli"`, so the server never picks it to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from server import __version__
 from server.transport import wire
@@ -32,14 +30,35 @@ class ServerNotRunning(ControlError):
     """Nothing listens at the server's address: commands that can may work on the files."""
 
 
+def _connect_host(settings: OwnerSettings | Settings) -> str:
+    """The address to reach the server at on this machine (a wildcard bind: loopback)."""
+    host = settings.WEBSOCKET_HOST
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
 def server_url(settings: OwnerSettings | Settings) -> str:
     """The websocket URL of the server these settings describe, on this machine."""
-    host = settings.WEBSOCKET_HOST
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
+    host = _connect_host(settings)
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"ws://{host}:{settings.WEBSOCKET_PORT}"
+
+
+async def _check_listening(settings: OwnerSettings | Settings, url: str) -> None:
+    """Raise `ServerNotRunning` when nothing accepts a connection at the server's address: known
+    before the websocket client, a tenth of a second to load, is imported."""
+    host = _connect_host(settings).strip("[]")
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+            _reader, writer = await asyncio.open_connection(host, settings.WEBSOCKET_PORT)
+    except (OSError, TimeoutError) as exc:
+        raise ServerNotRunning(
+            f"no relay server at {url} ({exc or 'timed out'}): "
+            "is `discord-auto-reply serve` running?"
+        ) from None
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
 
 
 async def ask(
@@ -54,6 +73,14 @@ async def ask(
     Raises `ControlError` saying what went wrong (never with the secret in it).
     """
     url = server_url(settings)
+    await _check_listening(settings, url)
+    from websockets.asyncio.client import connect  # noqa: PLC0415 -- only when a server runs
+    from websockets.exceptions import (  # noqa: PLC0415
+        ConnectionClosed,
+        InvalidHandshake,
+        InvalidStatus,
+    )
+
     hello = {
         "type": "hello",
         "secret": settings.WEBSOCKET_SECRET,
