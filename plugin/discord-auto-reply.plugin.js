@@ -406,7 +406,6 @@ function isWatched(watch, frame) {
     });
 }
 
-/** The client path of a chat: `/channels/@me/ID` for DMs, `/channels/GUILD/ID` in a server. */
 /** The text of a draft's notice: who it answers, where, and the drafted reply. */
 function draftNoticeText(frame, who, where) {
     return `Draft reply to ${who} ${where}: “${frame.content}”`;
